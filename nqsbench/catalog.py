@@ -1,0 +1,341 @@
+"""System catalog: ``systems/*.toml`` → validated, frozen :class:`SystemSpec` → :class:`Geometry`.
+
+Materials are data. Geometry entries may be numbers or small arithmetic expressions in the
+named parameters (``"2*d"``, ``"a*sqrt(3)/2"``); they are evaluated by a whitelist AST walker,
+never by ``eval``.
+"""
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import math
+import os
+import tomllib
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import CatalogError
+
+ANGSTROM_TO_BOHR = 1.0 / 0.52917721092  # the factor PySCF uses (pyscf.lib.param.BOHR)
+MIN_ATOM_DISTANCE_BOHR = 0.5
+SCHEMA_VERSION = 1
+
+# Atomic numbers of the elements the catalog may use (STO-3G covers H–Kr).
+_Z = {s: i + 1 for i, s in enumerate(
+    "H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn Ga Ge As Se "
+    "Br Kr".split())}
+
+Expr = float | str
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Parameter(_Frozen):
+    default: float
+    unit: str
+    description: str = ""
+    scan: tuple[float, ...] = ()
+
+
+class Atom(_Frozen):
+    symbol: str
+    position: tuple[Expr, Expr, Expr]
+
+    @field_validator("symbol")
+    @classmethod
+    def _known_element(cls, v: str) -> str:
+        if v not in _Z:
+            raise ValueError(f"unknown element {v!r}; use a chemical symbol such as 'H' or 'Li'")
+        return v
+
+
+class KMeshes(_Frozen):
+    exact: tuple[tuple[int, int, int], ...] = ()
+    beyond: tuple[tuple[int, int, int], ...] = ()
+
+
+class SystemSpec(_Frozen):
+    """One material family: lattice, atoms and basis, with named geometry parameters."""
+
+    schema_version: int = SCHEMA_VERSION
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    description: str
+    source: str
+    dimension: Literal[1, 2, 3]
+    unit: Literal["bohr", "angstrom"]
+    basis: str
+    lattice: tuple[tuple[Expr, Expr, Expr], tuple[Expr, Expr, Expr], tuple[Expr, Expr, Expr]]
+    periodic_axes: tuple[int, ...] | None = None
+    atoms: tuple[Atom, ...] = Field(min_length=1)
+    kmesh: tuple[int, int, int]
+    kmeshes: KMeshes = KMeshes()
+    frozen_core: int = Field(default=0, ge=0)
+    tier: Literal["exact", "beyond"]
+    parameters: dict[str, Parameter] = {}
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "SystemSpec":
+        axes = self.axes
+        if len(axes) != self.dimension or sorted(set(axes)) != sorted(axes) or any(
+                a not in (0, 1, 2) for a in axes):
+            raise ValueError(f"periodic_axes {list(axes)} must list {self.dimension} distinct "
+                             "lattice-vector indices in 0..2")
+        for name in self.parameters:
+            if name in _FUNCTIONS or name in _CONSTANTS:
+                raise ValueError(f"parameter name {name!r} shadows a built-in; rename it")
+        if self.n_electrons_cell % 2:
+            raise ValueError(f"odd electron count per cell ({self.n_electrons_cell}); nqsbench "
+                             "solves closed-shell neutral cells: double the cell")
+        if 2 * self.frozen_core >= self.n_electrons_cell:
+            raise ValueError(f"frozen_core={self.frozen_core} freezes all "
+                             f"{self.n_electrons_cell} electrons; lower it")
+        self.check_kmesh(self.kmesh)
+        for km in self.kmeshes.exact + self.kmeshes.beyond:
+            self.check_kmesh(km)
+        return self
+
+    @property
+    def axes(self) -> tuple[int, ...]:
+        return self.periodic_axes if self.periodic_axes is not None else tuple(range(self.dimension))
+
+    @property
+    def n_electrons_cell(self) -> int:
+        return sum(_Z[a.symbol] for a in self.atoms)
+
+    def check_kmesh(self, kmesh) -> tuple[int, int, int]:
+        km = tuple(int(k) for k in kmesh)
+        if len(km) != 3 or any(k < 1 for k in km):
+            raise ValueError(f"k-mesh {list(kmesh)} must be three positive integers")
+        bad = [i for i in range(3) if km[i] > 1 and i not in self.axes]
+        if bad:
+            raise ValueError(f"k-mesh {list(km)} samples non-periodic axis {bad[0]} of a "
+                             f"{self.dimension}D system; use 1 there (periodic axes: {list(self.axes)})")
+        return km
+
+    def geometry(self, params: dict[str, float] | None = None, kmesh=None) -> "Geometry":
+        """Resolve parameters (defaults overridden by ``params``) into numbers in bohr."""
+        params = dict(params or {})
+        unknown = sorted(set(params) - set(self.parameters))
+        if unknown:
+            raise CatalogError(f"{self.id}: unknown parameter {unknown[0]!r}; known: "
+                               f"{sorted(self.parameters)}")
+        values = {k: float(params.get(k, p.default)) for k, p in self.parameters.items()}
+        scale = ANGSTROM_TO_BOHR if self.unit == "angstrom" else 1.0
+        where = f"{self.id}"
+        lattice = np.array([[scale * _evaluate(e, values, f"{where}: lattice[{i}][{j}]")
+                             for j, e in enumerate(row)] for i, row in enumerate(self.lattice)])
+        coords = np.array([[scale * _evaluate(e, values, f"{where}: atoms[{i}].position[{j}]")
+                            for j, e in enumerate(a.position)] for i, a in enumerate(self.atoms)])
+        try:
+            km = self.check_kmesh(self.kmesh if kmesh is None else kmesh)
+        except ValueError as exc:
+            raise CatalogError(f"{where}: --kmesh: {exc}") from None
+        geom = Geometry(spec=self, params=values, lattice=lattice, symbols=tuple(a.symbol for a in self.atoms),
+                        coords=coords, kmesh=km)
+        geom.validate()
+        return geom
+
+
+class Geometry:
+    """A spec at concrete parameter values and k-mesh (lattice and coordinates in bohr)."""
+
+    def __init__(self, spec: SystemSpec, params, lattice, symbols, coords, kmesh):
+        self.spec, self.params, self.kmesh = spec, dict(params), tuple(kmesh)
+        self.lattice, self.symbols, self.coords = lattice, symbols, coords
+
+    def validate(self) -> None:
+        if abs(np.linalg.det(self.lattice)) < 1e-6:
+            raise CatalogError(f"{self.spec.id}: field 'lattice': vectors are linearly dependent "
+                               f"at {self.params}; check the lattice expressions")
+        # Minimum distance over periodic images along the periodic axes.
+        shifts = [np.zeros(3)]
+        for ax in self.spec.axes:
+            shifts = [s + n * self.lattice[ax] for s in shifts for n in (-1, 0, 1)]
+        for i in range(len(self.coords)):
+            for j in range(len(self.coords)):
+                for s in shifts:
+                    if i == j and not np.any(s):
+                        continue
+                    dist = np.linalg.norm(self.coords[i] - self.coords[j] - s)
+                    if dist < MIN_ATOM_DISTANCE_BOHR:
+                        raise CatalogError(
+                            f"{self.spec.id}: field 'atoms': atoms {i} ({self.symbols[i]}) and {j} "
+                            f"({self.symbols[j]}) are {dist:.3f} bohr apart (< {MIN_ATOM_DISTANCE_BOHR}) "
+                            f"at {self.params}; fix the positions or parameters")
+
+    @property
+    def nk(self) -> int:
+        return int(np.prod(self.kmesh))
+
+    @property
+    def tier(self) -> str:
+        if self.kmesh in self.spec.kmeshes.beyond:
+            return "beyond"
+        if self.kmesh in self.spec.kmeshes.exact:
+            return "exact"
+        return self.spec.tier
+
+    def as_dict(self) -> dict:
+        return {"system": self.spec.id, "params": self.params, "kmesh": list(self.kmesh),
+                "basis": self.spec.basis, "frozen_core": self.spec.frozen_core,
+                "lattice_bohr": self.lattice.round(12).tolist(), "symbols": list(self.symbols),
+                "coords_bohr": self.coords.round(12).tolist(), "dimension": self.spec.dimension,
+                "periodic_axes": list(self.spec.axes)}
+
+    def input_hash(self, extra: dict | None = None) -> str:
+        payload = dict(self.as_dict(), **(extra or {}))
+        blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def label(self) -> str:
+        p = "_".join(f"{k}{v:g}" for k, v in sorted(self.params.items()))
+        return f"{self.spec.id}_{p}_k{'x'.join(map(str, self.kmesh))}"
+
+
+# ---------------------------------------------------------------- safe arithmetic expressions
+_FUNCTIONS = {"sqrt": math.sqrt, "sin": math.sin, "cos": math.cos, "tan": math.tan}
+_CONSTANTS = {"pi": math.pi}
+_BINOPS = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
+           ast.Div: lambda a, b: a / b, ast.Pow: lambda a, b: a ** b}
+
+
+def _evaluate(expr: Expr, values: dict[str, float], where: str) -> float:
+    if isinstance(expr, (int, float)):
+        return float(expr)
+    try:
+        tree = ast.parse(expr, mode="eval")
+        return float(_walk(tree.body, values))
+    except (SyntaxError, KeyError, ValueError, TypeError, ZeroDivisionError) as exc:
+        msg = exc.args[0] if exc.args else type(exc).__name__
+        raise CatalogError(f"{where}: cannot evaluate {expr!r}: {msg}; use numbers, + - * / **, "
+                           f"sqrt/sin/cos/tan, pi and the declared parameters") from None
+
+
+def _walk(node, values):
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+        return node.value
+    if isinstance(node, ast.Name):
+        if node.id in values:
+            return values[node.id]
+        if node.id in _CONSTANTS:
+            return _CONSTANTS[node.id]
+        raise KeyError(f"unknown name {node.id!r}")
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+        return _BINOPS[type(node.op)](_walk(node.left, values), _walk(node.right, values))
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        v = _walk(node.operand, values)
+        return -v if isinstance(node.op, ast.USub) else v
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS
+            and len(node.args) == 1 and not node.keywords):
+        return _FUNCTIONS[node.func.id](_walk(node.args[0], values))
+    raise ValueError(f"unsupported syntax {ast.dump(node)[:40]}")
+
+
+# ---------------------------------------------------------------- loading
+def systems_dir() -> Path:
+    """The catalog folder: ``$NQSBENCH_SYSTEMS`` or the repository's ``systems/``."""
+    env = os.environ.get("NQSBENCH_SYSTEMS")
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "systems"
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        return f"field '{loc}': unknown key; remove it (see schemas/system.schema.json)"
+    if err["type"] == "missing":
+        return f"field '{loc}': missing; add it (see schemas/system.schema.json)"
+    return f"field '{loc or 'spec'}': {msg}"
+
+
+def load_spec_file(path: str | Path) -> SystemSpec:
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise CatalogError(f"{path}: no such system file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise CatalogError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        spec = SystemSpec.model_validate(data)
+    except ValidationError as exc:
+        raise CatalogError(f"{path}: {_first_error(exc)}") from None
+    _check_basis(spec, path)
+    # Every expression must evaluate at the defaults; errors name the file.
+    try:
+        spec.geometry()
+    except CatalogError as exc:
+        raise CatalogError(f"{path}: {exc}") from None
+    return spec
+
+
+@lru_cache(maxsize=None)
+def _basis_ok(basis: str, symbol: str) -> bool:
+    from pyscf import gto  # the catalog checks basis names with PySCF's own library
+    try:
+        return bool(gto.basis.load(basis, symbol))
+    except Exception:  # pyscf raises assorted errors for unknown basis names
+        return False
+
+
+def _check_basis(spec: SystemSpec, path: Path) -> None:
+    for sym in sorted({a.symbol for a in spec.atoms}):
+        if not _basis_ok(spec.basis, sym):
+            raise CatalogError(f"{path}: field 'basis': unknown basis {spec.basis!r} for {sym}; "
+                               "use a PySCF basis name such as 'sto-3g'")
+
+
+def available() -> list[str]:
+    return sorted(p.stem for p in systems_dir().glob("*.toml"))
+
+
+def load(name_or_path: str) -> SystemSpec:
+    """Load a system by catalog id (``h-chain``) or by path to a TOML file."""
+    p = Path(name_or_path)
+    if p.suffix == ".toml" or p.exists():
+        return load_spec_file(p)
+    path = systems_dir() / f"{name_or_path}.toml"
+    if not path.exists():
+        raise CatalogError(f"unknown system {name_or_path!r}; available: {', '.join(available())}")
+    spec = load_spec_file(path)
+    if spec.id != name_or_path:
+        raise CatalogError(f"{path}: field 'id': {spec.id!r} does not match the file name; rename one")
+    return spec
+
+
+def parse_params(items: list[str] | None) -> dict[str, float]:
+    """``["d=2.4", "a=4.0"]`` → ``{"d": 2.4, "a": 4.0}`` with a clear error."""
+    out = {}
+    for item in items or []:
+        key, sep, val = item.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            out[key.strip()] = float(val)
+        except ValueError:
+            raise CatalogError(f"--param {item!r}: expected NAME=NUMBER, e.g. d=2.4") from None
+    return out
+
+
+def parse_kmesh(text: str | None):
+    if text is None:
+        return None
+    try:
+        km = tuple(int(x) for x in text.replace("x", ",").split(","))
+        if len(km) != 3:
+            raise ValueError
+    except ValueError:
+        raise CatalogError(f"--kmesh {text!r}: expected three integers, e.g. 1,1,4") from None
+    return km
+
+
+def json_schema() -> dict:
+    return SystemSpec.model_json_schema()

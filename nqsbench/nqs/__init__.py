@@ -1,0 +1,22 @@
+"""NQS solver core (JAX): models, samplers, local energy, SR optimizer, driver, callbacks.
+
+    from nqsbench.nqs import NQS, SR
+    mf = NQS(ham, sampler="exact", optimizer=SR(learning_rate=0.25, diag_shift=0.01)).run(200)
+    mf.energy, mf.energy_error, mf.energy_ewald, mf.v_score, mf.trace
+
+Knows nothing of PySCF: takes a :class:`nqsbench.hamiltonian.Hamiltonian`.
+"""
+from .callbacks import (Checkpoint, DivergenceError, DivergenceGuard, EarlyStopping, ProgressBar,
+                        latest_checkpoint, load_checkpoint)
+from .driver import NQS
+from .hilbert import Sector
+from .models import RBM
+from .operator import FermionHamiltonian, make_local_energy, v_score
+from .optimizer import SR, force, jacobian, sr_direction
+from .samplers import ExactSampler, MetropolisSampler
+from .stats import Stats, statistics
+
+__all__ = ["NQS", "RBM", "SR", "Sector", "ExactSampler", "MetropolisSampler", "FermionHamiltonian",
+           "make_local_energy", "v_score", "force", "jacobian", "sr_direction", "Stats", "statistics",
+           "Checkpoint", "DivergenceError", "DivergenceGuard", "EarlyStopping", "ProgressBar",
+           "latest_checkpoint", "load_checkpoint"]

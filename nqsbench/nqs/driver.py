@@ -1,0 +1,272 @@
+"""The VMC driver: ``NQS(ham, ...).run(n_steps)``, results as attributes (PySCF method style).
+
+The loop itself does no I/O; progress bars, checkpoints, early stopping and divergence checks
+are callbacks (:mod:`nqsbench.nqs.callbacks`). Randomness: parameters from
+``PRNGKey(seed)``; the sampler key of step t is ``fold_in(PRNGKey(seed) ⊕ 1, t)``, so a run
+resumed from a checkpoint reproduces an uninterrupted run exactly.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .callbacks import DivergenceGuard, latest_checkpoint, load_checkpoint
+from .hilbert import Sector
+from .models import RBM, count_parameters
+from .operator import FermionHamiltonian, make_local_energy, sector_matrix_coo, v_score
+from .optimizer import SR, jacobian
+from .samplers import ExactSampler, MetropolisSampler
+from .stats import Stats, statistics
+
+jax.config.update("jax_enable_x64", True)
+
+TRACE_KEYS = ("energy", "error", "variance", "energy_imag", "acceptance", "tau_corr", "R_hat",
+              "update_norm")
+
+
+class NQS:
+    """Variational Monte Carlo ground state of ``ham`` in one (N_up, N_down, K) sector.
+
+    Parameters
+    ----------
+    ham : :class:`nqsbench.hamiltonian.Hamiltonian`.
+    model : a model (default ``RBM(2M, alpha)``).
+    sampler : 'exact' (full enumeration), 'metropolis', or a sampler object.
+    optimizer : an :class:`SR` (default lr 0.25, diag_shift 1e-3).
+    seed : integer seed (parameters and sampling).
+    init : 'hf' (visible bias ±model.bias towards the HF determinant) or 'random'.
+    n_samples, n_chains : Metropolis settings when ``sampler='metropolis'``.
+    chunk_size : configurations per local-energy batch.
+    exact_matrix : with the exact sampler, build the sector matrix once from the same
+        connections and get E_loc = (Hψ)/ψ by a sparse product (much faster; same numbers).
+    sector : a :class:`Sector` (default: N_up = N_down = HF, K = HF momentum).
+
+    After :meth:`run`: ``energy`` (Ha per cell, raw exxdiv=None H), ``energy_error``,
+    ``energy_ewald`` (per cell, ewald convention), ``e_tot`` (supercell), ``variance``
+    (supercell Var E_loc), ``e_inf`` (Tr H/dim, supercell), ``v_score``, ``stats``
+    (:class:`Stats`, supercell), ``trace`` (dict of per-step numpy arrays, energies per cell),
+    ``params``, ``step``, ``stopped_early``.
+    """
+
+    def __init__(self, ham, model=None, sampler="exact", optimizer=None, seed: int = 0,
+                 init: str = "hf", alpha: float = 2.0, n_samples: int = 1024, n_chains: int = 32,
+                 chunk_size: int = 64, sector: Sector | None = None, exact_matrix: bool = True):
+        self.ham = ham
+        self.sector = sector or Sector.from_hamiltonian(ham)
+        self.model = model or RBM(self.sector.n_spin_orbitals, alpha=alpha)
+        if isinstance(sampler, str):
+            if sampler == "exact":
+                sampler = ExactSampler(self.sector)
+            elif sampler == "metropolis":
+                sampler = MetropolisSampler(self.sector, n_chains=n_chains, n_samples=n_samples)
+            else:
+                raise ValueError(f"sampler must be 'exact', 'metropolis' or a sampler, not {sampler!r}")
+        self.sampler = sampler
+        self.optimizer = optimizer or SR(learning_rate=0.25, diag_shift=1e-3)
+        self.seed = int(seed)
+        self.init = init
+        self.chunk_size = chunk_size
+        self.exact_matrix = exact_matrix
+        self.fham = FermionHamiltonian(ham, self.sector)
+        self._eloc = make_local_energy(self.fham, self.model, chunk_size=chunk_size)
+        self._build()
+        self.reset()
+
+    # ------------------------------------------------------------------ setup
+    def _build(self):
+        model, sampler, opt, eloc_fn = self.model, self.sampler, self.optimizer, self._eloc
+        n = self.sector.n_spin_orbitals
+
+        exact_matrix = isinstance(sampler, ExactSampler) and self.exact_matrix
+        if exact_matrix:
+            # all connected configurations lie in the enumerated sector: E_loc = (Hψ)_x / ψ_x
+            rows, cols, vals = (jnp.asarray(a) for a in sector_matrix_coo(self.fham, sampler.configs))
+            dim = len(sampler.configs)
+
+        def sample_and_eloc(params, sstate, key):
+            xs, w, sstate, info = sampler.sample(model, params, sstate, key)
+            nc, npc = xs.shape[:2]
+            flat = xs.reshape(nc * npc, n)
+            wf = w.reshape(-1) if w is not None else jnp.full(nc * npc, 1.0 / (nc * npc))
+            if exact_matrix:
+                lp = model.log_psi(params, flat)
+                el = jax.ops.segment_sum(vals * jnp.exp(lp[cols] - lp[rows]), rows, num_segments=dim)
+            else:
+                el = eloc_fn(params, flat)
+            return flat, wf, el.reshape(nc, npc), (w is not None), sstate, info
+
+        def step(params, opt_state, sstate, key):
+            flat, wf, el, _, sstate, info = sample_and_eloc(params, sstate, key)
+            o = jacobian(model, params, flat)
+            params, opt_state, dnorm = opt.update(o, el.reshape(-1), wf, params, opt_state)
+            return params, opt_state, sstate, el, wf, info, dnorm
+
+        def evaluate(params, sstate, key):
+            _, wf, el, _, sstate, info = sample_and_eloc(params, sstate, key)
+            return el, wf, sstate, info
+
+        self._step = jax.jit(step)
+        self._evaluate = jax.jit(evaluate)
+        self._exact = isinstance(sampler, ExactSampler)
+
+    def reset(self):
+        """Fresh parameters, optimizer and sampler state (step 0)."""
+        key = jax.random.PRNGKey(self.seed)
+        kp, ks = jax.random.split(key)
+        ref = self.sector.hf_config if self.init == "hf" else None
+        self.params = self.model.init(kp, reference=ref)
+        self.opt_state = self.optimizer.init(self.params)
+        self.sampler_state = self.sampler.init_state(self.model, self.params, ks)
+        self._sample_key = jax.random.fold_in(key, 1)
+        self.step = 0
+        self.trace = {k: [] for k in TRACE_KEYS}
+        self.stopped_early = False
+        self.stats = None
+        return self
+
+    @property
+    def n_parameters(self) -> int:
+        return count_parameters(self.params)
+
+    def dump_flags(self) -> dict:
+        """Settings that define the run (for logs and records)."""
+        opt = self.optimizer
+        lr = opt.learning_rate if isinstance(opt.learning_rate, (int, float)) else repr(opt.learning_rate)
+        s = self.sampler
+        samp = ({"kind": "exact", "n_samples": s.n_samples} if self._exact else
+                {"kind": "metropolis", "n_chains": s.n_chains, "n_samples": s.n_per_chain * s.n_chains,
+                 "sweep_size": s._sweep, "n_discard_per_chain": s.n_discard_per_chain,
+                 "p_single": s.p_single})
+        m = self.model
+        model = {"kind": type(m).__name__, **{k: getattr(m, k) for k in ("alpha", "sigma", "bias")
+                                             if hasattr(m, k)}, "n_parameters": self.n_parameters}
+        return {"model": model, "sampler": samp,
+                "optimizer": {"kind": "SR", "learning_rate": lr, "diag_shift": opt.diag_shift,
+                              "mode": opt.mode},
+                "seed": self.seed, "init": self.init,
+                "sector": {"n_up": self.sector.n_up, "n_dn": self.sector.n_dn,
+                           "k_total": self.sector.k_total}}
+
+    # ------------------------------------------------------------------ loop
+    def run(self, n_steps: int, callbacks=None, resume=None) -> "NQS":
+        """Optimize until ``step == n_steps`` (total, counting resumed steps).
+
+        ``callbacks``: list (default: [DivergenceGuard()]). ``resume``: a checkpoint directory
+        (or file); the newest ``ckpt_*.npz`` is loaded when present."""
+        if callbacks is None:
+            callbacks = [DivergenceGuard()]
+        if resume is not None:
+            p = Path(resume)
+            ck = p if p.is_file() else latest_checkpoint(p)
+            if ck is not None:
+                self.load_state_arrays(load_checkpoint(ck))
+        for cb in callbacks:
+            if hasattr(cb, "on_run_start"):
+                cb.on_run_start(self, n_steps)
+        nk = self.ham.nk
+        try:
+            while self.step < n_steps:
+                t = self.step
+                key = jax.random.fold_in(self._sample_key, t)
+                params, opt_state, sstate, el, wf, info, dnorm = self._step(
+                    self.params, self.opt_state, self.sampler_state, key)
+                st = self._stats(el, wf)
+                log = {"step": t, "energy": float(np.real(st.mean)) / nk, "error": st.error_of_mean / nk,
+                       "variance": st.variance, "energy_imag": float(np.imag(st.mean)) / nk,
+                       "acceptance": float(info["acceptance"]), "tau_corr": st.tau_corr,
+                       "R_hat": st.R_hat, "update_norm": float(dnorm)}
+                for k in TRACE_KEYS:
+                    self.trace[k].append(log[k])
+                self.params, self.opt_state, self.sampler_state = params, opt_state, sstate
+                self.step = t + 1
+                stop = False
+                for cb in callbacks:
+                    stop = bool(cb(self, t, log)) or stop
+                if stop:
+                    self.stopped_early = True
+                    break
+        finally:
+            pass
+        for cb in callbacks:
+            if hasattr(cb, "on_run_end"):
+                cb.on_run_end(self)
+        self.finalize()
+        return self
+
+    def _stats(self, el, wf) -> Stats:
+        el = np.asarray(el)
+        return statistics(el, np.asarray(wf).reshape(el.shape) if self._exact else None)
+
+    def evaluate(self) -> Stats:
+        """Stats (supercell) of the local energy of the current parameters (no update)."""
+        key = jax.random.fold_in(jax.random.fold_in(self._sample_key, 2**31 - 1), self.step)
+        el, wf, _, _ = self._evaluate(self.params, self.sampler_state, key)
+        return self._stats(el, wf)
+
+    def finalize(self):
+        """Set the result attributes from a fresh estimate with the final parameters."""
+        nk = self.ham.nk
+        self.stats = st = self.evaluate()
+        self.e_tot = float(np.real(st.mean))
+        self.energy = self.e_tot / nk
+        self.energy_error = st.error_of_mean / nk
+        self.variance = st.variance
+        n_el = self.sector.n_electrons
+        self.energy_ewald = (self.e_tot + self.ham.ewald_shift(n_el)) / nk
+        self.e_inf = self.fham.e_inf()
+        self.v_score = v_score(self.e_tot, self.variance, n_el, self.e_inf)
+        return self
+
+    @property
+    def trace_arrays(self) -> dict:
+        return {k: np.asarray(v, dtype=float) for k, v in self.trace.items()}
+
+    def result_dict(self) -> dict:
+        """Plain-JSON summary (for a result record)."""
+        return {"method": "nqs", "settings": self.dump_flags(),
+                "energy_per_cell": self.energy_ewald, "energy_per_cell_raw": self.energy,
+                "energy_error": self.energy_error, "variance": self.variance,
+                "e_inf": self.e_inf, "v_score": self.v_score, "madelung": float(self.ham.madelung),
+                "n_steps": self.step, "stopped_early": self.stopped_early, "seed": self.seed,
+                "hamiltonian_hash": self.ham.hash}
+
+    # ------------------------------------------------------------------ checkpoint state
+    def _meta(self) -> dict:
+        return {"format": 1, "hamiltonian_hash": self.ham.hash, "seed": self.seed,
+                "n_parameters": self.n_parameters, "flags": json.loads(json.dumps(self.dump_flags(), default=str))}
+
+    def state_arrays(self) -> dict:
+        """Everything needed to resume, as a flat dict of numpy arrays (npz-ready)."""
+        out = {"meta": np.array(json.dumps(self._meta())), "step": np.array(self.step)}
+        for name, tree in (("params", self.params), ("opt", self.opt_state), ("sampler", self.sampler_state)):
+            for i, leaf in enumerate(jax.tree_util.tree_leaves(tree)):
+                out[f"{name}/{i}"] = np.asarray(leaf)
+        for k, v in self.trace.items():
+            out[f"trace/{k}"] = np.asarray(v, dtype=float)
+        return out
+
+    def load_state_arrays(self, d: dict):
+        meta = d["meta"]
+        mine = self._meta()
+        for k in ("hamiltonian_hash", "seed", "n_parameters"):
+            if meta.get(k) != mine[k]:
+                raise ValueError(f"checkpoint {k} = {meta.get(k)!r} does not match this run ({mine[k]!r}); "
+                                 "use a fresh checkpoint directory")
+        for name in ("params", "opt", "sampler"):
+            tree = {"params": self.params, "opt": self.opt_state, "sampler": self.sampler_state}[name]
+            leaves, treedef = jax.tree_util.tree_flatten(tree)
+            new = [jnp.asarray(d[f"{name}/{i}"], dtype=jnp.asarray(l).dtype) for i, l in enumerate(leaves)]
+            tree = jax.tree_util.tree_unflatten(treedef, new)
+            if name == "params":
+                self.params = tree
+            elif name == "opt":
+                self.opt_state = tree
+            else:
+                self.sampler_state = tree
+        self.step = int(d["step"])
+        self.trace = {k: list(d[f"trace/{k}"]) for k in TRACE_KEYS}
+        return self

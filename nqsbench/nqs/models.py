@@ -1,0 +1,88 @@
+"""Variational wave functions: plain modules over 0/1 occupation vectors, no physics.
+
+A model has ``init(key) -> params`` (a pytree of complex arrays) and
+``log_psi(params, x) -> complex`` for x of shape (..., n_visible). A model may add
+``log_ratio(params, x, rem, add)``: log ψ(x') − log ψ(x) for x' = x with the visible units
+``rem`` (C, r) switched off and ``add`` (C, r) switched on (x a single configuration); the local
+energy uses it to avoid re-evaluating the network on every connected configuration.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+jax.config.update("jax_enable_x64", True)
+
+
+def log_cosh(z):
+    """log cosh z for complex z, stable for large |Re z| (branch: any; only exp of it matters)."""
+    s = jnp.where(jnp.real(z) < 0, -z, z)
+    return s + jnp.log1p(jnp.exp(-2.0 * s)) - jnp.log(2.0)
+
+
+@dataclass(frozen=True)
+class RBM:
+    """Complex restricted Boltzmann machine (Carleo & Troyer 2017; Choo et al. 2020).
+
+    log ψ(x) = a·x + Σ_j log cosh(b_j + W_j·x), all parameters complex.
+
+    Parameters
+    ----------
+    n_visible : number of visible units (2M spin-orbitals).
+    alpha : hidden-unit density, n_hidden = alpha * n_visible.
+    sigma : standard deviation of the real and imaginary parts of the random initial b, W.
+    bias : magnitude of the initial visible bias towards ``reference`` in :meth:`init`.
+    """
+
+    n_visible: int
+    alpha: float = 2.0
+    sigma: float = 0.01
+    bias: float = 0.5
+
+    @property
+    def n_hidden(self) -> int:
+        return int(round(self.alpha * self.n_visible))
+
+    def n_parameters(self) -> int:
+        return self.n_visible + self.n_hidden + self.n_visible * self.n_hidden
+
+    def init(self, key, reference=None) -> dict:
+        """Random small (b, W); visible bias a = ±``bias`` on units that are 1/0 in
+        ``reference`` (e.g. the HF determinant), or small random without one."""
+        nv, nh = self.n_visible, self.n_hidden
+        k = jax.random.split(key, 6)
+
+        def cnormal(kr, ki, shape):
+            return self.sigma * (jax.random.normal(kr, shape) + 1j * jax.random.normal(ki, shape))
+
+        if reference is None:
+            a = cnormal(k[0], k[1], (nv,))
+        else:
+            ref = jnp.asarray(reference, dtype=jnp.float64)
+            a = (self.bias * (2.0 * ref - 1.0)).astype(jnp.complex128)
+        return {"a": a.astype(jnp.complex128),
+                "b": cnormal(k[2], k[3], (nh,)).astype(jnp.complex128),
+                "W": cnormal(k[4], k[5], (nh, nv)).astype(jnp.complex128)}
+
+    def theta(self, params, x):
+        x = jnp.asarray(x).astype(jnp.complex128)
+        return params["b"] + jnp.einsum("...v,hv->...h", x, params["W"])
+
+    def log_psi(self, params, x):
+        xc = jnp.asarray(x).astype(jnp.complex128)
+        return xc @ params["a"] + log_cosh(self.theta(params, x)).sum(-1)
+
+    def log_ratio(self, params, x, rem, add):
+        theta = self.theta(params, x)                                    # (H,)
+        w = params["W"]
+        dtheta = w[:, add].sum(-1) - w[:, rem].sum(-1)                   # (H, C)
+        da = params["a"][add].sum(-1) - params["a"][rem].sum(-1)         # (C,)
+        lc = log_cosh(theta[:, None] + dtheta).sum(0) - log_cosh(theta).sum()
+        return da + lc
+
+
+def count_parameters(params) -> int:
+    return int(sum(np.size(leaf) for leaf in jax.tree_util.tree_leaves(params)))

@@ -1,0 +1,196 @@
+"""The Hamiltonian as an operator on occupation vectors: local energy, diagonal, Tr H / dim.
+
+The operator knows nothing of wave functions beyond calling ``model.log_ratio`` (or
+``model.log_psi``). For a configuration x with occupied spin-orbitals occ (N, fixed) and empty
+ones emp, the connected configurations are
+
+* singles  c†_a c_i,        i ∈ occ, a ∈ emp, same spin and same k (k_i = k_a);
+* doubles  c†_a c†_b c_j c_i, i<j ∈ occ, a<b ∈ emp, spin and k_i + k_j = k_a + k_b conserved,
+
+with matrix elements (v the spin-orbital chemist ERI, t the one-body matrix)
+
+    ⟨x'|H|x⟩ = [t_ai + Σ_{n∈x} (v_aınn − v_anni)] · s,     s = ⟨x'|c†_a c_i|x⟩
+    ⟨x'|H|x⟩ = (v_aibj − v_ajbi) · s,                       s = ⟨x'|c†_a c†_b c_j c_i|x⟩
+
+(E_loc(x) = Σ_x' ⟨x|H|x'⟩ ψ(x')/ψ(x) uses the complex conjugates of these) and Jordan–Wigner signs from the exclusive prefix count P_l = Σ_{m<l} x_m:
+single (−1)^{P_i + P_a − [i<a]}, double (−1)^{P_i+P_j+P_a+P_b − 1 − [i<a] − [j<a] − [i<b] − [j<b]}.
+"""
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .hilbert import Sector
+
+jax.config.update("jax_enable_x64", True)
+
+
+class FermionHamiltonian:
+    """Spin-orbital arrays of H built once from a :class:`nqsbench.hamiltonian.Hamiltonian`."""
+
+    def __init__(self, ham, sector: Sector):
+        h, eri = ham.dense()
+        m = ham.n_spatial
+        n = 2 * m
+        self.sector = sector
+        self.constant = float(ham.constant)
+        self.nk = ham.nk
+        spin = sector.so_spin
+        sp = np.arange(n) % m
+        same = (spin[:, None] == spin[None, :])
+        t = h[np.ix_(sp, sp)] * same
+        v = eri[np.ix_(sp, sp, sp, sp)] * same[:, :, None, None] * same[None, None, :, :]
+        self.t = t                                                    # (2M, 2M)
+        self.v = v                                                    # (2M,)*4 chemist, spin-conserving
+        # diagonal: E_d(x) = t_nn x_n + ½ xᵀ D x,  D_mn = v_mmnn − v_mnnm
+        self.t_diag = np.real(np.diagonal(t)).copy()
+        d = np.einsum("mmnn->mn", v) - np.einsum("mnnm->mn", v)
+        self.d_mat = np.real(d).copy()
+        # singles: F_ai(x) = t_ai + Σ_n G_ain x_n,   G_ain = v_ainn − v_anni
+        self.g = np.einsum("ainn->ain", v) - np.einsum("anni->ain", v)
+        # doubles: Vas[a,b,i,j] = v_aibj − v_ajbi
+        self.vas = np.einsum("aibj->abij", v) - np.einsum("ajbi->abij", v)
+
+    @property
+    def n_spin_orbitals(self) -> int:
+        return self.t.shape[0]
+
+    # ------------------------------------------------------------------ Tr H / dim
+    def e_inf(self) -> float:
+        """Tr H / dim over the whole (N_up, N_down) sector (all K), closed form (supercell)."""
+        m = self.n_spin_orbitals // 2
+        nu, nd = self.sector.n_up, self.sector.n_dn
+        spin = self.sector.so_spin
+        nsig = np.where(spin == 0, nu, nd)
+        occ1 = nsig / m                                                  # ⟨x_n⟩
+        same = spin[:, None] == spin[None, :]
+        npair = np.array([nu * (nu - 1), nd * (nd - 1)]) / max(m * (m - 1), 1)
+        occ2 = np.where(same, npair[spin][:, None], nu * nd / m**2)   # ⟨x_m x_n⟩, m ≠ n
+        np.fill_diagonal(occ2, 0.0)   # D_nn = 0 anyway
+        return float(self.t_diag @ occ1 + 0.5 * (self.d_mat * occ2).sum() + self.constant)
+
+
+def _pair_tables(n_occ: int, n_emp: int):
+    iu_o = np.array(np.triu_indices(n_occ, 1)).T.astype(np.int32)   # (Po, 2) positions in occ list
+    iu_e = np.array(np.triu_indices(n_emp, 1)).T.astype(np.int32)
+    return iu_o, iu_e
+
+
+def make_connections(fham: FermionHamiltonian):
+    """Returns ``conn(x)`` for one configuration x (2M,) int →
+    (e_diag, rem_s (Cs,1), add_s (Cs,1), mel_s (Cs,), ok_s (Cs,), rem_d (Cd,2), add_d (Cd,2),
+    mel_d (Cd,), ok_d (Cd,)): the diagonal ⟨x|H|x⟩ and the fixed-size, masked lists of singles and
+    doubles x' with ⟨x|H|x'⟩ (sign included). Entries with ok = False are padding."""
+    sec = fham.sector
+    n = fham.n_spin_orbitals
+    n_el = sec.n_electrons
+    n_emp = n - n_el
+    so_k = jnp.asarray(sec.so_k)
+    so_s = jnp.asarray(sec.so_spin)
+    kadd = jnp.asarray(sec.kadd)
+    t = jnp.asarray(fham.t)
+    g = jnp.asarray(fham.g)
+    vas = jnp.asarray(fham.vas)
+    t_diag = jnp.asarray(fham.t_diag)
+    d_mat = jnp.asarray(fham.d_mat)
+    const = fham.constant
+    iu_o, iu_e = _pair_tables(n_el, n_emp)
+    iu_o, iu_e = jnp.asarray(iu_o), jnp.asarray(iu_e)
+
+    def conn(x):
+        x = x.astype(jnp.int32)
+        xf = x.astype(jnp.float64)
+        occ = jnp.nonzero(x, size=n_el)[0]
+        emp = jnp.nonzero(1 - x, size=n_emp)[0]
+        pref = jnp.cumsum(x) - x                                          # exclusive prefix count
+        e_diag = t_diag @ xf + 0.5 * xf @ d_mat @ xf + const
+        # singles c†_a c_i
+        i = jnp.repeat(occ, n_emp)
+        a = jnp.tile(emp, n_el)
+        ok_s = (so_k[i] == so_k[a]) & (so_s[i] == so_s[a])
+        f = t[a, i] + jnp.einsum("cn,n->c", g[a, i], xf.astype(g.dtype))
+        par_s = pref[i] + pref[a] - (i < a)
+        mel_s = jnp.where(ok_s, jnp.conj(f) * (1 - 2 * (par_s % 2)), 0.0)
+        # doubles c†_a c†_b c_j c_i
+        oi, oj = occ[iu_o[:, 0]], occ[iu_o[:, 1]]                        # i < j
+        ea, eb = emp[iu_e[:, 0]], emp[iu_e[:, 1]]                        # a < b
+        i2 = jnp.repeat(oi, len(iu_e)); j2 = jnp.repeat(oj, len(iu_e))
+        a2 = jnp.tile(ea, len(iu_o)); b2 = jnp.tile(eb, len(iu_o))
+        ok_d = ((kadd[so_k[i2], so_k[j2]] == kadd[so_k[a2], so_k[b2]])
+                & (so_s[i2] + so_s[j2] == so_s[a2] + so_s[b2]))
+        par_d = (pref[i2] + pref[j2] + pref[a2] + pref[b2] - 1
+                 - (i2 < a2) - (j2 < a2) - (i2 < b2) - (j2 < b2))
+        mel_d = jnp.where(ok_d, jnp.conj(vas[a2, b2, i2, j2]) * (1 - 2 * (par_d % 2)), 0.0)
+        return (e_diag, i[:, None], a[:, None], mel_s, ok_s,
+                jnp.stack([i2, j2], -1), jnp.stack([a2, b2], -1), mel_d, ok_d)
+
+    return conn
+
+
+def make_local_energy(fham: FermionHamiltonian, model, chunk_size: int = 64):
+    """Returns ``eloc(params, xs)`` → (B,) complex local energies (supercell, constant included),
+    jitted, for configurations xs (B, 2M) in ``fham.sector``. ``chunk_size`` configurations are
+    processed at a time (memory ~ chunk * C(N,2) * C(2M−N,2) * n_hidden complex numbers).
+    Uses ``model.log_ratio`` when the model has it (RBM: θ' = θ + Σ ΔW columns)."""
+    conn = make_connections(fham)
+
+    if hasattr(model, "log_ratio"):
+        log_ratio = model.log_ratio
+    else:
+        def log_ratio(params, x, rem, add):
+            def one(r, a):
+                xp = x.at[r].set(0).at[a].set(1)
+                return model.log_psi(params, xp)
+            return jax.vmap(one)(rem, add) - model.log_psi(params, x)
+
+    def single(params, x):
+        x = x.astype(jnp.int32)
+        e_diag, rem_s, add_s, mel_s, ok_s, rem_d, add_d, mel_d, ok_d = conn(x)
+        lr_s = log_ratio(params, x, rem_s, add_s)
+        lr_d = log_ratio(params, x, rem_d, add_d)
+        term_s = jnp.where(ok_s, mel_s * jnp.exp(jnp.where(ok_s, lr_s, 0.0)), 0.0)
+        term_d = jnp.where(ok_d, mel_d * jnp.exp(jnp.where(ok_d, lr_d, 0.0)), 0.0)
+        return e_diag + term_s.sum() + term_d.sum()
+
+    @jax.jit
+    def eloc(params, xs):
+        xs = jnp.asarray(xs).astype(jnp.int32)
+        return jax.lax.map(partial(single, params), xs, batch_size=chunk_size)
+
+    return eloc
+
+
+def sector_matrix_coo(fham: FermionHamiltonian, configs: np.ndarray, chunk_size: int = 256):
+    """(rows, cols, vals) of ⟨x_r|H|x_c⟩ over ``configs`` (all of one sector), diagonal included,
+    built with :func:`make_connections` (for exact-enumeration runs: E_loc = (Hψ)_r / ψ_r)."""
+    conn = jax.jit(jax.vmap(make_connections(fham)))
+    n = configs.shape[1]
+    pw = 1 << np.arange(n, dtype=np.int64)
+    codes = configs.astype(np.int64) @ pw
+    order = np.argsort(codes)
+    sorted_codes = codes[order]
+    rows, cols, vals = [np.arange(len(configs))], [np.arange(len(configs))], []
+    diag = []
+    for s0 in range(0, len(configs), chunk_size):
+        xb = configs[s0:s0 + chunk_size].astype(np.int64)
+        out = [np.asarray(o) for o in conn(jnp.asarray(xb, dtype=jnp.int32))]
+        e_diag, rem_s, add_s, mel_s, ok_s, rem_d, add_d, mel_d, ok_d = out
+        diag.append(e_diag)
+        for rem, add, mel, ok in ((rem_s, add_s, mel_s, ok_s), (rem_d, add_d, mel_d, ok_d)):
+            b, c = np.nonzero(ok & (mel != 0))
+            dcode = (pw[add[b, c]].sum(-1) - pw[rem[b, c]].sum(-1))
+            new = codes[s0 + b] + dcode
+            pos = np.minimum(np.searchsorted(sorted_codes, new), len(codes) - 1)
+            if not np.all(sorted_codes[pos] == new):
+                raise AssertionError("a connected configuration is outside the sector")
+            rows.append(s0 + b); cols.append(order[pos]); vals.append(mel[b, c])
+    vals = [np.concatenate(diag).astype(complex)] + vals
+    return np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
+
+
+def v_score(energy: float, variance: float, n_electrons: int, e_inf: float) -> float:
+    """V = N · Var(E) / (E − E∞)² (Wu et al., Science 386, 296, 2024); supercell E, Var, E∞."""
+    return float(n_electrons * variance / (energy - e_inf) ** 2)

@@ -1,0 +1,82 @@
+"""Stochastic reconfiguration (natural gradient) for holomorphic complex parameters.
+
+With O_k(x) = ∂ log ψ(x)/∂θ_k (holomorphic), weights p(x) (exact) or 1/N_s (Monte Carlo):
+
+    F_k  = ⟨O_k* E_loc⟩ − ⟨O_k*⟩⟨E_loc⟩      (= ∂E/∂θ_k* = ½(∂E/∂Re θ_k + i ∂E/∂Im θ_k))
+    S_kl = ⟨O_k* O_l⟩ − ⟨O_k*⟩⟨O_l⟩
+    (S + ε I) δ = F,   θ ← θ − η δ   (η from an optax schedule)
+
+With Ō = √p (O − ⟨O⟩) (N_s × N_p) and e = √p (E_loc − ⟨E_loc⟩): S = Ō†Ō, F = Ō†e. When
+N_s < N_p the kernel (MinSR) form δ = Ō† (ŌŌ† + ε I)^{-1} e is used: the same δ, an
+N_s × N_s solve.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax.flatten_util import ravel_pytree
+
+jax.config.update("jax_enable_x64", True)
+
+
+def jacobian(model, params, xs):
+    """(N_s, N_p) holomorphic O_k(x) = ∂ log ψ(x)/∂θ_k, parameters in ravel_pytree order."""
+    flat, unravel = ravel_pytree(params)
+
+    def f(theta, x):
+        return model.log_psi(unravel(theta), x)
+
+    return jax.vmap(jax.grad(f, holomorphic=True), in_axes=(None, 0))(flat, xs)
+
+
+def force(o, eloc, w):
+    """F = ⟨O* E_loc⟩ − ⟨O*⟩⟨E_loc⟩ with weights w (summing to 1)."""
+    e = jnp.sum(w * eloc)
+    o_mean = jnp.sum(w[:, None] * o, 0)
+    return jnp.conj(o - o_mean).T @ (w * (eloc - e))
+
+
+def sr_direction(o, eloc, w, diag_shift, mode="auto"):
+    """δ solving (S + ε I) δ = F; ``mode`` 'sr' (N_p × N_p), 'minsr' (N_s × N_s) or 'auto'."""
+    ns, npar = o.shape
+    sw = jnp.sqrt(w)
+    e = jnp.sum(w * eloc)
+    o_mean = jnp.sum(w[:, None] * o, 0)
+    ob = (o - o_mean) * sw[:, None]
+    eps = sw * (eloc - e)
+    if mode == "auto":
+        mode = "minsr" if ns < npar else "sr"
+    if mode == "sr":
+        s = jnp.conj(ob).T @ ob + diag_shift * jnp.eye(npar)
+        f = jnp.conj(ob).T @ eps
+        c = jax.scipy.linalg.cho_factor(s, lower=True)
+        return jax.scipy.linalg.cho_solve(c, f)
+    t = ob @ jnp.conj(ob).T + diag_shift * jnp.eye(ns)
+    c = jax.scipy.linalg.cho_factor(t, lower=True)
+    return jnp.conj(ob).T @ jax.scipy.linalg.cho_solve(c, eps)
+
+
+@dataclass(frozen=True)
+class SR:
+    """SR with diagonal shift ``diag_shift`` and learning rate (float or optax schedule)."""
+
+    learning_rate: float | Callable[[Any], Any] = 0.1
+    diag_shift: float = 0.01
+    mode: str = "auto"
+
+    def transform(self) -> optax.GradientTransformation:
+        return optax.sgd(self.learning_rate)
+
+    def init(self, params):
+        return self.transform().init(params)
+
+    def update(self, o, eloc, w, params, opt_state):
+        """Returns (new params, new optimizer state, |δ|)."""
+        flat, unravel = ravel_pytree(params)
+        delta = sr_direction(o, eloc, w, self.diag_shift, self.mode)
+        updates, opt_state = self.transform().update(unravel(delta), opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, jnp.linalg.norm(delta)

@@ -1,0 +1,142 @@
+"""Samplers over a fixed (N_up, N_down, K) sector: immutable objects with explicit state and keys.
+
+``sampler.init_state(model, params, key) -> state`` (a pytree of arrays) and
+``sampler.sample(model, params, state, key) -> (xs, weights, state, info)`` with xs of shape
+(n_chains, n_per_chain, 2M) — the leading chain axis is the one to shard across devices —
+``weights`` (n_chains, n_per_chain) summing to 1 for exact enumeration, or None for Markov
+chains (uniform), and ``info`` a dict of scalars (acceptance). Both are pure JAX and jittable.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .hilbert import Sector
+
+jax.config.update("jax_enable_x64", True)
+
+
+@dataclass(frozen=True, eq=False)
+class ExactSampler:
+    """Every configuration of the sector with weight |ψ(x)|² / Σ|ψ|² (exact expectation values)."""
+
+    sector: Sector
+    configs: np.ndarray = field(default=None, repr=False)
+
+    def __post_init__(self):
+        if self.configs is None:
+            object.__setattr__(self, "configs", self.sector.enumerate())
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.configs)
+
+    def init_state(self, model, params, key):
+        return {}
+
+    def sample(self, model, params, state, key):
+        xs = jnp.asarray(self.configs, dtype=jnp.int32)
+        lp = model.log_psi(params, xs)
+        logw = 2.0 * jnp.real(lp)
+        w = jnp.exp(logw - jnp.max(logw))
+        w = w / w.sum()
+        return xs[None], w[None], state, {"acceptance": jnp.asarray(1.0)}
+
+
+@dataclass(frozen=True, eq=False)
+class MetropolisSampler:
+    """Parallel Metropolis chains with a symmetric, N_up/N_down/K-conserving proposal.
+
+    With probability ``p_single`` a single excitation: an occupied spin-orbital i uniformly
+    (1/N), a target a uniformly within i's (spin, k) group (1/n_orb); otherwise a double: an
+    occupied pair {i, j} uniformly, a uniformly among all 2M spin-orbitals, b uniformly in the
+    (spin, k) group fixed by spin and momentum conservation. Proposals that hit an occupied
+    target or break spin are rejected (the chain stays). Every (spin, k) group has n_orb members,
+    so q(x→x') = q(x'→x) and the acceptance is min(1, |ψ(x')/ψ(x)|²).
+
+    ``n_samples`` per call in total (rounded up to a multiple of ``n_chains``), ``sweep_size``
+    Metropolis steps between stored samples (thinning; default 2M), ``n_discard_per_chain``
+    samples thrown away at the start of every call (burn-in; chains persist across calls).
+    """
+
+    sector: Sector
+    n_chains: int = 32
+    n_samples: int = 1024
+    sweep_size: int | None = None
+    n_discard_per_chain: int = 8
+    p_single: float = 0.5
+
+    @property
+    def n_per_chain(self) -> int:
+        return -(-self.n_samples // self.n_chains)
+
+    @property
+    def _sweep(self) -> int:
+        return self.sweep_size or self.sector.n_spin_orbitals
+
+    def init_state(self, model, params, key):
+        x0 = np.asarray(self.sector.hf_config, dtype=np.int32)
+        if not bool(self.sector.contains(x0)):
+            x0 = self.sector.enumerate()[0].astype(np.int32)
+        return {"x": jnp.broadcast_to(jnp.asarray(x0), (self.n_chains, len(x0)))}
+
+    def _propose(self, key, x):
+        sec = self.sector
+        n_el = sec.n_electrons
+        nk, n_orb, n2 = sec.nk, sec.n_orb, sec.n_spin_orbitals
+        groups = jnp.asarray(sec.groups)
+        so_k = jnp.asarray(sec.so_k)
+        so_s = jnp.asarray(sec.so_spin)
+        kadd, ksub = jnp.asarray(sec.kadd), jnp.asarray(sec.ksub)
+        iu = jnp.asarray(np.array(np.triu_indices(n_el, 1)).T.astype(np.int32))
+        ks = jax.random.split(key, 6)
+        occ = jnp.nonzero(x, size=n_el)[0]
+        # single
+        i = occ[jax.random.randint(ks[0], (), 0, n_el)]
+        a = groups[so_s[i] * nk + so_k[i], jax.random.randint(ks[1], (), 0, n_orb)]
+        ok_s = x[a] == 0
+        x_s = x.at[i].set(0).at[a].set(1)
+        # double
+        pr = iu[jax.random.randint(ks[2], (), 0, iu.shape[0])]
+        i2, j2 = occ[pr[0]], occ[pr[1]]
+        a2 = jax.random.randint(ks[3], (), 0, n2)
+        kb = ksub[kadd[so_k[i2], so_k[j2]], so_k[a2]]
+        sb = so_s[i2] + so_s[j2] - so_s[a2]
+        ok_spin = (sb >= 0) & (sb <= 1)
+        b2 = groups[jnp.clip(sb, 0, 1) * nk + kb, jax.random.randint(ks[4], (), 0, n_orb)]
+        ok_d = ok_spin & (x[a2] == 0) & (x[b2] == 0) & (a2 != b2)
+        x_d = x.at[i2].set(0).at[j2].set(0).at[a2].set(1).at[b2].set(1)
+        single = jax.random.uniform(ks[5]) < self.p_single
+        xn = jnp.where(single, x_s, x_d)
+        ok = jnp.where(single, ok_s, ok_d)
+        return jnp.where(ok, xn, x), ok
+
+    def sample(self, model, params, state, key):
+        n_keep, n_disc, sweep = self.n_per_chain, self.n_discard_per_chain, self._sweep
+
+        def mh_step(carry, key):
+            x, lp, acc = carry
+            k1, k2 = jax.random.split(key)
+            xn, ok = self._propose(k1, x)
+            lpn = model.log_psi(params, xn)
+            accept = ok & (jnp.log(jax.random.uniform(k2)) < 2.0 * jnp.real(lpn - lp))
+            x = jnp.where(accept, xn, x)
+            lp = jnp.where(accept, lpn, lp)
+            return (x, lp, acc + accept), None
+
+        def one_sample(carry, key):
+            carry, _ = jax.lax.scan(mh_step, carry, jax.random.split(key, sweep))
+            return carry, carry[0]
+
+        def chain(x0, key):
+            lp0 = model.log_psi(params, x0)
+            (x, lp, acc), xs = jax.lax.scan(one_sample, (x0, lp0, jnp.asarray(0)),
+                                            jax.random.split(key, n_disc + n_keep))
+            return xs[n_disc:], x, acc / ((n_disc + n_keep) * sweep)
+
+        keys = jax.random.split(key, self.n_chains)
+        xs, x_last, acc = jax.vmap(chain)(state["x"], keys)
+        return xs, None, {"x": x_last}, {"acceptance": acc.mean()}

@@ -1,0 +1,93 @@
+"""Monte Carlo statistics of a local estimator (NetKet-style ``Stats``)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Stats:
+    """mean (complex), error of the mean, variance, integrated autocorrelation time
+    (error = sqrt(variance · (1 + 2 tau_corr) / n)) and split-chain R̂ (Gelman–Rubin)."""
+
+    mean: complex
+    error_of_mean: float
+    variance: float
+    tau_corr: float
+    R_hat: float
+    n_samples: int
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["mean"] = float(np.real(self.mean))
+        d["mean_imag"] = float(np.imag(self.mean))
+        return d
+
+    def __str__(self) -> str:
+        return (f"{np.real(self.mean):.8f} ± {self.error_of_mean:.2e} [σ²={self.variance:.3e}, "
+                f"τ={self.tau_corr:.1f}, R̂={self.R_hat:.3f}]")
+
+
+def _tau_int(x: np.ndarray) -> float:
+    """Integrated autocorrelation time Σ_{t≥1} ρ(t) of one chain (Sokal window c = 5)."""
+    n = len(x)
+    if n < 4:
+        return 0.0
+    y = x - x.mean()
+    f = np.fft.fft(np.concatenate([y, np.zeros_like(y)]))
+    acf = np.fft.ifft(f * np.conj(f))[:n].real
+    if acf[0] <= 0:
+        return 0.0
+    rho = acf / acf[0]
+    tau = 0.0
+    for t in range(1, n):
+        tau += rho[t]
+        if t >= 5 * (0.5 + tau):
+            break
+    return max(tau, 0.0)
+
+
+def statistics(samples, weights=None) -> Stats:
+    """Stats of ``samples`` (n_chains, n_per_chain) or (n,).
+
+    With ``weights`` (same shape, summing to 1: exact enumeration) the mean and variance are
+    exact weighted moments, the error 0, τ 0 and R̂ 1.
+    """
+    s = np.asarray(samples)
+    if weights is not None:
+        w = np.asarray(weights, dtype=float).reshape(-1)
+        v = s.reshape(-1)
+        mean = complex(np.sum(w * v))
+        var = float(np.sum(w * np.abs(v - mean) ** 2))
+        return Stats(mean, 0.0, var, 0.0, 1.0, int(v.size))
+    if s.ndim == 1:
+        s = s[None, :]
+    n_chains, n = s.shape
+    mean = complex(s.mean())
+    var = float(np.mean(np.abs(s - mean) ** 2))
+    re = np.real(s)
+    tau = float(np.mean([_tau_int(c) for c in re])) if n > 1 else 0.0
+    error = float(np.sqrt(var * (1.0 + 2.0 * tau) / s.size))
+    if n_chains > 1:
+        # error from the spread of chain means, when chains are many enough to trust it
+        err_chains = float(np.sqrt(np.var(re.mean(1), ddof=1) / n_chains))
+        if n_chains >= 16:
+            error = max(error, err_chains)
+    r_hat = _split_rhat(re)
+    return Stats(mean, error, var, tau, r_hat, int(s.size))
+
+
+def _split_rhat(re: np.ndarray) -> float:
+    n_chains, n = re.shape
+    if n < 4:
+        return float("nan")
+    half = n // 2
+    chains = np.concatenate([re[:, :half], re[:, half:2 * half]], 0)
+    m, L = chains.shape
+    w = chains.var(1, ddof=1).mean()
+    b_over_n = chains.mean(1).var(ddof=1)
+    if w <= 0:
+        return 1.0
+    var_plus = (L - 1) / L * w + b_over_n
+    return float(np.sqrt(var_plus / w))

@@ -1,0 +1,138 @@
+"""Schema-checked result records with provenance, written atomically.
+
+Every number nqsbench produces ends in one of these frozen pydantic models (unknown fields are
+rejected) carrying versions, git commit, host, wall time, peak memory and the Hamiltonian hash.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import resource
+import socket
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import RecordError
+from .io import atomic_write_json
+
+RECORD_SCHEMA_VERSION = 1
+
+
+class Provenance(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    versions: dict[str, str]
+    git_commit: str
+    host: str
+    created: str
+    wall_time_s: float
+    peak_memory_mb: float
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("nqsbench", "numpy", "scipy", "pyscf", "jax"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "absent"
+    return out
+
+
+def git_commit() -> str:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                             timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def peak_memory_mb() -> float:
+    """Peak resident set size of this process (ru_maxrss is KiB on Linux)."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
+
+
+class Timer:
+    """Wall time of a block, for the provenance of the record it produces."""
+
+    def __enter__(self) -> "Timer":
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.elapsed = time.perf_counter() - self.start
+
+
+def provenance(wall_time_s: float) -> Provenance:
+    return Provenance(versions=versions(), git_commit=git_commit(), host=socket.gethostname(),
+                      created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                      wall_time_s=round(wall_time_s, 3), peak_memory_mb=round(peak_memory_mb(), 1))
+
+
+class Band(BaseModel):
+    """Quasiparticle energies at one k (Hartree, ewald convention) with spectral weights."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    k: int
+    kvec: tuple[int, int, int]
+    electron: list[float]
+    hole: list[float]
+    electron_weight: list[float] = []
+    hole_weight: list[float] = []
+
+
+class ReferenceRecord(BaseModel):
+    """A reference calculation (exact, HF, CCSD, ...) on one system, geometry and k-mesh."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: int = RECORD_SCHEMA_VERSION
+    kind: Literal["reference"] = "reference"
+    method: str
+    system: str
+    params: dict[str, float]
+    kmesh: tuple[int, int, int]
+    basis: str
+    frozen_core: int
+    exxdiv: Literal[None] = None
+    settings: dict[str, Any] = {}
+    converged: bool
+    failure: str | None = None
+    energy_per_cell: float | None = Field(None, description="Hartree per cell, ewald convention")
+    energy_per_cell_raw: float | None = Field(None, description="Hartree per cell, exxdiv=None H")
+    madelung: float
+    e_hf_per_cell: float
+    sectors: list[dict[str, Any]] = []
+    bands: list[Band] = []
+    gap: float | None = None
+    hamiltonian_hash: str
+    input_hash: str
+    provenance: Provenance
+
+
+def write_record(record: BaseModel, path: str | Path) -> Path:
+    return atomic_write_json(path, json.loads(record.model_dump_json()))
+
+
+def read_record(path: str | Path, model: type[BaseModel] = ReferenceRecord) -> BaseModel:
+    path = Path(path)
+    try:
+        return model.model_validate_json(path.read_text())
+    except FileNotFoundError:
+        raise RecordError(f"{path}: record not found") from None
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        raise RecordError(f"{path}: invalid record: field '{loc}': {err['msg']}") from None

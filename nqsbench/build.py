@@ -126,7 +126,29 @@ def mo_eris(mf, mo_coeff) -> np.ndarray:
                 block = mf.with_df.ao2mo([mo_coeff[k] for k in (k1, k2, k3, k4)],
                                          [kpts[k] for k in (k1, k2, k3, k4)], compact=False)
                 eri[k1, k2, k3] = block.reshape(n, n, n, n)
-    return eri, kconserv
+    return symmetrize_eris(eri, kconserv), kconserv
+
+
+def symmetrize_eris(eri: np.ndarray, kconserv: np.ndarray) -> np.ndarray:
+    """Average over (pq|rs) = (qp|sr)* = (rs|pq): GDF breaks these at ~1e-9 Ha (LiH 2×1×1),
+    which would make H slightly non-Hermitian. The change is far below the DF error."""
+    nk = eri.shape[0]
+    herm = np.empty_like(eri)
+    swap = np.empty_like(eri)
+    for k1 in range(nk):
+        for k2 in range(nk):
+            for k3 in range(nk):
+                k4 = kconserv[k1, k2, k3]
+                herm[k1, k2, k3] = eri[k2, k1, k4].transpose(1, 0, 3, 2).conj()
+                swap[k1, k2, k3] = eri[k3, k4, k1].transpose(2, 3, 0, 1)
+    half = 0.5 * (eri + herm)
+    out = np.empty_like(eri)
+    for k1 in range(nk):
+        for k2 in range(nk):
+            for k3 in range(nk):
+                k4 = kconserv[k1, k2, k3]
+                out[k1, k2, k3] = 0.5 * (half[k1, k2, k3] + half[k3, k4, k1].transpose(2, 3, 0, 1))
+    return out
 
 
 def build_hamiltonian(geom: Geometry, mf=None) -> Hamiltonian:

@@ -20,7 +20,7 @@ import numpy as np
 
 from .io import atomic_write
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True, eq=False)

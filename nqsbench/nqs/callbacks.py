@@ -2,7 +2,7 @@
 
 A callback is ``cb(driver, step, log) -> bool | None`` (True asks the driver to stop), called
 after each step in list order, with optional ``on_run_start(driver, n_steps)`` and
-``on_run_end(driver)``. ``log`` holds the step's numbers (energy per cell etc.); ``driver.params``
+``on_run_end(driver)`` (normal end) and ``on_run_abort(driver)`` (an exception is propagating). ``log`` holds the step's numbers (energy per cell etc.); ``driver.params``
 are already the updated parameters and ``driver.step`` = step + 1.
 """
 from __future__ import annotations
@@ -86,6 +86,9 @@ class ProgressBar:
             self._progress.update(self._task, completed=step + 1,
                                   info=f"E={log['energy']:.6f} ± {log['error']:.1e} Ha/cell")
         return False
+
+    def on_run_abort(self, driver):
+        self.on_run_end(driver)
 
     def on_run_end(self, driver):
         if self._progress is not None:

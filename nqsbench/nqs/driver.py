@@ -105,12 +105,7 @@ class NQS:
             params, opt_state, dnorm = opt.update(o, el.reshape(-1), wf, params, opt_state)
             return params, opt_state, sstate, el, wf, info, dnorm
 
-        def evaluate(params, sstate, key):
-            _, wf, el, _, sstate, info = sample_and_eloc(params, sstate, key)
-            return el, wf, sstate, info
-
         self._step = jax.jit(step)
-        self._evaluate = jax.jit(evaluate)
         self._exact = isinstance(sampler, ExactSampler)
 
     def reset(self):
@@ -189,8 +184,11 @@ class NQS:
                 if stop:
                     self.stopped_early = True
                     break
-        finally:
-            pass
+        except BaseException:
+            for cb in callbacks:          # e.g. close a progress bar; checkpoints do not save here
+                if hasattr(cb, "on_run_abort"):
+                    cb.on_run_abort(self)
+            raise
         for cb in callbacks:
             if hasattr(cb, "on_run_end"):
                 cb.on_run_end(self)
@@ -204,7 +202,8 @@ class NQS:
     def evaluate(self) -> Stats:
         """Stats (supercell) of the local energy of the current parameters (no update)."""
         key = jax.random.fold_in(jax.random.fold_in(self._sample_key, 2**31 - 1), self.step)
-        el, wf, _, _ = self._evaluate(self.params, self.sampler_state, key)
+        # reuse the compiled step (one compilation per driver); its update is discarded
+        _, _, _, el, wf, _, _ = self._step(self.params, self.opt_state, self.sampler_state, key)
         return self._stats(el, wf)
 
     def finalize(self):

@@ -73,10 +73,22 @@ class FermionHamiltonian:
         return float(self.t_diag @ occ1 + 0.5 * (self.d_mat * occ2).sum() + self.constant)
 
 
-def _pair_tables(n_occ: int, n_emp: int):
-    iu_o = np.array(np.triu_indices(n_occ, 1)).T.astype(np.int32)   # (Po, 2) positions in occ list
-    iu_e = np.array(np.triu_indices(n_emp, 1)).T.astype(np.int32)
-    return iu_o, iu_e
+def _double_tables(sec: Sector) -> np.ndarray:
+    """(C, 4) positions (p, q) in the ascending occupied list and (r, s) in the ascending empty
+    list for every spin-conserving double (i<j → a<b): up-up, down-down and up-down pairs
+    (the first N_up occupied / M − N_up empty spin-orbitals are the spin-up ones)."""
+    m = sec.n_spatial
+    nu, nd = sec.n_up, sec.n_dn
+    eu, ed = m - nu, m - nd
+    occ_u = [(p, q) for p in range(nu) for q in range(p + 1, nu)]
+    occ_d = [(nu + p, nu + q) for p in range(nd) for q in range(p + 1, nd)]
+    occ_x = [(p, nu + q) for p in range(nu) for q in range(nd)]
+    emp_u = [(r, s) for r in range(eu) for s in range(r + 1, eu)]
+    emp_d = [(eu + r, eu + s) for r in range(ed) for s in range(r + 1, ed)]
+    emp_x = [(r, eu + s) for r in range(eu) for s in range(ed)]
+    rows = [o + e for occ, emp in ((occ_u, emp_u), (occ_d, emp_d), (occ_x, emp_x))
+            for o in occ for e in emp]
+    return np.array(rows, dtype=np.int32).reshape(-1, 4)
 
 
 def make_connections(fham: FermionHamiltonian):
@@ -97,8 +109,7 @@ def make_connections(fham: FermionHamiltonian):
     t_diag = jnp.asarray(fham.t_diag)
     d_mat = jnp.asarray(fham.d_mat)
     const = fham.constant
-    iu_o, iu_e = _pair_tables(n_el, n_emp)
-    iu_o, iu_e = jnp.asarray(iu_o), jnp.asarray(iu_e)
+    tab = jnp.asarray(_double_tables(sec))
 
     def conn(x):
         x = x.astype(jnp.int32)
@@ -115,12 +126,9 @@ def make_connections(fham: FermionHamiltonian):
         par_s = pref[i] + pref[a] - (i < a)
         mel_s = jnp.where(ok_s, jnp.conj(f) * (1 - 2 * (par_s % 2)), 0.0)
         # doubles c†_a c†_b c_j c_i
-        oi, oj = occ[iu_o[:, 0]], occ[iu_o[:, 1]]                        # i < j
-        ea, eb = emp[iu_e[:, 0]], emp[iu_e[:, 1]]                        # a < b
-        i2 = jnp.repeat(oi, len(iu_e)); j2 = jnp.repeat(oj, len(iu_e))
-        a2 = jnp.tile(ea, len(iu_o)); b2 = jnp.tile(eb, len(iu_o))
-        ok_d = ((kadd[so_k[i2], so_k[j2]] == kadd[so_k[a2], so_k[b2]])
-                & (so_s[i2] + so_s[j2] == so_s[a2] + so_s[b2]))
+        i2, j2 = occ[tab[:, 0]], occ[tab[:, 1]]                          # i < j
+        a2, b2 = emp[tab[:, 2]], emp[tab[:, 3]]                          # a < b, spin conserved
+        ok_d = kadd[so_k[i2], so_k[j2]] == kadd[so_k[a2], so_k[b2]]
         par_d = (pref[i2] + pref[j2] + pref[a2] + pref[b2] - 1
                  - (i2 < a2) - (j2 < a2) - (i2 < b2) - (j2 < b2))
         mel_d = jnp.where(ok_d, jnp.conj(vas[a2, b2, i2, j2]) * (1 - 2 * (par_d % 2)), 0.0)
@@ -133,7 +141,7 @@ def make_connections(fham: FermionHamiltonian):
 def make_local_energy(fham: FermionHamiltonian, model, chunk_size: int = 64):
     """Returns ``eloc(params, xs)`` → (B,) complex local energies (supercell, constant included),
     jitted, for configurations xs (B, 2M) in ``fham.sector``. ``chunk_size`` configurations are
-    processed at a time (memory ~ chunk * C(N,2) * C(2M−N,2) * n_hidden complex numbers).
+    processed at a time (memory ~ chunk * n_doubles * n_hidden complex numbers).
     Uses ``model.log_ratio`` when the model has it (RBM: θ' = θ + Σ ΔW columns)."""
     conn = make_connections(fham)
 

@@ -1,0 +1,164 @@
+"""Command line: ``nqsbench list | show | reference | schema | info``.
+
+Heavy imports (PySCF, scipy) live inside the commands so ``--help`` stays fast. Input errors
+print one line naming the file/field and the fix, and exit with status 2.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import NqsbenchError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Benchmark and validation suite for neural-network quantum states on solids.")
+reference_app = typer.Typer(no_args_is_help=True, help="Reference calculations (exact, ...).")
+app.add_typer(reference_app, name="reference")
+console = Console()
+err_console = Console(stderr=True)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def user_errors(fn):
+    """Turn input errors into one line on stderr and exit status 2."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except NqsbenchError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2)
+    return wrapper
+
+
+ParamOpt = typer.Option(None, "--param", "-p", help="geometry parameter NAME=VALUE (repeatable)")
+KmeshOpt = typer.Option(None, "--kmesh", "-k", help="k-mesh as three integers, e.g. 1,1,4")
+
+
+@app.command("list")
+@user_errors
+def list_systems() -> None:
+    """List the system catalog."""
+    from . import catalog
+
+    table = Table(title=f"nqsbench catalog ({catalog.systems_dir()})")
+    for col in ("id", "dim", "basis", "atoms", "default k-mesh", "tier", "frozen core", "parameters"):
+        table.add_column(col)
+    for name in catalog.available():
+        s = catalog.load(name)
+        params = ", ".join(f"{k}={p.default:g} {p.unit}" for k, p in s.parameters.items())
+        atoms = "".join(a.symbol for a in s.atoms)
+        table.add_row(s.id, f"{s.dimension}D", s.basis, atoms, "x".join(map(str, s.kmesh)), s.tier,
+                      str(s.frozen_core), params)
+    console.print(table)
+
+
+@app.command()
+@user_errors
+def show(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[str] = KmeshOpt) -> None:
+    """Show a system: spec, orbitals and electrons per cell, and the size of every sector."""
+    from . import catalog
+    from .build import make_cell
+    from .sectors import sector_dims
+
+    spec = catalog.load(system)
+    geom = spec.geometry(catalog.parse_params(param), catalog.parse_kmesh(kmesh))
+    cell = make_cell(geom)
+    nao = int(cell.nao_nr())
+    n_act = nao - spec.frozen_core
+    n_el = spec.n_electrons_cell - 2 * spec.frozen_core
+    console.print(f"[bold]{spec.id}[/]: {spec.description}\n  source: {spec.source}")
+    console.print(f"  {spec.dimension}D, basis {spec.basis}, parameters {geom.params}, k-mesh "
+                  f"{'x'.join(map(str, geom.kmesh))} (N_k = {geom.nk}, tier {geom.tier})")
+    console.print(f"  per cell: {nao} orbitals ({spec.frozen_core} frozen), {spec.n_electrons_cell} "
+                  f"electrons ({n_el} active)")
+    m = n_act * geom.nk
+    na = n_el * geom.nk // 2
+    console.print(f"  k-space problem: {m} spatial orbitals, {2 * m} spin-orbitals, N↑ = N↓ = {na}")
+    table = Table(title="sector dimensions (determinants)")
+    table.add_column("N↑, N↓")
+    kvecs, _ = _kvecs(geom)
+    from .build import pyscf_order
+    order = pyscf_order(geom)
+    for k in kvecs:  # PySCF keeps periodic axes first; show K in the catalog's axis order
+        user = [0, 0, 0]
+        for i, ax in enumerate(order):
+            user[ax] = int(k[i])
+        table.add_column(f"K={tuple(user)}")
+    for a, b in ((na, na), (na + 1, na), (na - 1, na)):
+        if 0 <= a <= m:
+            dims = sector_dims(kvecs, _mesh(geom), n_act, a, b)
+            table.add_row(f"{a}, {b}", *[f"{d:,}" for d in dims])
+    console.print(table)
+
+
+def _mesh(geom):
+    from .build import pyscf_kmesh
+    return pyscf_kmesh(geom)
+
+
+def _kvecs(geom):
+    import numpy as np
+    mesh = _mesh(geom)
+    grid = np.array(np.meshgrid(*[np.arange(n) for n in mesh], indexing="ij")).reshape(3, -1).T
+    return grid, mesh
+
+
+@reference_app.command("exact")
+@user_errors
+def reference_exact(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[str] = KmeshOpt,
+                    roots: int = typer.Option(2, help="eigenvalues per sector"),
+                    bands: bool = typer.Option(True, help="also the N±1 sectors and quasiparticle bands"),
+                    max_dim: int = typer.Option(3_000_000, help="largest sector to diagonalize"),
+                    out: Optional[Path] = typer.Option(None, help="record path (default: references/...)"),
+                    ) -> None:
+    """Exact diagonalization in every (N↑, N↓, K) sector → a JSON ReferenceRecord."""
+    from .references import run_exact
+
+    path, record = run_exact(system, param, kmesh, roots=roots, bands=bands, max_dim=max_dim, out=out)
+    console.print(f"exact {record.system} {record.params} k-mesh {'x'.join(map(str, record.kmesh))}: "
+                  f"E = {record.energy_per_cell:.10f} Ha/cell (ewald convention), "
+                  f"{record.energy_per_cell_raw:.10f} raw (exxdiv=None)"
+                  + (f", gap {record.gap:.6f} Ha" if record.gap is not None else ""))
+    console.print(f"wrote {path}  ({record.provenance.wall_time_s:.1f} s, "
+                  f"{record.provenance.peak_memory_mb:.0f} MB peak)")
+
+
+@app.command()
+@user_errors
+def schema(out: Path = typer.Option(REPO_ROOT / "schemas", help="folder for the JSON Schemas")) -> None:
+    """Export the JSON Schemas of SystemSpec and the records."""
+    from .catalog import json_schema
+    from .io import atomic_write_json
+    from .records import ReferenceRecord
+
+    atomic_write_json(out / "system.schema.json", json_schema())
+    atomic_write_json(out / "reference-record.schema.json", ReferenceRecord.model_json_schema())
+    console.print(f"wrote {out}/system.schema.json, {out}/reference-record.schema.json")
+
+
+@app.command()
+def info() -> None:
+    """Versions, git commit and cache locations."""
+    from .build import cache_dir
+    from .catalog import systems_dir
+    from .records import git_commit, versions
+
+    console.print(json.dumps({"versions": versions(), "git_commit": git_commit(),
+                              "catalog": str(systems_dir()), "cache": str(cache_dir())}, indent=2))
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

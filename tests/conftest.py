@@ -1,0 +1,28 @@
+"""Shared fixtures: Hamiltonians are built once per session into a throwaway cache."""
+from __future__ import annotations
+
+import os
+import tempfile
+
+import pytest
+
+# A private cache, so tests exercise the build path and never read a user's stale cache.
+os.environ.setdefault("NQSBENCH_CACHE", tempfile.mkdtemp(prefix="nqsbench-test-cache-"))
+
+_HAMS: dict = {}
+
+
+def get_ham(system: str, kmesh=None, **params):
+    from nqsbench import catalog
+    from nqsbench.build import get_hamiltonian
+
+    key = (system, tuple(kmesh) if kmesh else None, tuple(sorted(params.items())))
+    if key not in _HAMS:
+        geom = catalog.load(system).geometry(params, kmesh)
+        _HAMS[key] = get_hamiltonian(geom)
+    return _HAMS[key]
+
+
+@pytest.fixture(scope="session")
+def ham_factory():
+    return get_ham

@@ -1,0 +1,129 @@
+"""Exact diagonalization against PySCF FCI (same H rotated to a real Γ supercell, and an
+independently built supercell) and against dense diagonalization of the same sector."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pyscf import fci
+from typer.testing import CliRunner
+
+from nqsbench.exact import ExactDiagonalization, Sector, apply_ladder
+
+CASES = [("h-chain", (1, 1, 2)), ("h-chain", (1, 1, 3)), ("h-chain", (1, 1, 4)),
+         ("lih", (1, 1, 1)), ("graphene", (1, 1, 1))]
+
+
+def pyscf_lowest(h, eri, norb, nelec, nroots=3):
+    """PySCF FCI lowest root (several roots: a single-root Davidson can land on an excited state)."""
+    solver = fci.direct_spin1.FCI()
+    solver.conv_tol, solver.max_cycle, solver.nroots = 1e-13, 400, min(nroots, 10)
+    e, _ = solver.kernel(h, eri, norb, nelec)
+    return float(np.min(e))
+
+
+@pytest.mark.parametrize("system,kmesh", CASES)
+def test_ground_state_equals_pyscf_fci_on_rotated_supercell(ham_factory, system, kmesh):
+    ham = ham_factory(system, kmesh)
+    ed = ExactDiagonalization(ham, bands=False).run()
+    h, eri = ham.real_supercell()
+    e_fci = pyscf_lowest(h, eri, ham.n_spatial, (ham.n_alpha, ham.n_beta))
+    assert abs(ed.e_ground - e_fci) < 1e-8
+
+
+@pytest.mark.parametrize("kmesh", [(1, 1, 2), (1, 1, 3)])
+def test_n_plus_minus_one_sectors_equal_pyscf_fci(ham_factory, kmesh):
+    ham = ham_factory("h-chain", kmesh)
+    h, eri = ham.real_supercell()
+    na = ham.n_alpha
+    for da in (+1, -1):
+        ours = min(Sector(ham, na + da, na, k).solve(1).energies[0] for k in range(ham.nk))
+        assert abs(ours - pyscf_lowest(h, eri, ham.n_spatial, (na + da, na))) < 1e-8
+
+
+@pytest.mark.parametrize("nk", [2, 3])
+def test_independent_pyscf_supercell_agrees_per_cell(ham_factory, nk):
+    """A Γ-point supercell built by PySCF itself (exxdiv=None, GDF): FCI per cell within 1e-6 Ha."""
+    from pyscf.pbc import scf as pbcscf
+    from pyscf.pbc import tools
+
+    from nqsbench import catalog
+    from nqsbench.build import make_cell, pyscf_kmesh
+
+    geom = catalog.load("h-chain").geometry(kmesh=(1, 1, nk))
+    sc = tools.super_cell(make_cell(geom), pyscf_kmesh(geom))
+    mf = pbcscf.RHF(sc, exxdiv=None).density_fit()
+    mf.conv_tol = 1e-11
+    mf.kernel()
+    c = mf.mo_coeff
+    h = c.T @ mf.get_hcore() @ c
+    eri = mf.with_df.ao2mo(c, compact=False).reshape([c.shape[1]] * 4).real
+    n = c.shape[1]
+    e_sc = (pyscf_lowest(h, eri, n, (sc.nelectron // 2,) * 2) + sc.energy_nuc()) / nk
+
+    ham = ham_factory("h-chain", (1, 1, nk))
+    ed = ExactDiagonalization(ham, bands=False).run()
+    assert abs(ed.summary()["energy_per_cell_raw"] - e_sc) < 1e-6
+
+
+def test_davidson_and_lanczos_agree(ham_factory):
+    ham = ham_factory("h-chain", (1, 1, 4))
+    sec = Sector(ham, ham.n_alpha, ham.n_beta, 0)
+    a = sec.solve(3, solver="davidson").energies
+    b = sec.solve(3, solver="lanczos").energies
+    dense = np.linalg.eigvalsh(sec.dense_matrix())[:3]
+    assert np.abs(a - dense).max() < 1e-9 and np.abs(b - dense).max() < 1e-9
+
+
+def test_sector_matrix_is_hermitian_and_time_reversal_degenerate(ham_factory):
+    ham = ham_factory("h-chain", (1, 1, 4))
+    na = ham.n_alpha
+    for da in (0, 1):
+        for k in range(ham.nk):
+            m = Sector(ham, na + da, na, k).dense_matrix() if ham.nk else None
+            assert np.abs(m - m.conj().T).max() < 1e-12
+    e1 = Sector(ham, na, na, 1).solve(2).energies
+    e3 = Sector(ham, na, na, 3).solve(2).energies
+    assert np.abs(e1 - e3).max() < 1e-9     # K and −K: complex-conjugate blocks
+
+
+def test_quasiparticles_are_eigenstates_with_their_spectral_weight(ham_factory):
+    """Each selected N±1 state is an eigenvalue of its sector, and its weight Z equals
+    Σ_p |⟨n|c†_pk|Ψ0⟩|² from dense diagonalization (degenerate levels summed)."""
+    ham = ham_factory("h-chain", (1, 1, 3))
+    ed = ExactDiagonalization(ham).run()
+    na, k0 = ham.n_alpha, ed.k_ground
+    src = Sector(ham, na, na, k0)
+    assert ed.s2_ground < 1e-8
+    for create, branch in ((True, ed.electron), (False, ed.hole)):
+        for qp in branch:
+            kt = ham.k_add(k0, qp.k) if create else ham.k_sub(k0, qp.k)
+            dst = Sector(ham, na + (1 if create else -1), na, kt)
+            w, v = np.linalg.eigh(dst.dense_matrix())
+            starts = np.stack([apply_ladder(src, ed.psi_ground, qp.k * ham.n_orb + p, 0, create, dst)
+                               for p in range(ham.n_orb)], axis=1)
+            z_dense = (np.abs(v.conj().T @ starts) ** 2).sum(axis=1)
+            for e, z in zip(qp.energies, qp.weights):
+                level = np.abs(w - e) < 1e-7
+                assert level.any(), f"{e} is not an eigenvalue"
+                assert abs(e - w[level][0]) < 1e-8
+                assert z == pytest.approx(z_dense[level].sum(), abs=1e-7)
+                assert z > 0.3
+
+
+def test_reference_exact_cli_writes_valid_record(tmp_path):
+    from nqsbench.cli import app
+    from nqsbench.records import read_record
+
+    out = tmp_path / "rec" / "exact.json"
+    res = CliRunner().invoke(app, ["reference", "exact", "h-chain", "--kmesh", "1,1,2", "--param", "d=2.4",
+                                   "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    rec = read_record(out)
+    assert rec.method == "exact" and rec.params == {"d": 2.4} and rec.kmesh == (1, 1, 2)
+    assert rec.provenance.wall_time_s > 0 and rec.provenance.versions["pyscf"] != "absent"
+    assert len(rec.sectors) == 6 and len(rec.bands) == 2
+    # The headline convention: raw + Madelung sector constant (design.md), per cell.
+    n0 = 2 * 2
+    assert rec.energy_per_cell == pytest.approx(rec.energy_per_cell_raw + (-0.5 * rec.madelung * n0) / 2,
+                                                abs=1e-10)
+    assert [p.name for p in out.parent.iterdir()] == ["exact.json"]

@@ -44,11 +44,11 @@ class StringSpace:
     def __init__(self, ham: Hamiltonian, n_el: int):
         self.n_orb, self.n_el = ham.n_spatial, n_el
         m = self.n_orb
-        combos = np.array(list(itertools.combinations(range(m), n_el)), dtype=np.int64).reshape(-1, n_el)
-        bits = (np.int64(1) << combos).sum(axis=1) if n_el else np.zeros(1, dtype=np.int64)
+        combos = np.array(list(itertools.combinations(range(m), n_el)), dtype=np.int64).reshape(-1, max(n_el, 1))
+        bits = (np.int64(1) << combos).sum(axis=1) if n_el else np.zeros(1, dtype=np.int64)  # n_el = 0: vacuum
         occ = ((bits[:, None] >> np.arange(m)) & 1).astype(np.int64)
         kvec = np.mod(occ @ ham.kvec[ham.orbital_k], ham.mesh)
-        mom = np.array([ham.k_index(v) for v in kvec]) if len(bits) else np.zeros(0, int)
+        mom = np.array([ham.k_index(v) for v in kvec], dtype=int)
         order = np.lexsort((bits, mom))
         self.bits, self.mom, self.occ = bits[order], mom[order], occ[order]
         self.nk = ham.nk
@@ -494,8 +494,12 @@ class ExactDiagonalization:
     """
 
     def __init__(self, ham: Hamiltonian, n_roots: int = 2, tol: float = 1e-6, bands: bool = True,
-                 max_dim: int = DEFAULT_MAX_DIM, solver: str = "davidson", threads: int | None = 1):
+                 max_dim: int = DEFAULT_MAX_DIM, solver: str = "davidson", threads: int | None = 1,
+                 time_reversal: bool = True):
         self.ham, self.n_roots, self.tol, self.do_bands = ham, n_roots, tol, bands
+        # Without magnetic fields the K and −K sectors are complex-conjugate blocks with equal
+        # spectra (tested); solving one of each pair halves the work.
+        self.time_reversal = time_reversal
         self.max_dim, self.solver, self.threads = max_dim, solver, threads
         self.spaces: dict = {}
         self.sectors: list[SectorResult] = []
@@ -532,40 +536,71 @@ class ExactDiagonalization:
     def _run(self) -> "ExactDiagonalization":
         ham = self.ham
         na, nb = ham.n_alpha, ham.n_beta
-        gs = []
-        for k in range(ham.nk):
-            res = self.sector(na, nb, k).solve(self.n_roots, tol=self.tol, solver=self.solver)
-            self.sectors.append(res)
-            gs.append(res)
+        gs = self._solve_sectors(na, nb, keep_vectors=True)
+        self.sectors.extend(gs)
         best = min(gs, key=lambda r: r.energies[0])
         self.e_ground, self.k_ground, self.s2_ground = float(best.energies[0]), best.k, float(best.s2[0])
         self.psi_ground = best.vectors[0]
+        # Quasiparticles are defined on the lowest singlet: (N↑, N↓) fixes S_z, not S, and on
+        # small meshes the lowest state can be a triplet (H chain N_k = 2, d = 1.8).
+        singlets = [(float(e), r.k, v) for r in gs for e, s2, v in zip(r.energies, r.s2, r.vectors) if s2 < 1e-6]
+        if singlets:
+            self.e_singlet, self.k_singlet, self.psi_singlet = min(singlets, key=lambda x: x[0])
+        else:
+            self.e_singlet, self.k_singlet, self.psi_singlet = None, None, None
         for r in gs:
             r.vectors = []
         if not self.do_bands:
             return self
         for da in (+1, -1):
-            for k in range(ham.nk):
-                if 0 <= na + da <= ham.n_spatial:
-                    res = self.sector(na + da, nb, k).solve(self.n_roots, tol=self.tol, solver=self.solver)
-                    res.vectors = []
-                    self.sectors.append(res)
+            if 0 <= na + da <= ham.n_spatial:
+                self.sectors.extend(self._solve_sectors(na + da, nb, keep_vectors=False))
         self._bands()
         return self
+
+    def _partner(self, k: int) -> int:
+        """The sector whose results stand for K (−K when time reversal is used and −K < K)."""
+        mk = self.ham.k_sub(0, k)
+        return mk if self.time_reversal and mk < k else k
+
+    def _solve_sectors(self, na: int, nb: int, keep_vectors: bool) -> list[SectorResult]:
+        out: dict[int, SectorResult] = {}
+        for k in range(self.ham.nk):
+            p = self._partner(k)
+            if p != k:
+                src = out[p]
+                out[k] = SectorResult(na, nb, k, src.dim, src.energies, [], src.s2, 0)
+                continue
+            res = self.sector(na, nb, k).solve(self.n_roots, tol=self.tol, solver=self.solver)
+            if not keep_vectors:
+                res.vectors = []
+            out[k] = res
+        return [out[k] for k in range(self.ham.nk)]
 
     def _bands(self) -> None:
         """Quasiparticles: block Lanczos from c†_{pk↑}|Ψ0⟩ (electron) and c_{pk↑}|Ψ0⟩ (hole)."""
         ham = self.ham
-        na, nb, k0 = ham.n_alpha, ham.n_beta, self.k_ground
+        if self.psi_singlet is not None:
+            self.band_reference = ("singlet", self.e_singlet, self.k_singlet, self.psi_singlet)
+        else:  # no singlet among the computed roots: fall back to the lowest state
+            self.band_reference = ("lowest", self.e_ground, self.k_ground, self.psi_ground)
+        _, e_ref, k0, psi0 = self.band_reference
+        na, nb = ham.n_alpha, ham.n_beta
         src = self.sector(na, nb, k0)
         occ = ham.mo_occ > 0
+        symmetric = self.time_reversal and ham.k_sub(0, k0) == k0   # Ψ0 maps to itself
         for create, store in ((True, self.electron), (False, self.hole)):
             for k in range(ham.nk):
+                mk = ham.k_sub(0, k)
+                if symmetric and mk < k:
+                    src_qp = store[mk]
+                    store.append(QuasiparticleBranch(k=k, energies=src_qp.energies, weights=src_qp.weights,
+                                                     residuals=src_qp.residuals))
+                    continue
                 kt = ham.k_add(k0, k) if create else ham.k_sub(k0, k)
                 dst = self.sector(na + (1 if create else -1), nb, kt)
                 orbs = [k * ham.n_orb + p for p in range(ham.n_orb)]
-                starts = np.stack([apply_ladder(src, self.psi_ground, i, 0, create, dst) for i in orbs], axis=1)
-                e_ref = float(self.e_ground)
+                starts = np.stack([apply_ladder(src, psi0, i, 0, create, dst) for i in orbs], axis=1)
                 theta, weights, resid = krylov_roots(lambda x: dst.matvec(x, shift=e_ref), starts, tol=self.tol)
                 n_bands = int((~occ[k]).sum() if create else occ[k].sum())
                 z = weights.sum(axis=1)
@@ -586,7 +621,9 @@ class ExactDiagonalization:
         n0 = ham.n_alpha + ham.n_beta
         e_raw = (self.e_ground + ham.constant) / ham.nk
         out = {"energy_per_cell": self.per_cell_ewald(self.e_ground, n0), "energy_per_cell_raw": e_raw,
-               "k_ground": self.k_ground, "s2_ground": self.s2_ground, "sectors": []}
+               "k_ground": self.k_ground, "s2_ground": self.s2_ground, "sectors": [],
+               "energy_per_cell_singlet": (None if self.e_singlet is None
+                                           else self.per_cell_ewald(self.e_singlet, n0))}
         for r in self.sectors:
             n = r.n_alpha + r.n_beta
             out["sectors"].append({
@@ -595,7 +632,10 @@ class ExactDiagonalization:
                 "energies_per_cell": [self.per_cell_ewald(e, n) for e in r.energies],
                 "s2": [round(float(s), 6) for s in r.s2], "matvecs": r.matvecs})
         if self.electron:
-            e0 = self.e_ground + ham.ewald_shift(n0)
+            kind, e_band_ref, k_ref, _ = self.band_reference
+            out["band_reference"] = {"state": kind, "k": int(k_ref),
+                                     "energy_per_cell": self.per_cell_ewald(e_band_ref, n0)}
+            e0 = e_band_ref + ham.ewald_shift(n0)
             bands = []
             for el, ho in zip(self.electron, self.hole):
                 eps_e = [float(e + ham.ewald_shift(n0 + 1) - e0) for e in el.energies]

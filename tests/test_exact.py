@@ -93,7 +93,7 @@ def test_quasiparticles_are_eigenstates_with_their_spectral_weight(ham_factory):
     ed = ExactDiagonalization(ham).run()
     na, k0 = ham.n_alpha, ed.k_ground
     src = Sector(ham, na, na, k0)
-    assert ed.s2_ground < 1e-8
+    assert ed.s2_ground < 1e-8 and ed.band_reference[0] == "singlet" and ed.band_reference[2] == k0
     for create, branch in ((True, ed.electron), (False, ed.hole)):
         for qp in branch:
             kt = ham.k_add(k0, qp.k) if create else ham.k_sub(k0, qp.k)
@@ -127,3 +127,36 @@ def test_reference_exact_cli_writes_valid_record(tmp_path):
     assert rec.energy_per_cell == pytest.approx(rec.energy_per_cell_raw + (-0.5 * rec.madelung * n0) / 2,
                                                 abs=1e-10)
     assert [p.name for p in out.parent.iterdir()] == ["exact.json"]
+
+
+def test_bands_use_the_lowest_singlet_when_the_ground_state_is_a_triplet(ham_factory):
+    """H chain N_k = 2, d = 1.8: the lowest (2↑, 2↓) state is an S = 1 M_S = 0 state."""
+    ham = ham_factory("h-chain", (1, 1, 2))
+    ed = ExactDiagonalization(ham).run()
+    s = ed.summary()
+    assert abs(ed.s2_ground - 2.0) < 1e-6
+    assert s["band_reference"]["state"] == "singlet"
+    assert s["energy_per_cell_singlet"] > s["energy_per_cell"]
+    assert s["band_reference"]["energy_per_cell"] == pytest.approx(s["energy_per_cell_singlet"], abs=1e-12)
+    assert all(min(b["electron_weight"] + b["hole_weight"]) > 0.3 for b in s["bands"])
+
+
+def test_two_electron_cell_with_empty_spin_sector(ham_factory):
+    """Γ only, 1↑ 1↓: the N−1 sector (0↑, 1↓) has an empty α string space."""
+    ham = ham_factory("h-chain", (1, 1, 1))
+    ed = ExactDiagonalization(ham).run()
+    h, eri = ham.real_supercell()
+    assert abs(ed.e_ground - pyscf_lowest(h, eri, 2, (1, 1))) < 1e-10
+    assert len(ed.hole) == 1 and ed.hole[0].weights[0] > 0.99
+
+
+def test_time_reversal_shortcut_changes_nothing(ham_factory):
+    ham = ham_factory("h-chain", (1, 1, 4))
+    a = ExactDiagonalization(ham, time_reversal=True).run().summary()
+    b = ExactDiagonalization(ham, time_reversal=False).run().summary()
+    assert abs(a["energy_per_cell"] - b["energy_per_cell"]) < 1e-10
+    for sa, sb in zip(a["sectors"], b["sectors"]):
+        assert (sa["n_alpha"], sa["k"]) == (sb["n_alpha"], sb["k"])
+        assert np.abs(np.array(sa["energies_raw"]) - sb["energies_raw"]).max() < 1e-8
+    for ba, bb in zip(a["bands"], b["bands"]):
+        assert np.abs(np.array(ba["electron"] + ba["hole"]) - (bb["electron"] + bb["hole"])).max() < 1e-8

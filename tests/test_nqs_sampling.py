@@ -64,3 +64,12 @@ def test_stats_iid_and_weighted():
     w = np.array([0.25, 0.75])
     sw = statistics(np.array([1.0, 3.0]), w)
     assert abs(sw.mean - 2.5) < 1e-14 and abs(sw.variance - 0.75) < 1e-14 and sw.error_of_mean == 0
+
+
+def test_exact_sampler_refuses_huge_sectors():
+    import pytest
+
+    from nqsbench.errors import SectorTooLargeError
+    from nqsbench.nqs import ExactSampler
+    with pytest.raises(SectorTooLargeError, match="metropolis"):
+        ExactSampler(Sector.from_hamiltonian(hchain(3)), max_dim=10)

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..errors import SectorTooLargeError
 from .hilbert import Sector
 
 jax.config.update("jax_enable_x64", True)
@@ -25,10 +26,15 @@ class ExactSampler:
 
     sector: Sector
     configs: np.ndarray = field(default=None, repr=False)
+    max_dim: int = 50_000
 
     def __post_init__(self):
         if self.configs is None:
             object.__setattr__(self, "configs", self.sector.enumerate())
+        if len(self.configs) > self.max_dim:
+            raise SectorTooLargeError(
+                f"exact sampling over {len(self.configs)} configurations exceeds max_dim={self.max_dim}; "
+                "use sampler='metropolis' (or raise max_dim)")
 
     @property
     def n_samples(self) -> int:

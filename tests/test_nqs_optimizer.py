@@ -1,0 +1,60 @@
+"""SR force = gradient of the exact energy; SR and MinSR (kernel) directions agree."""
+from functools import lru_cache
+
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from nqsbench.nqs import NQS, RBM, force, jacobian, sr_direction
+from nqsbench.nqs import bruteforce as bf
+
+
+@lru_cache(maxsize=None)
+def hchain(nk, d=1.8):
+    from nqsbench import catalog
+    from nqsbench.build import get_hamiltonian
+    return get_hamiltonian(catalog.load("h-chain").geometry(params={"d": d}, kmesh=(1, 1, nk)))
+
+
+def test_force_matches_finite_differences():
+    ham = hchain(2)
+    basis = bf.sector_basis(ham)
+    h = bf.sector_matrix(ham, basis).toarray()
+    model = RBM(2 * ham.n_spatial, alpha=1.0, sigma=0.3)
+    mf = NQS(ham, model=model, init="random", seed=7)
+    flat, unravel = ravel_pytree(mf.params)
+
+    def energy(theta):
+        psi = np.exp(np.asarray(model.log_psi(unravel(jnp.asarray(theta)), basis)))
+        return float(np.real(np.vdot(psi, h @ psi) / np.vdot(psi, psi)))
+
+    xs = jnp.asarray(basis, dtype=jnp.int32)
+    psi = np.exp(np.asarray(model.log_psi(mf.params, xs)))
+    w = jnp.asarray(np.abs(psi) ** 2 / np.sum(np.abs(psi) ** 2))
+    el = jnp.asarray((h @ psi) / psi)
+    f = np.asarray(force(jacobian(model, mf.params, xs), el, w))
+    theta0 = np.asarray(flat)
+    eps = 1e-5
+    rng = np.random.default_rng(0)
+    for k in rng.choice(len(theta0), size=8, replace=False):
+        dk = np.zeros_like(theta0); dk[k] = eps
+        du = (energy(theta0 + dk) - energy(theta0 - dk)) / (2 * eps)
+        dv = (energy(theta0 + 1j * dk) - energy(theta0 - 1j * dk)) / (2 * eps)
+        fd = 0.5 * (du + 1j * dv)          # ∂E/∂θ*
+        assert abs(f[k] - fd) < 1e-7 + 1e-6 * abs(fd), (k, f[k], fd)
+
+
+def test_sr_and_minsr_agree():
+    rng = np.random.default_rng(1)
+    ns, npar = 30, 50
+    o = jnp.asarray(rng.normal(size=(ns, npar)) + 1j * rng.normal(size=(ns, npar)))
+    el = jnp.asarray(rng.normal(size=ns) + 0.1j * rng.normal(size=ns))
+    w = jnp.full(ns, 1.0 / ns)
+    a = sr_direction(o, el, w, 1e-3, "sr")
+    b = sr_direction(o, el, w, 1e-3, "minsr")
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-8, atol=1e-10)
+    # and solves (S + eps) d = F
+    sw = jnp.sqrt(w)
+    ob = (o - (w[:, None] * o).sum(0)) * sw[:, None]
+    s = jnp.conj(ob).T @ ob + 1e-3 * jnp.eye(npar)
+    np.testing.assert_allclose(np.asarray(s @ a), np.asarray(force(o, el, w)), atol=1e-10)

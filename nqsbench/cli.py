@@ -19,7 +19,7 @@ from .errors import NqsbenchError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Benchmark and validation suite for neural-network quantum states on solids.")
-reference_app = typer.Typer(no_args_is_help=True, help="Reference calculations (exact, ...).")
+reference_app = typer.Typer(help="Reference calculations (exact, hf, mp2, ccsd, ccsd_t, eom_ccsd, dmrg).")
 app.add_typer(reference_app, name="reference")
 console = Console()
 err_console = Console(stderr=True)
@@ -130,6 +130,75 @@ def reference_exact(system: str, param: Optional[List[str]] = ParamOpt, kmesh: O
                   + (f", gap {record.gap:.6f} Ha" if record.gap is not None else ""))
     console.print(f"wrote {path}  ({record.provenance.wall_time_s:.1f} s, "
                   f"{record.provenance.peak_memory_mb:.0f} MB peak)")
+
+
+_METHOD_HELP = {
+    "hf": "KRHF energy and Koopmans bands (ewald convention)",
+    "mp2": "KMP2 on the shared KRHF orbitals (exxdiv=None Fock denominators)",
+    "ccsd": "KRCCSD on the shared KRHF orbitals",
+    "ccsd_t": "KRCCSD(T) (exxdiv=None Fock denominators)",
+    "eom_ccsd": "EOM-IP/EA-KRCCSD quasiparticle bands at every k (roots by one-particle weight)",
+    "dmrg": "DMRG (block2, extra 'dmrg') on the real Γ-supercell Hamiltonian, extrapolated in discarded weight",
+}
+
+
+def _print_record(path, record, skipped: bool) -> None:
+    head = f"{record.method} {record.system} {record.params} k-mesh {'x'.join(map(str, record.kmesh))}: "
+    if not record.converged:
+        console.print(head + f"[bold red]FAILED[/] ({record.failure})", highlight=False)
+    else:
+        console.print(head + f"E = {record.energy_per_cell:.10f} Ha/cell (ewald convention), "
+                      f"{record.energy_per_cell_raw:.10f} raw (exxdiv=None)"
+                      + (f" ± {record.energy_error:.1e}" if record.energy_error else "")
+                      + (f", gap {record.gap:.6f} Ha" if record.gap is not None else ""), highlight=False)
+    console.print(("cached, input hash matches: " if skipped else "wrote ") + f"{path}"
+                  + ("" if skipped else f"  ({record.provenance.wall_time_s:.1f} s, "
+                     f"{record.provenance.peak_memory_mb:.0f} MB peak)"))
+
+
+def _make_method_command(method: str):
+    def command(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[str] = KmeshOpt,
+                force: bool = typer.Option(False, help="recompute even if the cached record matches"),
+                out: Optional[Path] = typer.Option(None, help="record path (default: references/...)")) -> None:
+        from .references import run_reference
+
+        path, record, skipped = run_reference(method, system, param, kmesh, out=out, force=force)
+        _print_record(path, record, skipped)
+    command.__doc__ = _METHOD_HELP[method] + " → a JSON ReferenceRecord (skipped if the cached one matches)."
+    return command
+
+
+for _m in _METHOD_HELP:
+    reference_app.command(_m)(user_errors(_make_method_command(_m)))
+
+
+@reference_app.callback(invoke_without_command=True)
+def reference_main(ctx: typer.Context,
+                   suite: Optional[str] = typer.Option(None, "--suite", help="fill the cache for a named set: 'default'"),
+                   force: bool = typer.Option(False, "--force", help="with --suite: recompute every record")) -> None:
+    """Reference calculations (exact, hf, mp2, ccsd, ccsd_t, eom_ccsd, dmrg) → references/."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if suite is None:
+        console.print(ctx.get_help())
+        raise typer.Exit(0)
+    if suite != "default":
+        err_console.print(f"[bold red]error:[/] --suite {suite!r}: unknown suite; the only one is 'default'")
+        raise typer.Exit(2)
+    import time
+
+    from .references import run_suite
+
+    t0 = time.perf_counter()
+    try:
+        res = run_suite(force=force, echo=lambda line: console.print(line, highlight=False))
+    except NqsbenchError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
+    n_new = sum(not s for _, _, s in res)
+    n_fail = sum(not r.converged for _, r, _ in res)
+    console.print(f"suite {suite}: {len(res)} records ({n_new} computed, {len(res) - n_new} cached, "
+                  f"{n_fail} failed) in {time.perf_counter() - t0:.0f} s")
 
 
 @app.command()

@@ -117,6 +117,10 @@ class ReferenceRecord(BaseModel):
     sectors: list[dict[str, Any]] = []
     bands: list[Band] = []
     gap: float | None = None
+    e_corr_per_cell: float | None = Field(None, description="correlation energy per cell (Hartree), "
+                                          "same in both conventions")
+    energy_error: float | None = Field(None, description="error estimate of energy_per_cell (Hartree), "
+                                       "e.g. DMRG extrapolation")
     hamiltonian_hash: str
     input_hash: str
     provenance: Provenance

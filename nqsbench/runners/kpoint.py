@@ -1,0 +1,281 @@
+"""PySCF k-point runners: KRHF (Koopmans bands), KMP2, KRCCSD, KRCCSD(T), EOM-IP/EA-KRCCSD.
+
+All of them run on the *same* orbitals as the cached :class:`Hamiltonian` (its ``mo_coeff``,
+frozen core passed to PySCF as ``frozen=``) with the exxdiv=None energy expression, so their
+correlation energies are those of the Hamiltonian that exact diagonalization and the NQS solve.
+
+Conventions (design.md):
+- PySCF's KRCCSD shifts occupied orbital energies by the Madelung constant in its *amplitude
+  denominators* only; the converged CCSD energy does not depend on the preconditioner. The
+  perturbative methods (MP2, (T)) do depend on their denominators: here both use the Fock
+  operator of our Hamiltonian (exxdiv=None), so they equal MP2 / CCSD(T) of the same H on the
+  real Γ supercell (tested).
+- Energies: raw supercell energy E (constant included); headline per cell
+  (E + ham.ewald_shift(N))/N_k. Bands: ε_e(k) = E(N+1) − E(N), ε_h(k) = E(N) − E(N−1) with the
+  sector constants of the exact record (so ε_h = −IP_raw − m, ε_e = EA_raw).
+- EOM roots are selected by their one-particle weight |r1|²/|r|² among ≥ 3 roots per k.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..catalog import Geometry
+from ..hamiltonian import Hamiltonian
+
+log = logging.getLogger(__name__)
+
+CC_SETTINGS = {"conv_tol": 1e-10, "conv_tol_normt": 1e-7, "max_cycle": 300, "diis_space": 10}
+EOM_SETTINGS = {"conv_tol": 1e-9, "max_cycle": 200, "max_space": 100, "min_roots": 3, "extra_roots": 2,
+                "koopmans_roots": True,
+                "selection": "largest one-particle weight |r1|^2/|r|^2 among the lowest and the "
+                             "Koopmans-targeted roots, then sorted by energy"}
+
+
+@dataclass
+class RunnerResult:
+    """What a runner found, in raw (exxdiv=None) supercell energies; bands already in ewald."""
+    converged: bool
+    e_supercell_raw: float | None = None      # supercell total, ham.constant included
+    n_active: int = 0                          # active electrons of that state
+    failure: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    bands: list[dict] = field(default_factory=list)
+    gap: float | None = None
+    e_corr_per_cell: float | None = None
+    energy_error: float | None = None
+
+
+def failed(reason: str, **settings) -> RunnerResult:
+    return RunnerResult(converged=False, failure=reason, settings=settings)
+
+
+# --------------------------------------------------------------------------- SCF on cached orbitals
+def scf_from_hamiltonian(geom: Geometry, ham: Hamiltonian, tol: float = 1e-7):
+    """A KRHF(exxdiv=None, GDF) object carrying the Hamiltonian's own orbitals (no SCF).
+
+    The orbital energies are the diagonal of the exxdiv=None Fock matrix; the HF energy is checked
+    against the stored one (gauge invariant) so a stale cache cannot slip through.
+    """
+    from pyscf.pbc import scf
+
+    from ..build import make_cell, pyscf_kmesh
+
+    cell = make_cell(geom)
+    kpts = cell.make_kpts(pyscf_kmesh(geom))
+    mf = scf.KRHF(cell, kpts, exxdiv=None).density_fit()
+    mf.verbose = 0
+    mo_coeff = [np.asarray(c) for c in ham.mo_coeff]
+    nc = ham.n_core
+    mo_occ = []
+    for k in range(ham.nk):
+        occ = np.zeros(mo_coeff[k].shape[1])
+        occ[:nc] = 2.0
+        occ[nc:] = ham.mo_occ[k]
+        mo_occ.append(occ)
+    mf.mo_coeff, mf.mo_occ = mo_coeff, mo_occ
+    dm = mf.make_rdm1()
+    fock = mf.get_fock(dm=dm)
+    mf.mo_energy = [np.einsum("mp,mn,np->p", c.conj(), f, c).real for c, f in zip(mo_coeff, fock)]
+    mf.e_tot = float(mf.energy_tot(dm))
+    mf.converged = True
+    if abs(mf.e_tot - ham.e_hf) > tol:   # both per cell
+        raise RuntimeError(f"HF energy from the cached orbitals {mf.e_tot:.10f} differs from the "
+                           f"Hamiltonian's {ham.e_hf:.10f} Ha/cell: stale cache?")
+    return mf
+
+
+# --------------------------------------------------------------------------- helpers
+def _n0(ham: Hamiltonian) -> int:
+    return ham.n_alpha + ham.n_beta
+
+
+def _gap(bands: list[dict]) -> float | None:
+    el = [e for b in bands for e in b["electron"]]
+    ho = [e for b in bands for e in b["hole"]]
+    return float(min(el) - max(ho)) if el and ho else None
+
+
+def _per_cell_raw_to_supercell(ham: Hamiltonian, e_per_cell: float) -> float:
+    return float(e_per_cell) * ham.nk
+
+
+# --------------------------------------------------------------------------- HF
+def run_hf(geom: Geometry, ham: Hamiltonian) -> RunnerResult:
+    """KRHF energy (stored HF of the Hamiltonian) and Koopmans bands (ε_h = ε_i − m, ε_e = ε_a)."""
+    n0 = _n0(ham)
+    d_hole = ham.ewald_shift(n0) - ham.ewald_shift(n0 - 1)
+    d_elec = ham.ewald_shift(n0 + 1) - ham.ewald_shift(n0)
+    bands = []
+    for k in range(ham.nk):
+        occ = ham.mo_occ[k] > 0
+        eps = np.asarray(ham.mo_energy[k])
+        bands.append({"k": k, "kvec": ham.kvec[k].tolist(),
+                      "hole": sorted(float(e + d_hole) for e in eps[occ]),
+                      "electron": sorted(float(e + d_elec) for e in eps[~occ]),
+                      "hole_weight": [1.0] * int(occ.sum()), "electron_weight": [1.0] * int((~occ).sum())})
+    return RunnerResult(converged=True, e_supercell_raw=ham.e_hf * ham.nk, n_active=n0,
+                        settings={"bands": "Koopmans (exxdiv=None orbital energies + sector constants)"},
+                        bands=bands, gap=_gap(bands), e_corr_per_cell=0.0)
+
+
+# --------------------------------------------------------------------------- MP2
+def run_mp2(geom: Geometry, ham: Hamiltonian, mf=None) -> RunnerResult:
+    from pyscf.pbc import mp
+
+    mf = mf or scf_from_hamiltonian(geom, ham)
+    pt = mp.KMP2(mf, frozen=ham.n_core or None)
+    pt.verbose = 0
+    e_corr, _ = pt.kernel(with_t2=False)
+    e_corr = float(np.real(e_corr))
+    return RunnerResult(converged=True, e_supercell_raw=(ham.e_hf + e_corr) * ham.nk, n_active=_n0(ham),
+                        settings={"denominators": "exxdiv=None Fock (the Hamiltonian's own)",
+                                  "frozen": ham.n_core},
+                        e_corr_per_cell=e_corr)
+
+
+# --------------------------------------------------------------------------- CCSD and friends
+_CC_MEMO: dict[str, Any] = {}
+
+
+def get_ccsd(geom: Geometry, ham: Hamiltonian, mf=None):
+    """Converged KRCCSD object (memoised per Hamiltonian, so (T) and EOM reuse the amplitudes)."""
+    key = ham.hash
+    if key in _CC_MEMO:
+        return _CC_MEMO[key]
+    from pyscf.pbc import cc
+
+    mf = mf or scf_from_hamiltonian(geom, ham)
+    mycc = cc.KRCCSD(mf, frozen=ham.n_core or None)
+    mycc.verbose = 0
+    for k, v in CC_SETTINGS.items():
+        setattr(mycc, k, v)
+    eris = mycc.ao2mo()
+    mycc.kernel(eris=eris)
+    mycc._nqs_eris = eris
+    _CC_MEMO.clear()
+    _CC_MEMO[key] = mycc
+    return mycc
+
+
+def run_ccsd(geom: Geometry, ham: Hamiltonian, mf=None) -> RunnerResult:
+    mycc = get_ccsd(geom, ham, mf)
+    settings = dict(CC_SETTINGS, frozen=ham.n_core)
+    if not mycc.converged:
+        return failed(f"KRCCSD did not converge in {CC_SETTINGS['max_cycle']} iterations "
+                      f"(last E_corr {float(np.real(mycc.e_corr)):.8f} Ha/cell)", **settings)
+    e_corr = float(np.real(mycc.e_corr))
+    return RunnerResult(converged=True, e_supercell_raw=(ham.e_hf + e_corr) * ham.nk, n_active=_n0(ham),
+                        settings=settings, e_corr_per_cell=e_corr)
+
+
+def run_ccsd_t(geom: Geometry, ham: Hamiltonian, mf=None) -> RunnerResult:
+    from pyscf.pbc.cc import kccsd_t_rhf
+
+    mycc = get_ccsd(geom, ham, mf)
+    settings = dict(CC_SETTINGS, frozen=ham.n_core, denominators="exxdiv=None Fock (the Hamiltonian's own)")
+    if not mycc.converged:
+        return failed("KRCCSD did not converge; no (T) on unconverged amplitudes", **settings)
+    eris = mycc._nqs_eris
+    # (T) uses eris.mo_energy, whose occupied levels KRCCSD shifted by the Madelung constant;
+    # use the unshifted Fock diagonal so (T) is that of our Hamiltonian.
+    shifted = eris.mo_energy
+    eris.mo_energy = [f.diagonal().real for f in eris.fock]
+    # PySCF's KRCCSD(T) writes a fixed-name 'tmp_t3_eris.h5' into the working directory, so two
+    # runs in one folder corrupt each other's file: run it inside a private temporary folder.
+    cwd = os.getcwd()
+    tmp = tempfile.mkdtemp(prefix="nqsbench-t3-")
+    try:
+        os.chdir(tmp)
+        e_t = float(np.real(kccsd_t_rhf.kernel(mycc, eris, mycc.t1, mycc.t2, verbose=0)))
+    finally:
+        os.chdir(cwd)
+        shutil.rmtree(tmp, ignore_errors=True)
+        eris.mo_energy = shifted
+    e_corr = float(np.real(mycc.e_corr)) + e_t
+    return RunnerResult(converged=True, e_supercell_raw=(ham.e_hf + e_corr) * ham.nk, n_active=_n0(ham),
+                        settings=dict(settings, e_t_per_cell=e_t), e_corr_per_cell=e_corr)
+
+
+def run_eom(geom: Geometry, ham: Hamiltonian, mf=None) -> RunnerResult:
+    """EOM-IP/EA-KRCCSD at every k → CCSD quasiparticle bands (ewald convention, like exact)."""
+    from pyscf.pbc.cc import eom_kccsd_rhf
+
+    mycc = get_ccsd(geom, ham, mf)
+    settings = dict(CC_SETTINGS, frozen=ham.n_core, eom=EOM_SETTINGS)
+    if not mycc.converged:
+        return failed("KRCCSD did not converge; no EOM on unconverged amplitudes", **settings)
+    n0 = _n0(ham)
+    d_hole = ham.ewald_shift(n0) - ham.ewald_shift(n0 - 1)
+    d_elec = ham.ewald_shift(n0 + 1) - ham.ewald_shift(n0)
+    ip, ea = eom_kccsd_rhf.EOMIP(mycc), eom_kccsd_rhf.EOMEA(mycc)
+    ip.verbose = ea.verbose = 0
+    imds_ip, imds_ea = ip.make_imds(eris=mycc._nqs_eris), ea.make_imds(eris=mycc._nqs_eris)
+    bands, roots, ok = [], [], True
+    for k in range(ham.nk):
+        occ = ham.mo_occ[k] > 0
+        n_h, n_e = int(occ.sum()), int((~occ).sum())
+        band = {"k": k, "kvec": ham.kvec[k].tolist(), "hole": [], "electron": [], "hole_weight": [],
+                "electron_weight": []}
+        if n_h:
+            e, w, c, info = _eom_branch_imds(ip, imds_ip, "ip", k, n_h)
+            band["hole"] = [float(-x + d_hole) for x in e][::-1]
+            band["hole_weight"] = [float(x) for x in w][::-1]
+            ok &= c
+            roots.append(info)
+        if n_e:
+            e, w, c, info = _eom_branch_imds(ea, imds_ea, "ea", k, n_e)
+            band["electron"] = [float(x + d_elec) for x in e]
+            band["electron_weight"] = [float(x) for x in w]
+            ok &= c
+            roots.append(info)
+        order_h = np.argsort(band["hole"])
+        band["hole"] = [band["hole"][i] for i in order_h]
+        band["hole_weight"] = [band["hole_weight"][i] for i in order_h]
+        bands.append(band)
+    settings["eom_roots"] = roots
+    settings["weights"] = "one-particle weight |r1|^2/|r|^2 (not the exact spectral weight Z)"
+    e_corr = float(np.real(mycc.e_corr))
+    if not ok:
+        return RunnerResult(converged=False, failure="EOM-CCSD Davidson did not converge for a selected root",
+                            settings=settings)
+    return RunnerResult(converged=True, e_supercell_raw=(ham.e_hf + e_corr) * ham.nk, n_active=n0,
+                        settings=settings, bands=bands, gap=_gap(bands), e_corr_per_cell=e_corr)
+
+
+def _eom_branch_imds(eom, imds, kind, k, n_bands):
+    """Roots of one EOM branch at one k: the lowest ``max(3, n_bands + 2)`` roots and the
+    ``n_bands`` roots that follow the Koopmans (1h / 1p) guesses (a high-lying quasiparticle, e.g.
+    the top of an antibonding band, sits above many satellites); keep the ``n_bands`` with the
+    largest one-particle weight."""
+    size = eom.vector_size()
+    nroots = int(min(size, max(EOM_SETTINGS["min_roots"], n_bands + EOM_SETTINGS["extra_roots"])))
+    eom.conv_tol, eom.max_cycle, eom.max_space = (EOM_SETTINGS["conv_tol"], EOM_SETTINGS["max_cycle"],
+                                                  EOM_SETTINGS["max_space"])
+    energies, weights, convs = [], [], []
+    for n, koopmans in ((nroots, False), (min(size, n_bands), True)):
+        e, v = eom.kernel(nroots=n, kptlist=[k], imds=imds, koopmans=koopmans)
+        e = np.atleast_1d(np.asarray(e)[0]).real
+        v = np.asarray(v)[0].reshape(n, -1)
+        conv = np.atleast_1d(np.asarray(eom.converged)[0]).astype(bool)
+        for en, vec, c in zip(e, v, conv):
+            if any(abs(en - x) < 1e-6 for x in energies):
+                continue
+            r1, _ = eom.vector_to_amplitudes(vec, kshift=k)
+            energies.append(float(en))
+            weights.append(float(np.linalg.norm(r1) ** 2 / np.linalg.norm(vec) ** 2))
+            convs.append(bool(c))
+    e, w, conv = np.array(energies), np.array(weights), np.array(convs)
+    chosen = np.argsort(-w)[:n_bands]
+    chosen = chosen[np.argsort(e[chosen])]
+    return e[chosen], w[chosen], bool(conv[chosen].all()), {
+        "k": k, "kind": kind, "roots": e.tolist(), "weights": w.tolist(), "converged": conv.tolist()}
+
+
+RUNNERS = {"hf": run_hf, "mp2": run_mp2, "ccsd": run_ccsd, "ccsd_t": run_ccsd_t, "eom_ccsd": run_eom}

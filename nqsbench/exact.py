@@ -426,52 +426,57 @@ def apply_ladder(src: Sector, vec: np.ndarray, orbital: int, spin: int, create: 
     return dst.from_full(out)
 
 
-def krylov_roots(matvec, starts: np.ndarray, tol: float = 1e-5, max_dim: int = 300, check: int = 4,
-                 min_weight: float = 0.02):
+def krylov_roots(matvec, starts: np.ndarray, n_wanted: int, tol: float = 1e-5, max_dim: int = 400,
+                 check: int = 4, min_weight: float = 0.1):
     """Block Lanczos (full reorthogonalisation) from ``starts`` (dim × b).
 
     Used for quasiparticles: the start vectors c†_{pk}|Ψ0⟩ have pure spin, H conserves it, so the
     Krylov space holds only states that one-particle addition can reach, and the Ritz states
     with large overlap on the start vectors (large spectral weight) converge first.
+    With H V = V T + Q R Eᵀ, a Ritz pair's residual is ‖R y_last‖ and its overlaps with the
+    start vectors are y_firstᴴ R0, so no long vectors are formed for either.
     Returns (energies, weights (n, b) = |⟨n|s_p⟩|², residual norms) of the Ritz pairs.
     """
     dim = starts.shape[0]
-    norms0 = np.linalg.norm(starts, axis=0)
-    q, _ = np.linalg.qr(starts[:, norms0 > 1e-12])
+    keep0 = np.linalg.norm(starts, axis=0) > 1e-12
+    q, r0 = np.linalg.qr(starts[:, keep0])
+    r0_full = np.zeros((q.shape[1], starts.shape[1]), dtype=complex)
+    r0_full[:, keep0] = r0
     max_dim = min(max_dim, dim)
     v = np.empty((dim, max_dim), dtype=complex, order="F")   # preallocated: no O(n²) copies
-    hv = np.empty((dim, max_dim), dtype=complex, order="F")
-    n, blocks = 0, 0
+    tmat = np.zeros((max_dim, max_dim), dtype=complex)
+    n, blocks, b0 = 0, 0, q.shape[1]
 
-    def ritz(n):
-        hsub = v[:, :n].conj().T @ hv[:, :n]
-        theta, y = np.linalg.eigh(0.5 * (hsub + hsub.conj().T))
-        vy = v[:, :n] @ y
-        resid = np.linalg.norm(hv[:, :n] @ y - vy * theta, axis=0)
-        return theta, np.abs(vy.conj().T @ starts) ** 2, resid
+    def ritz(n, r_next, b):
+        theta, y = np.linalg.eigh(0.5 * (tmat[:n, :n] + tmat[:n, :n].conj().T))
+        resid = np.linalg.norm(r_next @ y[n - b:n, :], axis=0) if r_next is not None else np.zeros(n)
+        weights = np.abs(y[:b0, :].conj().T @ r0_full) ** 2
+        return theta, weights, resid
 
     while True:
         b = min(q.shape[1], max_dim - n)
         v[:, n:n + b] = q[:, :b]
-        for i in range(b):
-            hv[:, n + i] = matvec(np.ascontiguousarray(q[:, i]))
+        hq = np.stack([matvec(np.ascontiguousarray(q[:, i])) for i in range(b)], axis=1)
         n += b
         blocks += 1
-        if blocks % check == 0 or n >= max_dim:
-            theta, weights, resid = ritz(n)
-            z = weights.sum(axis=1) / max(1e-300, (norms0 ** 2).sum())
-            # Converged when every Ritz state with spectral weight ≥ min_weight is converged
-            # (quasiparticles carry Z ~ 0.3–0.9; satellites with tiny Z are not needed).
-            top = z >= min_weight
-            if np.all(resid[top] < tol) or n >= max_dim:
-                return theta, weights, resid
-        w = hv[:, n - b:n].copy()
-        for _ in range(2):                                      # full reorthogonalisation
-            w -= v[:, :n] @ (v[:, :n].conj().T @ w)
+        coef = v[:, :n].conj().T @ hq
+        tmat[:n, n - b:n] = coef
+        tmat[n - b:n, :n] = coef.conj().T
+        w = hq - v[:, :n] @ coef
+        w -= v[:, :n] @ (v[:, :n].conj().T @ w)                  # reorthogonalise twice (Kahan)
         q, rr = np.linalg.qr(w)
+        if blocks % check == 0 or n >= max_dim:
+            theta, weights, resid = ritz(n, rr, b)
+            z = weights.sum(axis=1) / max(1e-300, np.abs(r0_full).__pow__(2).sum())
+            # Converged when the n_wanted Ritz states of largest spectral weight have converged
+            # residuals and weight ≥ min_weight (quasiparticles carry Z ~ 0.3–0.9). A converged
+            # residual makes each a true eigenpair; satellites with small Z are not needed.
+            top = np.argsort(z)[::-1][:n_wanted]
+            if (np.all(resid[top] < tol) and np.all(z[top] >= min_weight)) or n >= max_dim:
+                return theta, weights, resid
         keep = np.abs(np.diag(rr)) > 1e-10 * max(1.0, np.abs(rr).max())
-        if not keep.any():                                      # invariant subspace: exact
-            return ritz(n)
+        if not keep.any():                                        # invariant subspace: exact
+            return ritz(n, None, b)
         q = q[:, keep]
 
 
@@ -601,8 +606,9 @@ class ExactDiagonalization:
                 dst = self.sector(na + (1 if create else -1), nb, kt)
                 orbs = [k * ham.n_orb + p for p in range(ham.n_orb)]
                 starts = np.stack([apply_ladder(src, psi0, i, 0, create, dst) for i in orbs], axis=1)
-                theta, weights, resid = krylov_roots(lambda x: dst.matvec(x, shift=e_ref), starts, tol=self.tol)
                 n_bands = int((~occ[k]).sum() if create else occ[k].sum())
+                theta, weights, resid = krylov_roots(lambda x: dst.matvec(x, shift=e_ref), starts, n_bands,
+                                                     tol=self.tol)
                 z = weights.sum(axis=1)
                 ok = resid < 10 * self.tol
                 cand = np.flatnonzero(ok)

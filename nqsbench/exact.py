@@ -539,9 +539,14 @@ class ExactDiagonalization:
             return self._run()
 
     def _run(self) -> "ExactDiagonalization":
+        import time
+
         ham = self.ham
         na, nb = ham.n_alpha, ham.n_beta
+        self.timings = {}
+        t0 = time.perf_counter()
         gs = self._solve_sectors(na, nb, keep_vectors=True)
+        self.timings["n_sectors_s"] = time.perf_counter() - t0
         self.sectors.extend(gs)
         best = min(gs, key=lambda r: r.energies[0])
         self.e_ground, self.k_ground, self.s2_ground = float(best.energies[0]), best.k, float(best.s2[0])
@@ -557,10 +562,14 @@ class ExactDiagonalization:
             r.vectors = []
         if not self.do_bands:
             return self
+        t0 = time.perf_counter()
         for da in (+1, -1):
             if 0 <= na + da <= ham.n_spatial:
                 self.sectors.extend(self._solve_sectors(na + da, nb, keep_vectors=False))
+        self.timings["n_pm1_sectors_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
         self._bands()
+        self.timings["quasiparticles_s"] = time.perf_counter() - t0
         return self
 
     def _partner(self, k: int) -> int:
@@ -628,6 +637,7 @@ class ExactDiagonalization:
         e_raw = (self.e_ground + ham.constant) / ham.nk
         out = {"energy_per_cell": self.per_cell_ewald(self.e_ground, n0), "energy_per_cell_raw": e_raw,
                "k_ground": self.k_ground, "s2_ground": self.s2_ground, "sectors": [],
+               "timings": {k: round(v, 3) for k, v in self.timings.items()},
                "energy_per_cell_singlet": (None if self.e_singlet is None
                                            else self.per_cell_ewald(self.e_singlet, n0))}
         for r in self.sectors:

@@ -71,7 +71,8 @@ def run_exact(system: str, params: list[str] | None = None, kmesh: str | None = 
         settings={"n_roots": roots, "bands": bands, "solver": ed.solver, "residual_tol": ed.tol,
                   "k_ground": s["k_ground"], "s2_ground": s["s2_ground"],
                   "energy_per_cell_singlet": s["energy_per_cell_singlet"],
-                  "band_reference": s.get("band_reference")},
+                  "band_reference": s.get("band_reference"), "timings": s["timings"],
+                  "config_hash": config_hash("exact")},
         converged=True, energy_per_cell=s["energy_per_cell"], energy_per_cell_raw=s["energy_per_cell_raw"],
         madelung=ham.madelung, e_hf_per_cell=ham.e_hf, sectors=s["sectors"],
         bands=[Band(**b) for b in s.get("bands", [])], gap=s.get("gap"),
@@ -84,7 +85,8 @@ def run_exact(system: str, params: list[str] | None = None, kmesh: str | None = 
 def runner_config(method: str) -> dict:
     """Static configuration of a runner; part of the cache key of its records."""
     if method == "exact":
-        return {}
+        # v2: bands on the lowest singlet, time-reversal shortcut, Krylov quasiparticle search.
+        return {"exact_version": 2, "band_reference": "lowest singlet"}
     if method == "dmrg":
         from .runners.dmrg import DMRG_SETTINGS
         return {"dmrg": DMRG_SETTINGS}
@@ -124,7 +126,7 @@ def cache_status(geom: catalog.Geometry, method: str, root: Path = REFERENCES_DI
         return CacheStatus(path, False, f"unreadable ({exc})")
     if rec.input_hash != cache_key(geom):
         return CacheStatus(path, False, f"input hash {rec.input_hash} != {cache_key(geom)} (inputs or PySCF changed)")
-    if method != "exact" and rec.settings.get("config_hash") != config_hash(method):
+    if rec.settings.get("config_hash") != config_hash(method):
         return CacheStatus(path, False, "runner settings changed")
     return CacheStatus(path, True, "input hash matches")
 
@@ -204,6 +206,11 @@ def default_suite() -> list[tuple[str, dict, tuple, tuple]]:
     for km in ((1, 1, 1), (2, 1, 1)):
         jobs.append(("lih", {}, km, all_k))
     jobs.append(("graphene", {}, (1, 1, 1), all_k))
+    # Beyond tier: no exact diagonalization; DMRG stands in where it fits.
+    jobs.append(("h-chain", {"d": spec.parameters["d"].default}, (1, 1, 8),
+                 ("hf", "mp2", "ccsd", "ccsd_t", "eom_ccsd", "dmrg")))
+    jobs.append(("graphene", {}, (2, 2, 1), ("hf", "mp2", "ccsd", "ccsd_t", "eom_ccsd")))
+    jobs.append(("lih", {}, (2, 2, 2), ("hf", "mp2", "ccsd", "ccsd_t", "eom_ccsd")))
     return jobs
 
 

@@ -212,3 +212,14 @@ def test_dmrg_without_block2_names_the_extra(ham_factory, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", fake_import)
     with pytest.raises(dmrg.MissingExtraError, match=r"\.\[dmrg\]"):
         dmrg.run_dmrg(None, None)
+
+
+@pytest.mark.parametrize("system,kmesh", [("h-chain", (1, 1, 3)), ("lih", (2, 1, 1))])
+def test_mp2_from_our_integrals_equals_pyscf_kmp2(ham_factory, system, kmesh):
+    """The integral-based MP2 used for 2D cells equals PySCF's KMP2 where PySCF has one."""
+    from nqsbench import catalog
+    from nqsbench.runners.kpoint import mp2_corr_per_cell, run_mp2
+
+    geom = catalog.load(system).geometry(kmesh=kmesh)
+    ham = ham_factory(system, kmesh)
+    assert abs(run_mp2(geom, ham).e_corr_per_cell - mp2_corr_per_cell(ham)) < 1e-9

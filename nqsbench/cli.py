@@ -1,4 +1,4 @@
-"""Command line: ``nqsbench list | show | reference | schema | info``.
+"""Command line: ``nqsbench list | show | reference | run | schema | info``.
 
 Heavy imports (PySCF, scipy) live inside the commands so ``--help`` stays fast. Input errors
 print one line naming the file/field and the fix, and exit with status 2.
@@ -201,17 +201,115 @@ def reference_main(ctx: typer.Context,
                   f"{n_fail} failed) in {time.perf_counter() - t0:.0f} s")
 
 
+@app.command("run")
+def run_nqs(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[str] = KmeshOpt,
+            model: str = typer.Option("rbm", help="variational model: rbm"),
+            alpha: float = typer.Option(2.0, help="hidden-unit density of the RBM"),
+            sampler: str = typer.Option("exact", help="exact (enumerate the sector) or mcmc (Metropolis chains)"),
+            steps: Optional[int] = typer.Option(None, help="total optimization steps, resumed ones included (default: exact 200, mcmc 400)"),
+            seed: int = typer.Option(0, help="seed for parameters and sampling"),
+            resume: bool = typer.Option(False, "--resume", help="continue from the latest checkpoint"),
+            lr: Optional[float] = typer.Option(None, "--lr", help="SR learning rate (default per sampler)"),
+            diag_shift: Optional[float] = typer.Option(None, "--diag-shift", help="SR diagonal shift (default per sampler)"),
+            samples: Optional[int] = typer.Option(None, "--samples", help="Monte Carlo samples per step (mcmc)"),
+            chains: Optional[int] = typer.Option(None, "--chains", help="Markov chains (mcmc)"),
+            beta: Optional[float] = typer.Option(None, "--beta", help="mcmc: sample |ψ|^(2·beta) with importance weights (default 0.5)"),
+            checkpoint_every: float = typer.Option(300.0, "--checkpoint-every", help="seconds between checkpoints"),
+            out: Optional[Path] = typer.Option(None, help="record path (default: results/...)"),
+            progress: bool = typer.Option(True, help="show a progress bar"),
+            ) -> None:
+    """Optimize a neural-network quantum state → a JSON ResultRecord (+ trace CSV, checkpoints)."""
+    try:
+        code = _run_nqs(system, param, kmesh, model, alpha, sampler, steps, seed, resume, lr, diag_shift,
+                        samples, chains, beta, checkpoint_every, out, progress)
+    except NqsbenchError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
+    if code:
+        raise typer.Exit(code)
+
+
+def _run_nqs(system, param, kmesh, model, alpha, sampler, steps, seed, resume, lr, diag_shift, samples,
+             chains, beta, checkpoint_every, out, progress) -> int:
+    from . import catalog
+    from .errors import CatalogError
+
+    if model != "rbm":
+        raise CatalogError(f"--model {model!r}: unknown model; available: rbm")
+    if sampler not in ("exact", "mcmc"):
+        raise CatalogError(f"--sampler {sampler!r}: choose 'exact' or 'mcmc'")
+    if steps is None:
+        steps = 200 if sampler == "exact" else 400
+    if steps < 0:
+        raise CatalogError(f"--steps {steps}: must be ≥ 0")
+    spec = catalog.load(system)
+    geom = spec.geometry(catalog.parse_params(param), catalog.parse_kmesh(kmesh))
+
+    import time
+
+    from .build import get_hamiltonian
+    from .nqs import Checkpoint, DivergenceError, DivergenceGuard, ProgressBar
+    from .nqs.defaults import make_driver
+    from .nqs.results import save_result
+    from .records import ReferenceRecord, read_record, results_path
+    from .references import record_path
+
+    path = Path(out) if out else results_path(geom, model, sampler, seed)
+    ckpt_dir = path.with_name(path.stem + ".ckpt")
+    t0 = time.perf_counter()
+    ham = get_hamiltonian(geom)
+    driver = make_driver(ham, sampler=sampler, alpha=alpha, seed=seed, lr=lr, diag_shift=diag_shift,
+                         n_samples=samples, n_chains=chains, beta=beta)
+    if not resume and ckpt_dir.is_dir():
+        for p in ckpt_dir.glob("ckpt_*.npz"):   # a fresh run: this record's old checkpoints are stale
+            p.unlink()
+    callbacks = [DivergenceGuard(), Checkpoint(ckpt_dir, every_seconds=checkpoint_every)]
+    if progress:
+        callbacks.insert(0, ProgressBar(f"{spec.id} {sampler}"))
+    try:
+        driver.run(steps, callbacks=callbacks, resume=ckpt_dir if resume else None)
+    except DivergenceError as exc:
+        err_console.print(f"[bold red]diverged:[/] {exc}; no record written", highlight=False, soft_wrap=True)
+        return 3
+    except ValueError as exc:       # a checkpoint that does not belong to this run
+        raise CatalogError(f"--resume from {ckpt_dir}: {exc}") from None
+    path, rec = save_result(driver, geom, time.perf_counter() - t0, path, model_name=model,
+                            sampler_name=sampler)
+    err = f" ± {rec.energy_error * 1e3:.3f} mHa" if rec.energy_error else ""
+    console.print(f"nqs-{model} {sampler} {spec.id} {geom.params} k-mesh {'x'.join(map(str, geom.kmesh))}, "
+                  f"{rec.n_steps} steps: E = {rec.energy_per_cell:.8f} Ha/cell{err} (ewald convention), "
+                  f"{rec.energy_per_cell_raw:.8f} raw; V-score {rec.v_score:.2e}", highlight=False)
+    ref_path = record_path(geom, "exact")
+    if ref_path.exists():
+        try:
+            ref = read_record(ref_path, ReferenceRecord)
+        except NqsbenchError as exc:
+            console.print(f"exact reference unreadable: {exc}", highlight=False)
+        else:
+            if ref.converged and ref.energy_per_cell is not None:
+                d = (rec.energy_per_cell - ref.energy_per_cell) * 1e3
+                note = "" if ref.input_hash == rec.input_hash else " [input hash differs from the reference]"
+                console.print(f"vs exact ({ref_path.name}): {d:+.3f} mHa/cell"
+                              + (f" ± {rec.energy_error * 1e3:.3f}" if rec.energy_error else "")
+                              + (" (within chemical accuracy)" if abs(d) <= 1.6 else "") + note,
+                              highlight=False)
+    console.print(f"wrote {path}  ({rec.provenance.wall_time_s:.1f} s, "
+                  f"{rec.provenance.peak_memory_mb:.0f} MB peak)")
+    return 0
+
+
 @app.command()
 @user_errors
 def schema(out: Path = typer.Option(REPO_ROOT / "schemas", help="folder for the JSON Schemas")) -> None:
     """Export the JSON Schemas of SystemSpec and the records."""
     from .catalog import json_schema
     from .io import atomic_write_json
-    from .records import ReferenceRecord
+    from .records import ReferenceRecord, ResultRecord
 
     atomic_write_json(out / "system.schema.json", json_schema())
     atomic_write_json(out / "reference-record.schema.json", ReferenceRecord.model_json_schema())
-    console.print(f"wrote {out}/system.schema.json, {out}/reference-record.schema.json")
+    atomic_write_json(out / "result-record.schema.json", ResultRecord.model_json_schema())
+    console.print(f"wrote {out}/system.schema.json, reference-record.schema.json, result-record.schema.json")
 
 
 @app.command()

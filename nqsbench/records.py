@@ -94,12 +94,12 @@ class Band(BaseModel):
     hole_weight: list[float] = []
 
 
-class ReferenceRecord(BaseModel):
-    """A reference calculation (exact, HF, CCSD, ...) on one system, geometry and k-mesh."""
+class CellRecord(BaseModel):
+    """Fields every record shares: what was solved (system, geometry, k-mesh, Hamiltonian hash),
+    the headline and raw energies per cell, and provenance."""
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     schema_version: int = RECORD_SCHEMA_VERSION
-    kind: Literal["reference"] = "reference"
     method: str
     system: str
     params: dict[str, float]
@@ -107,12 +107,27 @@ class ReferenceRecord(BaseModel):
     basis: str
     frozen_core: int
     exxdiv: Literal[None] = None
-    settings: dict[str, Any] = {}
     converged: bool
     failure: str | None = None
     energy_per_cell: float | None = Field(None, description="Hartree per cell, ewald convention")
     energy_per_cell_raw: float | None = Field(None, description="Hartree per cell, exxdiv=None H")
     madelung: float
+    hamiltonian_hash: str
+    input_hash: str
+    provenance: Provenance
+
+
+def geometry_folder(geom, root: Path) -> Path:
+    """<root>/<system>/<params>_k<mesh>: where every record of one geometry lives."""
+    params = "_".join(f"{k}{v:g}" for k, v in sorted(geom.params.items()))
+    return Path(root) / geom.spec.id / f"{params}_k{'x'.join(map(str, geom.kmesh))}"
+
+
+class ReferenceRecord(CellRecord):
+    """A reference calculation (exact, HF, CCSD, ...) on one system, geometry and k-mesh."""
+
+    kind: Literal["reference"] = "reference"
+    settings: dict[str, Any] = {}
     e_hf_per_cell: float
     sectors: list[dict[str, Any]] = []
     bands: list[Band] = []
@@ -121,9 +136,6 @@ class ReferenceRecord(BaseModel):
                                           "same in both conventions")
     energy_error: float | None = Field(None, description="error estimate of energy_per_cell (Hartree), "
                                        "e.g. DMRG extrapolation")
-    hamiltonian_hash: str
-    input_hash: str
-    provenance: Provenance
 
 
 def write_record(record: BaseModel, path: str | Path) -> Path:
@@ -140,3 +152,70 @@ def read_record(path: str | Path, model: type[BaseModel] = ReferenceRecord) -> B
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
         raise RecordError(f"{path}: invalid record: field '{loc}': {err['msg']}") from None
+
+
+# ---------------------------------------------------------------------------- NQS results
+RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
+
+
+class ResultRecord(CellRecord):
+    """A neural-network quantum state run on one system, geometry and k-mesh.
+
+    The optimization trace (one row per step) lives in a CSV beside the JSON (``trace_file``,
+    relative to the record). Energies are per primitive cell; ``energy_per_cell`` is in the ewald
+    convention, ``energy_per_cell_raw`` that of the exxdiv=None Hamiltonian (design.md).
+    """
+    kind: Literal["nqs"] = "nqs"
+    method: str = Field("nqs-rbm", description="nqs-<model>")
+    model: dict[str, Any] = Field(description="model settings (kind, alpha, n_parameters, ...)")
+    sampler: dict[str, Any] = Field(description="sampler settings (kind, n_samples, n_chains, ...)")
+    optimizer: dict[str, Any] = Field(description="optimizer settings (SR learning rate, diag shift, ...)")
+    sector: dict[str, Any] = {}
+    init: str = "hf"
+    seed: int
+    n_steps: int = Field(description="optimization steps done (resumed steps included)")
+    converged: bool = Field(description="the run finished its steps (or stopped early) without diverging")
+    stopped_early: bool = False
+    energy_error: float | None = Field(None, description="Monte Carlo error of the mean (Hartree per "
+                                       "cell); 0 for exact sampling")
+    variance: float | None = Field(None, description="Var(E_loc) of the simulation cell (Ha²)")
+    e_inf: float | None = Field(None, description="Tr H / dim in the (N↑, N↓) sector, simulation cell")
+    v_score: float | None = Field(None, description="N·Var(E)/(E − E∞)²")
+    trace_file: str | None = Field(None, description="CSV of the optimization trace, beside the record")
+
+
+def results_path(geom, model: str, sampler: str, seed: int, root: Path = RESULTS_DIR) -> Path:
+    """results/<system>/<params>_k<mesh>/nqs-<model>-<sampler>-s<seed>.json (mirrors
+    :func:`nqsbench.references.record_path`)."""
+    return geometry_folder(geom, root) / f"nqs-{model}-{sampler}-s{seed}.json"
+
+
+def trace_path(record_path: str | Path) -> Path:
+    """The trace CSV beside a record: ``<stem>.trace.csv``."""
+    p = Path(record_path)
+    return p.with_name(p.stem + ".trace.csv")
+
+
+def write_trace_csv(path: str | Path, trace: dict) -> Path:
+    """Write the per-step trace (dict of equal-length arrays) atomically as CSV with a step column."""
+    import pandas as pd
+
+    from .io import atomic_write
+
+    df = pd.DataFrame({k: list(v) for k, v in trace.items()})
+    df.insert(0, "step", range(len(df)))
+    return atomic_write(path, lambda tmp: df.to_csv(tmp, index=False, float_format="%.12g"))
+
+
+def read_trace_csv(path: str | Path):
+    import pandas as pd
+
+    return pd.read_csv(path)
+
+
+def write_result(record: ResultRecord, path: str | Path, trace: dict | None = None) -> Path:
+    """Write the trace CSV (if given) and then the JSON record, each atomically."""
+    path = Path(path)
+    if trace is not None:
+        write_trace_csv(trace_path(path), trace)
+    return write_record(record, path)

@@ -20,7 +20,7 @@ from . import catalog
 from .errors import SectorTooLargeError
 import numpy as np
 
-from .records import Band, ReferenceRecord, Timer, provenance, write_record
+from .records import Band, ReferenceRecord, Timer, geometry_folder, provenance, write_record
 
 REFERENCES_DIR = Path(__file__).resolve().parent.parent / "references"
 METHODS = ("exact", "hf", "mp2", "ccsd", "ccsd_t", "eom_ccsd", "dmrg")
@@ -28,8 +28,7 @@ log = logging.getLogger(__name__)
 
 
 def record_path(geom: catalog.Geometry, method: str, root: Path = REFERENCES_DIR) -> Path:
-    params = "_".join(f"{k}{v:g}" for k, v in sorted(geom.params.items()))
-    return root / geom.spec.id / f"{params}_k{'x'.join(map(str, geom.kmesh))}" / f"{method}.json"
+    return geometry_folder(geom, root) / f"{method}.json"
 
 
 def check_exact_feasible(geom: catalog.Geometry, max_dim: int, bands: bool) -> None:

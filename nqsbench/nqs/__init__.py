@@ -14,9 +14,10 @@ from .models import RBM
 from .operator import FermionHamiltonian, make_local_energy, v_score
 from .optimizer import SR, force, jacobian, sr_direction
 from .samplers import ExactSampler, MetropolisSampler
-from .stats import Stats, statistics
+from .stats import Stats, importance_statistics, statistics
 
 __all__ = ["NQS", "RBM", "SR", "Sector", "ExactSampler", "MetropolisSampler", "FermionHamiltonian",
            "make_local_energy", "v_score", "force", "jacobian", "sr_direction", "Stats", "statistics",
+           "importance_statistics",
            "Checkpoint", "DivergenceError", "DivergenceGuard", "EarlyStopping", "ProgressBar",
            "latest_checkpoint", "load_checkpoint"]

@@ -20,7 +20,7 @@ from .models import RBM, count_parameters
 from .operator import FermionHamiltonian, make_local_energy, sector_matrix_coo, v_score
 from .optimizer import SR, jacobian
 from .samplers import ExactSampler, MetropolisSampler
-from .stats import Stats, statistics
+from .stats import Stats, importance_statistics, statistics
 
 jax.config.update("jax_enable_x64", True)
 
@@ -135,7 +135,7 @@ class NQS:
         samp = ({"kind": "exact", "n_samples": s.n_samples} if self._exact else
                 {"kind": "metropolis", "n_chains": s.n_chains, "n_samples": s.n_per_chain * s.n_chains,
                  "sweep_size": s._sweep, "n_discard_per_chain": s.n_discard_per_chain,
-                 "p_single": s.p_single})
+                 "p_single": s.p_single, "beta": getattr(s, "beta", 1.0)})
         m = self.model
         model = {"kind": type(m).__name__, **{k: getattr(m, k) for k in ("alpha", "sigma", "bias")
                                              if hasattr(m, k)}, "n_parameters": self.n_parameters}
@@ -197,7 +197,11 @@ class NQS:
 
     def _stats(self, el, wf) -> Stats:
         el = np.asarray(el)
-        return statistics(el, np.asarray(wf).reshape(el.shape) if self._exact else None)
+        if self._exact:
+            return statistics(el, np.asarray(wf).reshape(el.shape))
+        if getattr(self.sampler, "beta", 1.0) != 1.0:
+            return importance_statistics(el, np.asarray(wf).reshape(el.shape))
+        return statistics(el)
 
     def evaluate(self) -> Stats:
         """Stats (supercell) of the local energy of the current parameters (no update)."""

@@ -66,6 +66,11 @@ class MetropolisSampler:
     ``n_samples`` per call in total (rounded up to a multiple of ``n_chains``), ``sweep_size``
     Metropolis steps between stored samples (thinning; default 2M), ``n_discard_per_chain``
     samples thrown away at the start of every call (burn-in; chains persist across calls).
+
+    ``beta`` < 1 samples |ψ|^{2β} instead of |ψ|² (a flatter distribution: for states peaked on
+    one determinant, as near-HF molecular and solid states are, the chains then visit the
+    correlating determinants far more often) and returns self-normalised importance weights
+    w ∝ |ψ|^{2(1−β)} that sum to 1; with ``beta = 1`` the weights are None (uniform).
     """
 
     sector: Sector
@@ -74,6 +79,7 @@ class MetropolisSampler:
     sweep_size: int | None = None
     n_discard_per_chain: int = 8
     p_single: float = 0.5
+    beta: float = 1.0
 
     @property
     def n_per_chain(self) -> int:
@@ -128,21 +134,27 @@ class MetropolisSampler:
             k1, k2 = jax.random.split(key)
             xn, ok = self._propose(k1, x)
             lpn = model.log_psi(params, xn)
-            accept = ok & (jnp.log(jax.random.uniform(k2)) < 2.0 * jnp.real(lpn - lp))
+            accept = ok & (jnp.log(jax.random.uniform(k2)) < 2.0 * self.beta * jnp.real(lpn - lp))
             x = jnp.where(accept, xn, x)
             lp = jnp.where(accept, lpn, lp)
             return (x, lp, acc + accept), None
 
         def one_sample(carry, key):
             carry, _ = jax.lax.scan(mh_step, carry, jax.random.split(key, sweep))
-            return carry, carry[0]
+            return carry, (carry[0], carry[1])
 
         def chain(x0, key):
             lp0 = model.log_psi(params, x0)
-            (x, lp, acc), xs = jax.lax.scan(one_sample, (x0, lp0, jnp.asarray(0)),
-                                            jax.random.split(key, n_disc + n_keep))
-            return xs[n_disc:], x, acc / ((n_disc + n_keep) * sweep)
+            (x, lp, acc), (xs, lps) = jax.lax.scan(one_sample, (x0, lp0, jnp.asarray(0)),
+                                                   jax.random.split(key, n_disc + n_keep))
+            return xs[n_disc:], lps[n_disc:], x, acc / ((n_disc + n_keep) * sweep)
 
         keys = jax.random.split(key, self.n_chains)
-        xs, x_last, acc = jax.vmap(chain)(state["x"], keys)
-        return xs, None, {"x": x_last}, {"acceptance": acc.mean()}
+        xs, lps, x_last, acc = jax.vmap(chain)(state["x"], keys)
+        if self.beta == 1.0:
+            w = None
+        else:
+            logw = 2.0 * (1.0 - self.beta) * jnp.real(lps)
+            w = jnp.exp(logw - jnp.max(logw))
+            w = w / w.sum()
+        return xs, w, {"x": x_last}, {"acceptance": acc.mean()}

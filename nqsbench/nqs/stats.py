@@ -91,3 +91,21 @@ def _split_rhat(re: np.ndarray) -> float:
         return 1.0
     var_plus = (L - 1) / L * w + b_over_n
     return float(np.sqrt(var_plus / w))
+
+
+def importance_statistics(samples, weights) -> Stats:
+    """Stats of self-normalised importance-sampled Markov chains: ``samples`` and ``weights``
+    (n_chains, n_per_chain), weights summing to 1. Mean Σ w e, variance Σ w |e − mean|² (the
+    variance under |ψ|²), error of the mean from the delta method √(Σ w² |e − mean|²) inflated
+    by √(1 + 2τ) with τ from the weighted-residual chains; R̂ from those residuals."""
+    s = np.asarray(samples)
+    w = np.asarray(weights, dtype=float).reshape(s.shape)
+    if s.ndim == 1:
+        s, w = s[None, :], w[None, :]
+    mean = complex(np.sum(w * s))
+    dev = s - mean
+    var = float(np.sum(w * np.abs(dev) ** 2))
+    r = np.real(w * dev) * w.size              # weighted residuals, mean ≈ 0
+    tau = float(np.mean([_tau_int(c) for c in r])) if s.shape[1] > 1 else 0.0
+    error = float(np.sqrt(np.sum(w ** 2 * np.abs(dev) ** 2) * (1.0 + 2.0 * tau)))
+    return Stats(mean, error, var, tau, _split_rhat(r), int(s.size))

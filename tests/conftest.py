@@ -26,3 +26,8 @@ def get_ham(system: str, kmesh=None, **params):
 @pytest.fixture(scope="session")
 def ham_factory():
     return get_ham
+
+
+def hchain(nk: int, d: float = 1.8):
+    """The H-chain Hamiltonian at bond length d and k-mesh 1×1×nk (session-cached)."""
+    return get_ham("h-chain", (1, 1, nk), d=d)

@@ -1,6 +1,5 @@
 """Driver: determinism, kill + resume, divergence handling, early stopping, accuracy on H2 chain."""
 import json
-from functools import lru_cache
 
 import numpy as np
 import pytest
@@ -8,13 +7,9 @@ import pytest
 from nqsbench.nqs import (NQS, SR, Checkpoint, DivergenceError, DivergenceGuard, EarlyStopping,
                           MetropolisSampler, ProgressBar, Sector, latest_checkpoint)
 from nqsbench.nqs import bruteforce as bf
+from conftest import hchain
 
 
-@lru_cache(maxsize=None)
-def hchain(nk, d=1.8):
-    from nqsbench import catalog
-    from nqsbench.build import get_hamiltonian
-    return get_hamiltonian(catalog.load("h-chain").geometry(params={"d": d}, kmesh=(1, 1, nk)))
 
 
 def metropolis_run(ham, **kw):

@@ -1,5 +1,4 @@
 """Momentum-grouped doubles: the same connections (each once) as the masked enumeration."""
-from functools import lru_cache
 
 import jax
 import jax.numpy as jnp
@@ -7,13 +6,9 @@ import numpy as np
 
 from nqsbench.nqs import RBM, FermionHamiltonian, Sector, make_local_energy
 from nqsbench.nqs.operator import make_connections
+from conftest import hchain
 
 
-@lru_cache(maxsize=None)
-def hchain(nk, d=1.8):
-    from nqsbench import catalog
-    from nqsbench.build import get_hamiltonian
-    return get_hamiltonian(catalog.load("h-chain").geometry(params={"d": d}, kmesh=(1, 1, nk)))
 
 
 def test_grouped_doubles_equal_masked_doubles():

@@ -1,18 +1,13 @@
 """Importance-sampled Metropolis chains (|ψ|^{2β}, weights |ψ|^{2(1−β)}) estimate the same state."""
-from functools import lru_cache
 
 import numpy as np
 
 from nqsbench.nqs import NQS, RBM, MetropolisSampler, Sector
 from nqsbench.nqs import bruteforce as bf
 from nqsbench.nqs.stats import importance_statistics
+from conftest import hchain
 
 
-@lru_cache(maxsize=None)
-def hchain(nk, d=1.8):
-    from nqsbench import catalog
-    from nqsbench.build import get_hamiltonian
-    return get_hamiltonian(catalog.load("h-chain").geometry(params={"d": d}, kmesh=(1, 1, nk)))
 
 
 def test_beta_half_within_four_error_bars_on_a_peaked_state():

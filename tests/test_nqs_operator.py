@@ -1,5 +1,4 @@
 """Local energy, sector and Tr H/dim of the NQS core against an independent brute-force H."""
-from functools import lru_cache
 
 import jax
 import numpy as np
@@ -8,13 +7,9 @@ import pytest
 from nqsbench.nqs import RBM, FermionHamiltonian, Sector, make_local_energy
 from nqsbench.nqs import bruteforce as bf
 from nqsbench.nqs.operator import sector_matrix_coo
+from conftest import hchain
 
 
-@lru_cache(maxsize=None)
-def hchain(nk, d=1.8):
-    from nqsbench import catalog
-    from nqsbench.build import get_hamiltonian
-    return get_hamiltonian(catalog.load("h-chain").geometry(params={"d": d}, kmesh=(1, 1, nk)))
 
 
 def random_params(model, seed):

@@ -1,5 +1,4 @@
 """SR force = gradient of the exact energy; SR and MinSR (kernel) directions agree."""
-from functools import lru_cache
 
 import jax.numpy as jnp
 import numpy as np
@@ -7,13 +6,9 @@ from jax.flatten_util import ravel_pytree
 
 from nqsbench.nqs import NQS, RBM, force, jacobian, sr_direction
 from nqsbench.nqs import bruteforce as bf
+from conftest import hchain
 
 
-@lru_cache(maxsize=None)
-def hchain(nk, d=1.8):
-    from nqsbench import catalog
-    from nqsbench.build import get_hamiltonian
-    return get_hamiltonian(catalog.load("h-chain").geometry(params={"d": d}, kmesh=(1, 1, nk)))
 
 
 def test_force_matches_finite_differences():

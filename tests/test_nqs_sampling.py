@@ -1,18 +1,13 @@
 """Exact enumeration and Metropolis chains give the right energy; Stats behaves."""
-from functools import lru_cache
 
 import jax
 import numpy as np
 
 from nqsbench.nqs import NQS, RBM, MetropolisSampler, Sector, statistics
 from nqsbench.nqs import bruteforce as bf
+from conftest import hchain
 
 
-@lru_cache(maxsize=None)
-def hchain(nk, d=1.8):
-    from nqsbench import catalog
-    from nqsbench.build import get_hamiltonian
-    return get_hamiltonian(catalog.load("h-chain").geometry(params={"d": d}, kmesh=(1, 1, nk)))
 
 
 def rayleigh(ham, model, params):

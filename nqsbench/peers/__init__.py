@@ -1,0 +1,1 @@
+"""Peer codes run on exactly our Hamiltonians and parameters (optional extra ``peers``)."""

@@ -44,9 +44,8 @@ def main(argv=None):
     import jax
     import netket as nk
 
-    from nqsbench import catalog
-    from nqsbench.build import get_hamiltonian
-    from nqsbench.nqs import RBM, FermionHamiltonian, MetropolisSampler, Sector, make_local_energy
+    from nqsbench.nqs import FermionHamiltonian, make_local_energy
+    from nqsbench.nqs.workloads import hchain_workload
     from nqsbench.peers.netket import (netket_local_energy, netket_operator, netket_rbm,
                                        to_netket_params, to_netket_samples)
 
@@ -55,15 +54,8 @@ def main(argv=None):
     print(f"{'nk':>3} {'2M':>4} {'params':>6} {'nk_conn':>7} {'nk_build_s':>10} "
           f"{'ours/s':>9} {'netket/s':>9} {'nk_chunk':>8} {'ratio':>6} {'max|dE|':>8}")
     for nkpt in a.nk:
-        ham = get_hamiltonian(catalog.load("h-chain").geometry(params={"d": 1.8}, kmesh=(1, 1, nkpt)))
-        sec = Sector.from_hamiltonian(ham)
-        model = RBM(sec.n_spin_orbitals, alpha=a.alpha, sigma=0.1)
-        params = model.init(jax.random.PRNGKey(0), reference=sec.hf_config)
-        sampler = MetropolisSampler(sec, n_chains=32, n_samples=a.batch, n_discard_per_chain=4)
-        st = sampler.init_state(model, params, jax.random.PRNGKey(1))
-        xs, _, _, _ = jax.jit(lambda p, s, k: sampler.sample(model, p, s, k))(params, st, jax.random.PRNGKey(2))
-        xs = np.asarray(xs).reshape(-1, sec.n_spin_orbitals)[: a.batch]
-
+        w = hchain_workload(nkpt, alpha=a.alpha, batch=a.batch)
+        ham, sec, model, params, xs = w.ham, w.sector, w.model, w.params, w.samples
         eloc = make_local_energy(FermionHamiltonian(ham, sec), model, chunk_size=a.chunk)
         t_ours = _best(eloc, (params, xs), a.repeat)
         e_ours = np.asarray(eloc(params, xs))

@@ -26,22 +26,15 @@ def main(argv=None):
 
     import jax
 
-    from nqsbench import catalog
-    from nqsbench.build import get_hamiltonian
-    from nqsbench.nqs import RBM, FermionHamiltonian, MetropolisSampler, Sector, make_local_energy
+    from nqsbench.nqs import FermionHamiltonian, make_local_energy
     from nqsbench.nqs.operator import _double_tables, _grouped_double_tables
+    from nqsbench.nqs.workloads import hchain_workload
 
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}, batch {a.batch}, RBM alpha={a.alpha}")
     print(f"{'nk':>3} {'2M':>4} {'N':>3} {'params':>7} {'doubles':>13} {'samples/s':>10} {'ms/sample':>9}")
     for nk in a.nk:
-        ham = get_hamiltonian(catalog.load("h-chain").geometry(params={"d": 1.8}, kmesh=(1, 1, nk)))
-        sec = Sector.from_hamiltonian(ham)
-        model = RBM(sec.n_spin_orbitals, alpha=a.alpha, sigma=0.1)
-        params = model.init(jax.random.PRNGKey(0), reference=sec.hf_config)
-        sampler = MetropolisSampler(sec, n_chains=32, n_samples=a.batch, n_discard_per_chain=4)
-        st = sampler.init_state(model, params, jax.random.PRNGKey(1))
-        xs, _, _, _ = jax.jit(lambda p, s, k: sampler.sample(model, p, s, k))(params, st, jax.random.PRNGKey(2))
-        xs = np.asarray(xs).reshape(-1, sec.n_spin_orbitals)[: a.batch]
+        w = hchain_workload(nk, alpha=a.alpha, batch=a.batch)
+        ham, sec, model, params, xs = w.ham, w.sector, w.model, w.params, w.samples
         fham = FermionHamiltonian(ham, sec)
         n_doubles = {"masked": len(_double_tables(sec)), "grouped": len(_grouped_double_tables(sec))}
         for scheme in ("masked", "grouped"):

@@ -1,0 +1,35 @@
+"""Reproducible workloads for throughput benchmarks (scripts now, asv later): a Hamiltonian,
+its sector, an HF-biased random RBM and a batch of Metropolis samples from it."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Workload:
+    ham: object
+    sector: object
+    model: object
+    params: object
+    samples: np.ndarray      # (batch, 2M) occupations
+
+
+def hchain_workload(nk: int, alpha: float = 2.0, batch: int = 512, d: float = 1.8, seed: int = 0) -> Workload:
+    import jax
+
+    from .. import catalog
+    from ..build import get_hamiltonian
+    from .hilbert import Sector
+    from .models import RBM
+    from .samplers import MetropolisSampler
+
+    ham = get_hamiltonian(catalog.load("h-chain").geometry(params={"d": d}, kmesh=(1, 1, nk)))
+    sec = Sector.from_hamiltonian(ham)
+    model = RBM(sec.n_spin_orbitals, alpha=alpha, sigma=0.1)
+    params = model.init(jax.random.PRNGKey(seed), reference=sec.hf_config)
+    sampler = MetropolisSampler(sec, n_chains=32, n_samples=batch, n_discard_per_chain=4)
+    state = sampler.init_state(model, params, jax.random.PRNGKey(seed + 1))
+    xs, _, _, _ = jax.jit(lambda p, s, k: sampler.sample(model, p, s, k))(params, state, jax.random.PRNGKey(seed + 2))
+    return Workload(ham, sec, model, params, np.asarray(xs).reshape(-1, sec.n_spin_orbitals)[:batch])

@@ -26,7 +26,9 @@ from .kpoint import RunnerResult
 DMRG_SETTINGS = {"symmetry": "SU2", "max_bond_dim": 500,
                  "schedule": [[50, 4, 1e-4], [100, 4, 1e-5], [250, 4, 1e-6], [500, 6, 0.0]],
                  "reverse_bond_dims": [400, 300, 200, 150, 100],
-                 "sweep_tol": 1e-9, "ordering": "fiedler (exchange matrix)", "n_threads": 2}
+                 "sweep_tol": 1e-9, "ordering": "fiedler (exchange matrix)", "n_threads": 2,
+                 # An extrapolation error above this (Ha per cell) is not a reference: failed record.
+                 "max_error_per_cell": 1e-4}
 
 
 class MissingExtraError(NqsbenchError):
@@ -81,9 +83,16 @@ def run_dmrg(geom: Geometry, ham: Hamiltonian, settings: dict | None = None) -> 
             resid = float(np.abs(en - (a * dw + b)).max())
             e_ext = float(b)
             err = abs(e_ext - e_var) / 5 + resid
-        ok = bool(np.isfinite(e_ext))
+        ok = bool(np.isfinite(e_ext)) and err / ham.nk <= cfg["max_error_per_cell"]
+        failure = None
+        if not np.isfinite(e_ext):
+            failure = "DMRG energy is not finite"
+        elif not ok:
+            failure = (f"DMRG not converged: extrapolation error {err / ham.nk:.2e} Ha/cell > "
+                       f"{cfg['max_error_per_cell']:.0e} (discarded weight {dw_max:.1e} at M = {cfg['max_bond_dim']}); "
+                       "raise the bond dimension or improve the orbital ordering")
         return RunnerResult(converged=ok, e_supercell_raw=e_ext if ok else None, n_active=n_elec,
-                            failure=None if ok else "DMRG energy is not finite",
+                            failure=failure,
                             settings=dict(cfg, ordering_indices=[int(i) for i in idx],
                                           e_variational_raw=e_var, extrapolation=[list(p) for p in points],
                                           n_orbitals=n),

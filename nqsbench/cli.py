@@ -205,6 +205,8 @@ def reference_main(ctx: typer.Context,
 def run_nqs(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[str] = KmeshOpt,
             model: str = typer.Option("rbm", help="variational model: rbm"),
             alpha: float = typer.Option(2.0, help="hidden-unit density of the RBM"),
+            init: str = typer.Option("hf", help="start: hf (visible bias ±0.5 towards HF) or random "
+                                     "(small random parameters; LiH Γ stalls at HF from the hf start)"),
             sampler: str = typer.Option("exact", help="exact (enumerate the sector) or mcmc (Metropolis chains)"),
             steps: Optional[int] = typer.Option(None, help="total optimization steps, resumed ones included (default: exact 200, mcmc 400)"),
             seed: int = typer.Option(0, help="seed for parameters and sampling"),
@@ -221,7 +223,7 @@ def run_nqs(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[
     """Optimize a neural-network quantum state → a JSON ResultRecord (+ trace CSV, checkpoints)."""
     try:
         code = _run_nqs(system, param, kmesh, model, alpha, sampler, steps, seed, resume, lr, diag_shift,
-                        samples, chains, beta, checkpoint_every, out, progress)
+                        samples, chains, beta, checkpoint_every, out, progress, init)
     except NqsbenchError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2)
@@ -230,7 +232,7 @@ def run_nqs(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[
 
 
 def _run_nqs(system, param, kmesh, model, alpha, sampler, steps, seed, resume, lr, diag_shift, samples,
-             chains, beta, checkpoint_every, out, progress) -> int:
+             chains, beta, checkpoint_every, out, progress, init="hf") -> int:
     from . import catalog
     from .errors import CatalogError
 
@@ -238,6 +240,8 @@ def _run_nqs(system, param, kmesh, model, alpha, sampler, steps, seed, resume, l
         raise CatalogError(f"--model {model!r}: unknown model; available: rbm")
     if sampler not in ("exact", "mcmc"):
         raise CatalogError(f"--sampler {sampler!r}: choose 'exact' or 'mcmc'")
+    if init not in ("hf", "random"):
+        raise CatalogError(f"--init {init!r}: choose 'hf' or 'random'")
     if steps is None:
         steps = 200 if sampler == "exact" else 400
     if steps < 0:
@@ -259,7 +263,7 @@ def _run_nqs(system, param, kmesh, model, alpha, sampler, steps, seed, resume, l
     t0 = time.perf_counter()
     ham = get_hamiltonian(geom)
     driver = make_driver(ham, sampler=sampler, alpha=alpha, seed=seed, lr=lr, diag_shift=diag_shift,
-                         n_samples=samples, n_chains=chains, beta=beta)
+                         n_samples=samples, n_chains=chains, beta=beta, init=init)
     if not resume and ckpt_dir.is_dir():
         for p in ckpt_dir.glob("ckpt_*.npz"):   # a fresh run: this record's old checkpoints are stale
             p.unlink()

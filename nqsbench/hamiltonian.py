@@ -155,8 +155,10 @@ class Hamiltonian:
     def real_supercell(self, tol: float = 1e-8) -> tuple[np.ndarray, np.ndarray]:
         """The same H rotated to a real orthonormal basis of the same active space.
 
-        Bloch MOs are written in the real supercell AO basis, C_sc[(R,μ),(k,p)] = e^{ik·R} C_k/√N_k;
-        real AOs are projected on the active space and orthonormalised; U = C_sc† S_sc Y.
+        Bloch MOs are written in the real supercell AO basis, C_sc[(R,μ),(k,p)] = e^{ik·R} C_k/√N_k.
+        The real basis Y is the Löwdin AOs when the active space is the whole AO space, else the
+        orthonormal set in the active space closest to the most-projected Löwdin AOs; both are
+        atom-local (what DMRG needs). U = C_sc† S_sc Y.
         Returns real (h, eri) (eri with the 1/N_k folded, chemist order) over N_k·n orbitals.
         """
         nk, n = self.nk, self.n_orb
@@ -174,16 +176,24 @@ class Hamiltonian:
         if np.abs(ortho - np.eye(nk * n)).max() > 1e-6:
             raise RuntimeError("Bloch MOs are not orthonormal in the supercell AO basis")
         w, v = np.linalg.eigh(s_sc)
-        x = (v / np.sqrt(w)) @ v.T                      # real Löwdin orbitals
-        proj = c_sc @ (c_sc.conj().T @ s_sc)            # projector on the active space
-        y = proj @ x
-        if np.abs(y.imag).max() > 1e-6:
-            raise RuntimeError("active space is not closed under complex conjugation")
-        y = y.real
-        g = y.T @ s_sc @ y
-        lam, q = np.linalg.eigh(g)
-        keep = np.argsort(lam)[::-1][: nk * n]
-        y = y @ (q[:, keep] / np.sqrt(lam[keep]))
+        x = (v / np.sqrt(w)) @ v.T                      # real Löwdin orbitals (atom-local)
+        m = nk * n
+        if m == x.shape[1]:
+            y = x                                        # full space: keep the local Löwdin AOs
+        else:
+            proj = c_sc @ (c_sc.conj().T @ s_sc)        # projector on the active space
+            px = proj @ x
+            if np.abs(px.imag).max() > 1e-6:
+                raise RuntimeError("active space is not closed under complex conjugation")
+            px = px.real
+            lam, q = np.linalg.eigh(px.T @ s_sc @ px)
+            keep = np.argsort(lam)[::-1][:m]
+            basis = px @ (q[:, keep] / np.sqrt(lam[keep]))   # orthonormal, arbitrary rotation
+            # Rotate to the orthonormal set closest to the m most-projected AOs (polar factor),
+            # so the orbitals stay local (DMRG needs that; any real basis serves FCI).
+            sel = np.argsort(np.einsum("ij,ik,kj->j", px, s_sc, px))[::-1][:m]
+            uu, _, vt = np.linalg.svd(basis.T @ s_sc @ x[:, sel])
+            y = basis @ (uu @ vt)
         u = c_sc.conj().T @ s_sc @ y                    # (k-orbitals) × (real orbitals), unitary
         h, eri = self.dense()
         h_r = u.conj().T @ h @ u

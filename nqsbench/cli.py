@@ -66,8 +66,8 @@ def list_systems() -> None:
 def show(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[str] = KmeshOpt) -> None:
     """Show a system: spec, orbitals and electrons per cell, and the size of every sector."""
     from . import catalog
-    from .build import make_cell
-    from .sectors import sector_dims
+    from .build import make_cell, pyscf_kmesh, pyscf_order
+    from .sectors import kmesh_grid, sector_dims
 
     spec = catalog.load(system)
     geom = spec.geometry(catalog.parse_params(param), catalog.parse_kmesh(kmesh))
@@ -85,8 +85,8 @@ def show(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[str
     console.print(f"  k-space problem: {m} spatial orbitals, {2 * m} spin-orbitals, N↑ = N↓ = {na}")
     table = Table(title="sector dimensions (determinants)")
     table.add_column("N↑, N↓")
-    kvecs, _ = _kvecs(geom)
-    from .build import pyscf_order
+    mesh = pyscf_kmesh(geom)
+    kvecs = kmesh_grid(mesh)
     order = pyscf_order(geom)
     for k in kvecs:  # PySCF keeps periodic axes first; show K in the catalog's axis order
         user = [0, 0, 0]
@@ -95,21 +95,9 @@ def show(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[str
         table.add_column(f"K={tuple(user)}")
     for a, b in ((na, na), (na + 1, na), (na - 1, na)):
         if 0 <= a <= m:
-            dims = sector_dims(kvecs, _mesh(geom), n_act, a, b)
+            dims = sector_dims(kvecs, mesh, n_act, a, b)
             table.add_row(f"{a}, {b}", *[f"{d:,}" for d in dims])
     console.print(table)
-
-
-def _mesh(geom):
-    from .build import pyscf_kmesh
-    return pyscf_kmesh(geom)
-
-
-def _kvecs(geom):
-    import numpy as np
-    mesh = _mesh(geom)
-    grid = np.array(np.meshgrid(*[np.arange(n) for n in mesh], indexing="ij")).reshape(3, -1).T
-    return grid, mesh
 
 
 @reference_app.command("exact")
@@ -173,6 +161,7 @@ for _m in _METHOD_HELP:
 
 
 @reference_app.callback(invoke_without_command=True)
+@user_errors
 def reference_main(ctx: typer.Context,
                    suite: Optional[str] = typer.Option(None, "--suite", help="fill the cache for a named set: 'default'"),
                    force: bool = typer.Option(False, "--force", help="with --suite: recompute every record")) -> None:
@@ -190,11 +179,7 @@ def reference_main(ctx: typer.Context,
     from .references import run_suite
 
     t0 = time.perf_counter()
-    try:
-        res = run_suite(force=force, echo=lambda line: console.print(line, highlight=False))
-    except NqsbenchError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2)
+    res = run_suite(force=force, echo=lambda line: console.print(line, highlight=False))
     n_new = sum(not s for _, _, s in res)
     n_fail = sum(not r.converged for _, r, _ in res)
     console.print(f"suite {suite}: {len(res)} records ({n_new} computed, {len(res) - n_new} cached, "
@@ -202,6 +187,7 @@ def reference_main(ctx: typer.Context,
 
 
 @app.command("run")
+@user_errors
 def run_nqs(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[str] = KmeshOpt,
             model: str = typer.Option("rbm", help="variational model: rbm"),
             alpha: float = typer.Option(2.0, help="hidden-unit density of the RBM"),
@@ -221,12 +207,8 @@ def run_nqs(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[
             progress: bool = typer.Option(True, help="show a progress bar"),
             ) -> None:
     """Optimize a neural-network quantum state → a JSON ResultRecord (+ trace CSV, checkpoints)."""
-    try:
-        code = _run_nqs(system, param, kmesh, model, alpha, sampler, steps, seed, resume, lr, diag_shift,
-                        samples, chains, beta, checkpoint_every, out, progress, init)
-    except NqsbenchError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2)
+    code = _run_nqs(system, param, kmesh, model, alpha, sampler, steps, seed, resume, lr, diag_shift,
+                    samples, chains, beta, checkpoint_every, out, progress, init)
     if code:
         raise typer.Exit(code)
 

@@ -34,14 +34,13 @@ def record_path(geom: catalog.Geometry, method: str, root: Path = REFERENCES_DIR
 def check_exact_feasible(geom: catalog.Geometry, max_dim: int, bands: bool) -> None:
     """Refuse before any PySCF work when a sector is too large for exact diagonalization."""
     from .build import make_cell, pyscf_kmesh
-    from .sectors import sector_dims
-    import numpy as np
+    from .sectors import kmesh_grid, sector_dims
 
     spec = geom.spec
     n_act = int(make_cell(geom).nao_nr()) - spec.frozen_core
     na = (spec.n_electrons_cell - 2 * spec.frozen_core) * geom.nk // 2
     mesh = pyscf_kmesh(geom)
-    kvecs = np.array(np.meshgrid(*[np.arange(n) for n in mesh], indexing="ij")).reshape(3, -1).T
+    kvecs = kmesh_grid(mesh)
     for a in ((na, na + 1, na - 1) if bands else (na,)):
         if 0 <= a <= n_act * geom.nk:
             dim = max(sector_dims(kvecs, mesh, n_act, a, na))

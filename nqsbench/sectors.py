@@ -5,6 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 
+def kmesh_grid(mesh) -> np.ndarray:
+    """All integer k-vectors of a Monkhorst–Pack mesh, in PySCF's make_kpts order."""
+    return np.array(np.meshgrid(*[np.arange(n) for n in mesh], indexing="ij")).reshape(3, -1).T
+
+
 def string_counts(kvecs: np.ndarray, mesh, n_orb: int, n_el: int) -> np.ndarray:
     """Number of n_el-electron strings over (k, p) orbitals, per total momentum index."""
     mesh = np.asarray(mesh)

@@ -284,6 +284,124 @@ def _run_nqs(system, param, kmesh, model, alpha, sampler, steps, seed, resume, l
     return 0
 
 
+@app.command("bands")
+@user_errors
+def bands_cmd(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[str] = KmeshOpt,
+              sampler: str = typer.Option("exact", help="sampler of the NQS ground-state run to use (exact|mcmc)"),
+              seed: int = typer.Option(0, help="seed of the NQS ground-state run (and of the Monte Carlo sampling)"),
+              steps: Optional[int] = typer.Option(None, help="steps of the ground-state run when it must be made first"),
+              init: str = typer.Option("hf", help="start of the ground-state run when it must be made first"),
+              estimator: str = typer.Option("exact", help="exact (sum over the sectors) or mc (samples of |ψ|², jackknife error bars)"),
+              samples: int = typer.Option(8192, "--samples", help="mc: samples of |ψ|²"),
+              chains: int = typer.Option(32, "--chains", help="mc: Markov chains (the jackknife blocks)"),
+              threshold: Optional[float] = typer.Option(None, "--threshold", help="drop S eigenvalues ≤ this (default 1e-3)"),
+              control: bool = typer.Option(True, help="also build the subspace on the exact ground state"),
+              plot: bool = typer.Option(True, help="write the band figure (PNG + SVG) beside the record"),
+              ) -> None:
+    """Quasiparticle bands from the NQS ground state (excitation subspace) → a JSON BandRecord
+    beside the NQS result, errors (meV) against exact, EOM-CCSD and HF bands, and a figure."""
+    from . import catalog
+    from .bandstructure import HARTREE_TO_EV
+    from .bands import compute_bands
+    from .errors import CatalogError
+    from .records import results_path
+
+    est = {"exact": "exact", "mc": "monte_carlo", "monte_carlo": "monte_carlo"}.get(estimator)
+    if est is None:
+        raise CatalogError(f"--estimator {estimator!r}: choose 'exact' or 'mc'")
+    if samples < 2 * chains or chains < 2:
+        raise CatalogError(f"--samples {samples} / --chains {chains}: need chains ≥ 2 and samples ≥ 2·chains")
+    spec = catalog.load(system)
+    geom = spec.geometry(catalog.parse_params(param), catalog.parse_kmesh(kmesh))
+    result = results_path(geom, "rbm", sampler, seed)
+    if not result.exists():
+        console.print(f"no NQS result at {result}: running the ground state first", highlight=False)
+        code = _run_nqs(system, param, kmesh, "rbm", 2.0, sampler, steps, seed, False, None, None, None,
+                        None, None, 300.0, None, True, init)
+        if code:
+            raise typer.Exit(code)
+    path, rec = compute_bands(geom, result, estimator=est, n_samples=samples, n_chains=chains, seed=seed,
+                              s_threshold=threshold, control=control, figure=plot)
+    table = Table(title=f"{spec.id} {geom.params} k-mesh {'x'.join(map(str, geom.kmesh))}: band errors (meV)")
+    for col in ("comparison", "MAE", "max", "gap error", "n"):
+        table.add_column(col, justify="right" if col != "comparison" else "left")
+    fmt = lambda v: "—" if v is None else f"{v:.1f}"
+    for name, e in rec.errors.items():
+        table.add_row(name, fmt(e["mae_meV"]), fmt(e["max_meV"]), fmt(e["gap_error_meV"]), str(e["n"]))
+    console.print(table)
+    s2 = rec.ground_state.get("s2")
+    if s2 is not None and s2 > 0.1:
+        console.print(f"[yellow]warning:[/] the NQS state has ⟨S²⟩ = {s2:.3f}, not a singlet; its bands are "
+                      "not those of the singlet ground state the references describe", highlight=False)
+    console.print(f"gap {rec.gap * HARTREE_TO_EV:.3f} eV (NQS subspace, {est} estimator, S threshold "
+                  f"{rec.s_threshold:g}, kept ranks {rec.ranks})", highlight=False)
+    console.print(f"wrote {path}" + (f" and {rec.figure}.png/.svg" if rec.figure else ""))
+
+
+compare_app = typer.Typer(help="Side-by-side runs with peer codes on the same Hamiltonian (extra 'peers').")
+app.add_typer(compare_app, name="compare")
+
+
+@compare_app.command("netket")
+@user_errors
+def compare_netket_cmd(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[str] = KmeshOpt,
+                       alpha: float = typer.Option(2.0, help="hidden-unit density of the RBM"),
+                       batch: int = typer.Option(512, help="samples per local-energy batch"),
+                       sr_samples: int = typer.Option(1024, "--sr-samples", help="samples of the SR step"),
+                       chunk: int = typer.Option(64, help="our local-energy chunk size"),
+                       netket_chunks: str = typer.Option("64,256", "--netket-chunks",
+                                                         help="NetKet chunk sizes to try, best kept (0: whole batch)"),
+                       repeat: int = typer.Option(3, help="timings are the best of this many calls"),
+                       seed: int = typer.Option(0, help="seed of the RBM parameters and samples"),
+                       exact_max: int = typer.Option(20_000, "--exact-max", help="largest sector for the exact ⟨H⟩"),
+                       sr: bool = typer.Option(True, help="also time one SR step"),
+                       ) -> None:
+    """Same Hamiltonian, RBM parameters and samples in NetKet and here: energies and throughputs
+    side by side, ratios ours ÷ NetKet (> 1: ours faster)."""
+    from . import catalog
+    from .errors import CatalogError
+    from .peers.netket import require_netket
+
+    require_netket()                     # before any work: one line naming the 'peers' extra
+    try:
+        nk_chunks = [int(c) for c in netket_chunks.split(",")]
+    except ValueError:
+        nk_chunks = [-1]
+    if not nk_chunks or min(nk_chunks) < 0:
+        raise CatalogError(f"--netket-chunks {netket_chunks!r}: give integers ≥ 0 separated by commas, e.g. 64,256")
+    for name, v in (("--batch", batch), ("--sr-samples", sr_samples), ("--chunk", chunk), ("--repeat", repeat)):
+        if v < 1:
+            raise CatalogError(f"{name} {v}: must be ≥ 1")
+    if alpha <= 0:
+        raise CatalogError(f"--alpha {alpha}: must be > 0")
+    spec = catalog.load(system)
+    geom = spec.geometry(catalog.parse_params(param), catalog.parse_kmesh(kmesh))
+
+    from .build import get_hamiltonian
+    from .peers.compare import compare_netket, table_rows
+
+    ham = get_hamiltonian(geom)
+    r = compare_netket(ham, label=spec.id, alpha=alpha, batch=batch, sr_samples=sr_samples, chunk=chunk,
+                       netket_chunks=nk_chunks, repeat=repeat, seed=seed, exact_max=exact_max, sr=sr,
+                       echo=lambda line: console.print("  " + line, highlight=False))
+    console.print(f"{spec.id} {geom.params} k-mesh {'x'.join(map(str, geom.kmesh))}: {r.n_spin_orbitals} "
+                  f"spin-orbitals, sector (N↑={r.n_up}, N↓={r.n_dn}, K={r.k_total}) {r.sector_dim:,} "
+                  f"determinants, RBM alpha {alpha:g} ({r.n_parameters} parameters); netket "
+                  f"{r.netket_version}, jax {r.jax_version}", highlight=False)
+    table = Table()
+    for col in ("quantity", "ours", "netket", "ours/netket"):
+        table.add_column(col, justify="left" if col == "quantity" else "right")
+    for row in table_rows(r):
+        table.add_row(*row)
+    console.print(table)
+    line = (f"same samples: max |ΔE_loc| {r.eloc_max_diff:.1e} Ha (|E_loc| ≤ {r.eloc_scale:.1f}); NetKet "
+            f"chunk {r.netket_chunk or 'all'}; NetKet operator {r.netket_build_s:.1f} s (first build, with "
+            f"NetKet's compilation), ≤ {r.netket_max_conn} connections")
+    if r.sr_max_diff is not None:
+        line += f"; SR update max |δ_ours − δ_netket/2| {r.sr_max_diff:.1e} (|δ| ≤ {r.sr_scale:.2f})"
+    console.print(line, highlight=False)
+
+
 @app.command()
 @user_errors
 def schema(out: Path = typer.Option(REPO_ROOT / "schemas", help="folder for the JSON Schemas")) -> None:

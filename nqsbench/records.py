@@ -92,6 +92,8 @@ class Band(BaseModel):
     hole: list[float]
     electron_weight: list[float] = []
     hole_weight: list[float] = []
+    electron_error: list[float] = Field([], description="Monte Carlo standard errors (jackknife), Ha")
+    hole_error: list[float] = Field([], description="Monte Carlo standard errors (jackknife), Ha")
 
 
 class CellRecord(BaseModel):
@@ -184,10 +186,18 @@ class ResultRecord(CellRecord):
     trace_file: str | None = Field(None, description="CSV of the optimization trace, beside the record")
 
 
-def results_path(geom, model: str, sampler: str, seed: int, root: Path = RESULTS_DIR) -> Path:
+def results_root() -> Path:
+    """Where NQS results go: ``$NQSBENCH_RESULTS`` when set (tests, CI scratch), else results/."""
+    import os
+
+    env = os.environ.get("NQSBENCH_RESULTS")
+    return Path(env) if env else RESULTS_DIR
+
+
+def results_path(geom, model: str, sampler: str, seed: int, root: Path | None = None) -> Path:
     """results/<system>/<params>_k<mesh>/nqs-<model>-<sampler>-s<seed>.json (mirrors
     :func:`nqsbench.references.record_path`)."""
-    return geometry_folder(geom, root) / f"nqs-{model}-{sampler}-s{seed}.json"
+    return geometry_folder(geom, root or results_root()) / f"nqs-{model}-{sampler}-s{seed}.json"
 
 
 def trace_path(record_path: str | Path) -> Path:
@@ -219,3 +229,36 @@ def write_result(record: ResultRecord, path: str | Path, trace: dict | None = No
     if trace is not None:
         write_trace_csv(trace_path(path), trace)
     return write_record(record, path)
+
+
+class BandRecord(CellRecord):
+    """Quasiparticle bands of an NQS ground state from its excitation subspace (issue 5).
+
+    ``bands`` come from the NQS state, ``control_bands`` from the same subspace built on the
+    exact ground state (ansatz error = bands − control_bands; subspace error = control_bands −
+    exact N±1 bands). ``errors`` maps "<what>_vs_<reference>" to band_errors() dicts (meV).
+    ``energy_per_cell`` is E(N) of the NQS state as estimated here (ewald convention).
+    """
+    kind: Literal["nqs-bands"] = "nqs-bands"
+    method: str = "nqs-rbm-bands"
+    ground_state: dict[str, Any] = Field(description="the NQS result record used: path, seed, sampler, "
+                                         "n_steps, energy_per_cell")
+    estimator: Literal["exact", "monte_carlo"]
+    s_threshold: float = Field(description="S eigenvalues at or below this are dropped")
+    ranks: dict[str, list[int]] = Field(description="kept rank of S per k, electron and hole")
+    n_samples: int | None = None
+    n_blocks: int | None = Field(None, description="jackknife blocks (Markov chains)")
+    seed: int | None = Field(None, description="sampling seed of the Monte Carlo estimator")
+    energy_error: float | None = Field(None, description="Monte Carlo error of E(N) per cell (Ha)")
+    bands: list[Band]
+    gap: float | None = None
+    control_bands: list[Band] = []
+    control_gap: float | None = None
+    errors: dict[str, dict[str, Any]] = {}
+    figure: str | None = Field(None, description="band figure stem (PNG + SVG beside the record)")
+
+
+def bands_path(result_path: str | Path, estimator: str) -> Path:
+    """``<result stem>.bands-<estimator>.json`` beside the NQS result record."""
+    p = Path(result_path)
+    return p.with_name(f"{p.stem}.bands-{estimator}.json")

@@ -40,5 +40,45 @@ def save_result(driver, geom, wall_time_s: float, path: str | Path | None = None
         path = results_path(geom, model_name, sampler_name, driver.seed)
     path = Path(path)
     rec = result_record(driver, geom, wall_time_s, model_name, trace_file=trace_path(path).name)
+    save_params(driver, params_path(path))
     write_result(rec, path, trace=driver.trace_arrays)
     return path, rec
+
+
+def params_path(record_path: str | Path) -> Path:
+    """``<stem>.params.npz`` beside a result record: the final variational parameters."""
+    p = Path(record_path)
+    return p.with_name(p.stem + ".params.npz")
+
+
+def save_params(driver, path: str | Path) -> Path:
+    """Final parameters + what they belong to (Hamiltonian hash: Bloch-orbital phases are
+    arbitrary, so parameters are only valid for the exact integrals they were trained on)."""
+    import jax
+    import numpy as np
+
+    from ..io import atomic_write
+
+    leaves, _ = jax.tree_util.tree_flatten(driver.params)
+    meta = {"hamiltonian_hash": driver.ham.hash, "flags": _plain(driver.dump_flags()), "step": driver.step,
+            "keys": sorted(driver.params)}
+
+    def write(tmp):
+        with open(tmp, "wb") as fh:
+            np.savez(fh, meta=np.array(json.dumps(meta)),
+                     **{k: np.asarray(driver.params[k]) for k in sorted(driver.params)})
+    return atomic_write(path, write)
+
+
+def load_params(path: str | Path, ham) -> tuple[dict, dict]:
+    """(params, meta) from :func:`save_params`; ValueError when they belong to other integrals."""
+    import jax.numpy as jnp
+    import numpy as np
+
+    with np.load(path) as d:
+        meta = json.loads(str(d["meta"]))
+        params = {k: jnp.asarray(d[k]) for k in meta["keys"]}
+    if meta["hamiltonian_hash"] != ham.hash:
+        raise ValueError(f"{path}: parameters were trained on Hamiltonian {meta['hamiltonian_hash']}, "
+                         f"not {ham.hash}; rerun `nqsbench run`")
+    return params, meta

@@ -1,0 +1,322 @@
+"""Quasiparticle bands from a variational state: the excitation subspace (Yoshioka et al. 2021).
+
+For each crystal momentum k of the mesh the electron basis is {|φ_p⟩ = c†_{pk↑}|Ψ⟩} and the hole
+basis {|φ_p⟩ = c_{pk↑}|Ψ⟩}, p over the n_orb bands at k (spin up: for a singlet Ψ the spin-down
+branch is identical). With S_pq = ⟨φ_p|φ_q⟩/⟨Ψ|Ψ⟩ and H_pq = ⟨φ_p|H|φ_q⟩/⟨Ψ|Ψ⟩ the generalized
+eigenproblem H c = E S c, with S restricted to its eigenvectors above ``s_threshold`` (the kept
+rank is recorded), gives E(N±1, K0±k). Quasiparticle energies ε_e = E(N+1) − E(N) and
+ε_h = E(N) − E(N−1) (design.md), with E(N) = ⟨Ψ|H|Ψ⟩/⟨Ψ|Ψ⟩ of the same state; the Madelung
+sector constants are added when the bands are reported (:meth:`SubspaceBands.bands`).
+
+Two estimators of S, H and E(N):
+
+* :func:`subspace_exact` — sums over the sectors: Ψ as a vector of the exact-diagonalization
+  layout (:func:`nqs_vector` converts an NQS), c†/c applied with :func:`nqsbench.exact.apply_ladder`
+  and H with the matrix-free :meth:`nqsbench.exact.Sector.matvec`. The same function with the
+  exact ground state is the *control* that splits the band error into ansatz and subspace parts.
+* :func:`subspace_monte_carlo` — samples x ~ |Ψ|² of the N sector. With L_p = c†_p (or c_p),
+  y = L_p x, s_p its Jordan–Wigner sign and φ_q(y') = ⟨y'|L_q|Ψ⟩:
+
+      S_pq = E_x[ s_p 1[L_p x ≠ 0] φ_q(y) / Ψ(x) ],
+      H_pq = E_x[ s_p 1[L_p x ≠ 0] Σ_{y'} ⟨y|H|y'⟩ φ_q(y') / Ψ(x) ],
+
+  the y' running over y and its single and double excitations in the N±1 sector (the local-
+  energy connections of :mod:`nqsbench.nqs.operator`). A different code path from the exact
+  estimator (JAX connections vs. string-space σ); both are tested against each other.
+  Error bars: delete-one-block jackknife over the Markov chains (independent blocks, so
+  autocorrelation inside a chain is accounted for), carried through the eigenproblem, so E(N)
+  and E(N±1) fluctuations that cancel in ε are treated as correlated.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .hilbert import Sector
+from .operator import FermionHamiltonian, make_connections, make_local_energy
+
+jax.config.update("jax_enable_x64", True)
+
+DEFAULT_S_THRESHOLD = 1e-3
+
+
+# ----------------------------------------------------------------------------- linear algebra
+def solve_subspace(s_mat: np.ndarray, h_mat: np.ndarray, s_threshold: float = DEFAULT_S_THRESHOLD):
+    """Generalized eigenproblem H c = E S c on the span of S's eigenvectors with eigenvalue
+    > ``s_threshold`` (canonical orthogonalization; S and H are Hermitized first, which is exact
+    for the exact estimator and removes the anti-Hermitian noise of the Monte Carlo one).
+
+    Returns (E (r,), Z (r,), s (n,), r): energies, spectral weights Z_j = Σ_p |⟨φ_p|χ_j⟩|² of the
+    normalized roots χ_j, all eigenvalues of S, and the kept rank r."""
+    s_mat = 0.5 * (s_mat + s_mat.conj().T)
+    h_mat = 0.5 * (h_mat + h_mat.conj().T)
+    s, u = np.linalg.eigh(s_mat)
+    keep = s > s_threshold
+    x = u[:, keep] / np.sqrt(s[keep])
+    e, c = np.linalg.eigh(x.conj().T @ h_mat @ x)
+    coef = x @ c
+    z = np.sum(np.abs(s_mat @ coef) ** 2, axis=0)
+    return e, z, s, int(keep.sum())
+
+
+# ----------------------------------------------------------------------------- results
+@dataclass
+class SubspaceBranch:
+    """One (k, electron|hole) block: every root of the kept subspace."""
+    k: int
+    create: bool
+    e_total: np.ndarray            # E(N±1) of each root, supercell, raw H, constant excluded
+    eps: np.ndarray                # raw quasiparticle energies (no Madelung constant), Ha
+    weights: np.ndarray            # spectral weight Z of each root
+    s_eigenvalues: np.ndarray      # all eigenvalues of S (kept: > threshold)
+    rank: int
+    eps_error: np.ndarray | None = None   # jackknife standard errors (Monte Carlo)
+
+
+@dataclass
+class SubspaceBands:
+    """Excitation-subspace quasiparticles of one state. ``e_ground`` is E(N) (supercell, raw H,
+    constant excluded) and ``n_bands`` the number of (electron, hole) bands per k (the HF
+    virtual/occupied counts, as for the exact and EOM-CCSD bands)."""
+    estimator: str
+    s_threshold: float
+    e_ground: float
+    electron: list[SubspaceBranch]
+    hole: list[SubspaceBranch]
+    e_ground_error: float = 0.0
+    n_samples: int | None = None
+    n_blocks: int | None = None
+    meta: dict = field(default_factory=dict)
+
+    def bands(self, ham) -> list[dict]:
+        """Band-record dicts per k (Hartree, ewald convention like every other method): for each
+        branch the ``n_bands`` roots of largest spectral weight, sorted by energy."""
+        n0 = ham.n_alpha + ham.n_beta
+        d_elec = ham.ewald_shift(n0 + 1) - ham.ewald_shift(n0)
+        d_hole = ham.ewald_shift(n0) - ham.ewald_shift(n0 - 1)
+        occ = np.asarray(ham.mo_occ) > 0
+        out = []
+        for el, ho in zip(self.electron, self.hole):
+            k = el.k
+            row = {"k": k, "kvec": ham.kvec[k].tolist()}
+            for br, name, shift, n_b in ((el, "electron", d_elec, int((~occ[k]).sum())),
+                                         (ho, "hole", d_hole, int(occ[k].sum()))):
+                sel = np.argsort(br.weights)[::-1][:n_b]
+                sel = sel[np.argsort(br.eps[sel])]
+                row[name] = [float(e + shift) for e in br.eps[sel]]
+                row[f"{name}_weight"] = [float(z) for z in br.weights[sel]]
+                if br.eps_error is not None:
+                    row[f"{name}_error"] = [float(v) for v in br.eps_error[sel]]
+            out.append(row)
+        return out
+
+    def ranks(self) -> dict:
+        return {"electron": [b.rank for b in self.electron], "hole": [b.rank for b in self.hole]}
+
+
+def _branch(k, create, e_n, s_mat, h_mat, s_threshold) -> SubspaceBranch:
+    e, z, s, r = solve_subspace(s_mat, h_mat, s_threshold)
+    eps = e - e_n if create else e_n - e
+    return SubspaceBranch(k=k, create=create, e_total=e, eps=eps, weights=z, s_eigenvalues=s, rank=r)
+
+
+# ----------------------------------------------------------------------------- exact estimator
+def nqs_vector(ham, model, params, sector: Sector | None = None, ed_sector=None):
+    """The NQS amplitudes over its whole (N↑, N↓, K) sector as a normalized vector of the
+    exact-diagonalization layout. Returns (psi, ed_sector)."""
+    from ..exact import Sector as EDSector
+
+    sector = sector or Sector.from_hamiltonian(ham)
+    if ed_sector is None:
+        ed_sector = EDSector(ham, sector.n_up, sector.n_dn, sector.k_total)
+    configs = sector.enumerate()
+    lp = np.asarray(model.log_psi(params, jnp.asarray(configs, dtype=jnp.int32)))
+    amp = np.exp(lp - lp.real.max())
+    m = ham.n_spatial
+    pw = np.int64(1) << np.arange(m, dtype=np.int64)
+    ia = ed_sector.alpha.index(configs[:, :m].astype(np.int64) @ pw)
+    ib = ed_sector.beta.index(configs[:, m:].astype(np.int64) @ pw)
+    full = np.zeros((len(ed_sector.alpha), len(ed_sector.beta)), dtype=complex)
+    full[ia, ib] = amp
+    psi = ed_sector.from_full(full)
+    return psi / np.linalg.norm(psi), ed_sector
+
+
+def subspace_exact(ham, psi: np.ndarray, k0: int | None = None, n_alpha: int | None = None,
+                   n_beta: int | None = None, s_threshold: float = DEFAULT_S_THRESHOLD,
+                   spaces: dict | None = None) -> SubspaceBands:
+    """Excitation-subspace bands of the state ``psi`` (exact-diagonalization layout of the
+    (n_alpha, n_beta, k0) sector; default: HF electron counts and momentum), by exact sums."""
+    from ..exact import Sector as EDSector, apply_ladder
+
+    na = ham.n_alpha if n_alpha is None else n_alpha
+    nb = ham.n_beta if n_beta is None else n_beta
+    k0 = ham.k0_sector() if k0 is None else k0
+    spaces = {} if spaces is None else spaces
+    src = EDSector(ham, na, nb, k0, spaces=spaces)
+    psi = np.asarray(psi, dtype=complex)
+    norm2 = float(np.vdot(psi, psi).real)
+    e_n = float(np.vdot(psi, src.matvec(psi)).real) / norm2
+    electron, hole = [], []
+    for create, store in ((True, electron), (False, hole)):
+        n_target = na + (1 if create else -1)
+        for k in range(ham.nk):
+            if not 0 <= n_target <= ham.n_spatial:
+                continue
+            kt = ham.k_add(k0, k) if create else ham.k_sub(k0, k)
+            dst = EDSector(ham, n_target, nb, kt, spaces=spaces)
+            vecs = np.stack([apply_ladder(src, psi, k * ham.n_orb + p, 0, create, dst)
+                             for p in range(ham.n_orb)], axis=1)
+            hv = np.stack([dst.matvec(vecs[:, j]) for j in range(vecs.shape[1])], axis=1)
+            s_mat = vecs.conj().T @ vecs / norm2
+            h_mat = vecs.conj().T @ hv / norm2
+            store.append(_branch(k, create, e_n, s_mat, h_mat, s_threshold))
+    return SubspaceBands(estimator="exact", s_threshold=s_threshold, e_ground=e_n, electron=electron,
+                         hole=hole)
+
+
+# ----------------------------------------------------------------------------- Monte Carlo
+def make_subspace_local(ham, sector: Sector, model, k: int, create: bool):
+    """``local(params, x, log_psi_x)`` → (S_loc, H_loc), each (n_orb, n_orb) complex: the
+    per-sample estimators of S_pq and H_pq (module docstring) for the spin-up ladder operators
+    of the n_orb orbitals at k. H_loc includes the constant of H (as E_loc does)."""
+    d = 1 if create else -1
+    kt = ham.k_add(sector.k_total, k) if create else ham.k_sub(sector.k_total, k)
+    target = Sector.from_hamiltonian(ham, n_up=sector.n_up + d, n_dn=sector.n_dn, k_total=kt)
+    conn = make_connections(FermionHamiltonian(ham, target))
+    orbs = jnp.asarray(sector.groups[k])                         # spin-up spin-orbitals at k
+    n_orb = len(sector.groups[k])
+    set_p, need_q = (1, 1) if create else (0, 0)
+
+    def per_p(params, x, lpx, p):
+        pref_x = jnp.cumsum(x) - x
+        valid_p = x[p] == (1 - set_p)
+        sign_p = jnp.where(valid_p, 1 - 2 * (pref_x[p] % 2), 0)
+        y = x.at[p].set(set_p)
+        e_diag, rem_s, add_s, mel_s, ok_s, rem_d, add_d, mel_d, ok_d = conn(y)
+        move = jax.vmap(lambda r, a: y.at[r].set(0).at[a].set(1))
+        ys = jnp.concatenate([y[None], move(rem_s, add_s), move(rem_d, add_d)])       # (C, 2M)
+        mels = jnp.concatenate([e_diag[None].astype(mel_s.dtype), mel_s, mel_d])
+        ok_y = jnp.concatenate([jnp.ones(1, bool), ok_s, ok_d])
+        pref_y = jnp.cumsum(ys, axis=1) - ys
+        occ_q = ys[:, orbs]                                                         # (C, n_orb)
+        ok = ok_y[:, None] & (occ_q == need_q)
+        sign_q = 1 - 2 * (pref_y[:, orbs] % 2)
+        zs = jnp.broadcast_to(ys[:, None, :], (ys.shape[0], n_orb, ys.shape[1]))
+        zs = zs.at[:, jnp.arange(n_orb), orbs].set(1 - need_q)                      # L_q† y'
+        lz = model.log_psi(params, zs)                                              # (C, n_orb)
+        ratio = jnp.where(ok, jnp.exp(jnp.where(ok, lz - lpx, 0.0)), 0.0) * sign_q
+        s_row = ratio[0]
+        h_row = jnp.sum(jnp.where(ok_y, mels, 0.0)[:, None] * ratio, axis=0)
+        return sign_p * s_row, sign_p * h_row
+
+    def local(params, x, lpx):
+        x = x.astype(jnp.int32)
+        return jax.vmap(partial(per_p, params, x, lpx))(orbs)
+
+    return local
+
+
+def _jackknife(stat_fn, sums: list[np.ndarray], n_blocks: int):
+    """Delete-one-block jackknife of ``stat_fn(*means)`` where ``sums[i]`` holds per-block
+    weighted sums (leading axis n_blocks) and ``sums[0]`` the per-block weight totals."""
+    total = [s.sum(0) for s in sums]
+    full = stat_fn(*[t / total[0] for t in total[1:]])
+    reps = []
+    for b in range(n_blocks):
+        part = [t - s[b] for t, s in zip(total, sums)]
+        reps.append(stat_fn(*[p / part[0] for p in part[1:]]))
+    reps = np.asarray(reps)
+    err = np.sqrt((n_blocks - 1) / n_blocks * np.sum((reps - reps.mean(0)) ** 2, axis=0))
+    return full, err
+
+
+def subspace_monte_carlo(ham, model, params, xs, weights=None, sector: Sector | None = None,
+                         s_threshold: float = DEFAULT_S_THRESHOLD, n_blocks: int | None = None,
+                         chunk_size: int = 32) -> SubspaceBands:
+    """Monte Carlo excitation-subspace bands from samples ``xs`` (n_chains, n_per_chain, 2M) of
+    |Ψ|² (``weights`` the same shape for importance-weighted samples, else uniform).
+
+    Blocks for the jackknife: the chains when there are ≥ 8 of them (``n_blocks`` = n_chains),
+    else each chain is cut into consecutive pieces (n_blocks = 32 by default)."""
+    sector = sector or Sector.from_hamiltonian(ham)
+    xs = np.asarray(xs, dtype=np.int32)
+    if xs.ndim == 2:
+        xs = xs[None]
+    n_ch, n_pc, n = xs.shape
+    w = np.full((n_ch, n_pc), 1.0) if weights is None else np.asarray(weights, dtype=float).reshape(n_ch, n_pc)
+    if n_blocks is None:
+        n_blocks = n_ch if n_ch >= 8 else 32
+    if n_blocks == n_ch:
+        block = np.repeat(np.arange(n_ch), n_pc)
+    else:
+        block = np.concatenate([np.arange(n_pc) * n_blocks // n_pc for _ in range(n_ch)])
+    flat = xs.reshape(-1, n)
+    wf = w.reshape(-1)
+    lp = jax.jit(model.log_psi)(params, jnp.asarray(flat))
+    eloc = np.asarray(make_local_energy(FermionHamiltonian(ham, sector), model, chunk_size=chunk_size)(
+        params, flat))
+
+    def block_sum(v):       # (B, ...) weighted per-block sums
+        out = np.zeros((n_blocks,) + v.shape[1:], dtype=v.dtype)
+        np.add.at(out, block, wf.reshape((-1,) + (1,) * (v.ndim - 1)) * v)
+        return out
+
+    w_b = block_sum(np.ones(len(wf)))
+    e_b = block_sum(eloc)
+    const = float(ham.constant)
+    groups = {}
+    for create in (True, False):
+        n_target = sector.n_up + (1 if create else -1)
+        if not 0 <= n_target <= sector.n_spatial:
+            continue
+        for k in range(ham.nk):
+            local = make_subspace_local(ham, sector, model, k, create)
+            fn = jax.jit(lambda p, x, l: jax.lax.map(lambda a: local(p, a[0], a[1]), (x, l),
+                                                     batch_size=chunk_size))
+            s_loc, h_loc = (np.asarray(a) for a in fn(params, jnp.asarray(flat), lp))
+            groups[(create, k)] = (block_sum(s_loc), block_sum(h_loc))
+
+    def bands_of(e_mean, *mats):
+        e_n = float(np.real(e_mean)) - const
+        out = []
+        for i, (create, k) in enumerate(groups):
+            s_mat, h_mat = mats[2 * i], mats[2 * i + 1] - const * mats[2 * i]
+            br = _branch(k, create, e_n, s_mat, h_mat, s_threshold)
+            out.append(br)
+        return out
+
+    def stat(e_mean, *mats):
+        """Flat vector: E(N), then per branch the raw ε of the n_orb weight-ordered roots
+        (padded with NaN when the kept rank is smaller) — what the jackknife propagates."""
+        brs = bands_of(e_mean, *mats)
+        vals = [float(np.real(e_mean))]
+        for br in brs:
+            order = np.argsort(br.weights)[::-1]
+            pad = np.full(sector.n_orb, np.nan)
+            pad[:len(order)] = br.eps[order]
+            vals.extend(pad)
+        return np.asarray(vals)
+
+    sums = [w_b, e_b] + [m for pair in groups.values() for m in pair]
+    total = [s.sum(0) for s in sums]
+    means = [t / total[0] for t in total[1:]]
+    branches = bands_of(*means)
+    _, err = _jackknife(stat, sums, n_blocks)
+    e_err = float(err[0])
+    pos = 1
+    electron, hole = [], []
+    for br in branches:
+        order = np.argsort(br.weights)[::-1]
+        e_sorted = err[pos:pos + sector.n_orb][:len(order)]
+        pos += sector.n_orb
+        br.eps_error = np.empty(len(order))
+        br.eps_error[order] = e_sorted
+        (electron if br.create else hole).append(br)
+    return SubspaceBands(estimator="monte_carlo", s_threshold=s_threshold, e_ground=float(np.real(means[0])) - const,
+                         electron=sorted(electron, key=lambda b: b.k), hole=sorted(hole, key=lambda b: b.k),
+                         e_ground_error=e_err, n_samples=int(n_ch * n_pc), n_blocks=int(n_blocks))

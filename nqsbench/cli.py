@@ -408,12 +408,14 @@ def schema(out: Path = typer.Option(REPO_ROOT / "schemas", help="folder for the 
     """Export the JSON Schemas of SystemSpec and the records."""
     from .catalog import json_schema
     from .io import atomic_write_json
-    from .records import ReferenceRecord, ResultRecord
+    from .records import BandRecord, ReferenceRecord, ResultRecord
 
     atomic_write_json(out / "system.schema.json", json_schema())
     atomic_write_json(out / "reference-record.schema.json", ReferenceRecord.model_json_schema())
     atomic_write_json(out / "result-record.schema.json", ResultRecord.model_json_schema())
-    console.print(f"wrote {out}/system.schema.json, reference-record.schema.json, result-record.schema.json")
+    atomic_write_json(out / "band-record.schema.json", BandRecord.model_json_schema())
+    console.print(f"wrote {out}/system.schema.json, reference-record.schema.json, result-record.schema.json, "
+                  "band-record.schema.json")
 
 
 @app.command()

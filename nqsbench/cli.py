@@ -13,6 +13,7 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .errors import NqsbenchError
@@ -34,7 +35,8 @@ def user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except NqsbenchError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            # escape: messages are plain text ("pip install -e '.[peers]'" is no markup tag)
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2)
     return wrapper
 
@@ -362,7 +364,6 @@ def compare_netket_cmd(system: str, param: Optional[List[str]] = ParamOpt, kmesh
     from .errors import CatalogError
     from .peers.netket import require_netket
 
-    require_netket()                     # before any work: one line naming the 'peers' extra
     try:
         nk_chunks = [int(c) for c in netket_chunks.split(",")]
     except ValueError:
@@ -376,6 +377,7 @@ def compare_netket_cmd(system: str, param: Optional[List[str]] = ParamOpt, kmesh
         raise CatalogError(f"--alpha {alpha}: must be > 0")
     spec = catalog.load(system)
     geom = spec.geometry(catalog.parse_params(param), catalog.parse_kmesh(kmesh))
+    require_netket()                     # before any build: one line naming the 'peers' extra
 
     from .build import get_hamiltonian
     from .peers.compare import compare_netket, table_rows

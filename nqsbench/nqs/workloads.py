@@ -1,5 +1,6 @@
-"""Reproducible workloads for throughput benchmarks (scripts now, asv later): a Hamiltonian,
-its sector, an HF-biased random RBM and a batch of Metropolis samples from it."""
+"""Reproducible workloads for throughput benchmarks (the scripts in ``benchmarks/``, the asv suite
+and ``nqsbench compare``): a Hamiltonian, its sector, an HF-biased random RBM and a batch of
+Metropolis samples from it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,16 +17,14 @@ class Workload:
     samples: np.ndarray      # (batch, 2M) occupations
 
 
-def hchain_workload(nk: int, alpha: float = 2.0, batch: int = 512, d: float = 1.8, seed: int = 0) -> Workload:
+def make_workload(ham, alpha: float = 2.0, batch: int = 512, seed: int = 0) -> Workload:
+    """Workload on ``ham``'s HF (N_up, N_down, K) sector; the same inputs give the same samples."""
     import jax
 
-    from .. import catalog
-    from ..build import get_hamiltonian
     from .hilbert import Sector
     from .models import RBM
     from .samplers import MetropolisSampler
 
-    ham = get_hamiltonian(catalog.load("h-chain").geometry(params={"d": d}, kmesh=(1, 1, nk)))
     sec = Sector.from_hamiltonian(ham)
     model = RBM(sec.n_spin_orbitals, alpha=alpha, sigma=0.1)
     params = model.init(jax.random.PRNGKey(seed), reference=sec.hf_config)
@@ -33,3 +32,11 @@ def hchain_workload(nk: int, alpha: float = 2.0, batch: int = 512, d: float = 1.
     state = sampler.init_state(model, params, jax.random.PRNGKey(seed + 1))
     xs, _, _, _ = jax.jit(lambda p, s, k: sampler.sample(model, p, s, k))(params, state, jax.random.PRNGKey(seed + 2))
     return Workload(ham, sec, model, params, np.asarray(xs).reshape(-1, sec.n_spin_orbitals)[:batch])
+
+
+def hchain_workload(nk: int, alpha: float = 2.0, batch: int = 512, d: float = 1.8, seed: int = 0) -> Workload:
+    from .. import catalog
+    from ..build import get_hamiltonian
+
+    ham = get_hamiltonian(catalog.load("h-chain").geometry(params={"d": d}, kmesh=(1, 1, nk)))
+    return make_workload(ham, alpha=alpha, batch=batch, seed=seed)

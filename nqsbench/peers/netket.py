@@ -21,14 +21,25 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import NqsbenchError
 
-def _nk():
-    import netket as nk
+
+class MissingPeerError(NqsbenchError):
+    """An optional peer code (extra ``peers``) is not installed."""
+
+
+def require_netket():
+    """The ``netket`` module, or a one-line error naming the extra that installs it."""
+    try:
+        import netket as nk
+    except ImportError as exc:
+        raise MissingPeerError(f"netket is not installed ({exc}); install the optional 'peers' extra: "
+                               "pip install -e '.[peers]'") from None
     return nk
 
 
 def netket_hilbert(ham, n_up: int | None = None, n_dn: int | None = None):
-    nk = _nk()
+    nk = require_netket()
     n_up = ham.n_alpha if n_up is None else int(n_up)
     n_dn = ham.n_beta if n_dn is None else int(n_dn)
     return nk.hilbert.SpinOrbitalFermions(n_orbitals=ham.n_spatial, s=0.5,
@@ -66,7 +77,7 @@ def netket_operator(ham, n_up: int | None = None, n_dn: int | None = None,
     """Our Hamiltonian (supercell, constant included) as NetKet's
     ``ParticleNumberAndSpinConservingFermioperator2nd`` (``fast=False``: the generic
     ``FermionOperator2ndJax`` it is converted from)."""
-    nk = _nk()
+    nk = require_netket()
     hi = netket_hilbert(ham, n_up, n_dn)
     terms, weights = netket_terms(ham)
     op = nk.operator.FermionOperator2ndJax(hi, terms, weights, constant=float(ham.constant),
@@ -79,7 +90,7 @@ def netket_operator(ham, n_up: int | None = None, n_dn: int | None = None,
 
 def netket_rbm(model):
     """NetKet's complex RBM with the same hidden density as our :class:`~nqsbench.nqs.models.RBM`."""
-    nk = _nk()
+    nk = require_netket()
     return nk.models.RBM(param_dtype=complex, alpha=model.n_hidden / model.n_visible)
 
 
@@ -88,6 +99,12 @@ def to_netket_params(params) -> dict:
     import jax.numpy as jnp
     return {"Dense": {"kernel": jnp.asarray(params["W"]).T, "bias": jnp.asarray(params["b"])},
             "visible_bias": jnp.asarray(params["a"])}
+
+
+def from_netket_tree(tree) -> dict:
+    """NetKet's RBM pytree layout (parameters, gradients, updates) → ours {a, b, W (H, V)}."""
+    return {"a": np.asarray(tree["visible_bias"]), "b": np.asarray(tree["Dense"]["bias"]),
+            "W": np.asarray(tree["Dense"]["kernel"]).T}
 
 
 def netket_local_energy(op, nk_model, chunk_size: int | None = None):

@@ -1,4 +1,4 @@
-"""Command line: ``nqsbench list | show | reference | run | schema | info``.
+"""Command line: ``nqsbench list | show | reference | run | bands | suite | check | report | table | schema | info``.
 
 Heavy imports (PySCF, scipy) live inside the commands so ``--help`` stays fast. Input errors
 print one line naming the file/field and the fix, and exit with status 2.
@@ -402,6 +402,120 @@ def compare_netket_cmd(system: str, param: Optional[List[str]] = ParamOpt, kmesh
     if r.sr_max_diff is not None:
         line += f"; SR update max |δ_ours − δ_netket/2| {r.sr_max_diff:.1e} (|δ| ≤ {r.sr_scale:.2f})"
     console.print(line, highlight=False)
+
+
+# ----------------------------------------------------------------------------- suites (issue 6)
+ResultsOpt = typer.Option(None, "--results", help="results folder (default: $NQSBENCH_RESULTS or results/)")
+ReferencesOpt = typer.Option(None, "--references", help="reference cache (default: $NQSBENCH_REFERENCES or references/)")
+
+
+@app.command("suite")
+@user_errors
+def suite_cmd(name: str = typer.Argument(..., help="suite name (suites/NAME.toml) or path to a suite file"),
+              jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="independent geometries run in this many processes"),
+              dry_run: bool = typer.Option(False, "--dry-run", help="list what would run and why; compute nothing"),
+              force: bool = typer.Option(False, "--force", help="recompute every record, fresh or not"),
+              progress: bool = typer.Option(True, help="show the progress bar"),
+              results: Optional[Path] = ResultsOpt, references: Optional[Path] = ReferencesOpt) -> None:
+    """Compute every missing or stale record of a suite; fresh records are skipped (resumable)."""
+    import time
+
+    from .suites import Roots, load_suite, plan, run_suite
+
+    suite = load_suite(name)
+    roots = Roots.default(references, results)
+    if dry_run:
+        pl = plan(suite, roots, force)
+        for job, st in pl.skipped:
+            console.print(f"fresh  {job.label()}", highlight=False)
+        for job in pl.todo:
+            st = pl.reasons[job.path]
+            console.print(f"[bold]run[/]    {job.label()}  ({st.error or st.reason})", highlight=False)
+        console.print(f"suite {suite.name}: {len(pl.todo)} to run, {len(pl.skipped)} fresh")
+        return
+    t0 = time.perf_counter()
+    out = run_suite(suite, roots, n_jobs=jobs, force=force, progress=progress,
+                    echo=lambda line: console.print(line, highlight=False, soft_wrap=True))
+    n = {s: sum(o.state == s for o in out) for s in ("done", "skipped", "failed")}
+    console.print(f"suite {suite.name}: {len(out)} records ({n['done']} computed, {n['skipped']} fresh, "
+                  f"{n['failed']} failed) in {time.perf_counter() - t0:.0f} s with --jobs {jobs}")
+    if n["failed"]:
+        raise typer.Exit(1)
+
+
+@app.command("check")
+@user_errors
+def check_cmd(name: str = typer.Argument(..., help="suite name or path"),
+              show_all: bool = typer.Option(False, "--all", help="also list the fresh records one per row"),
+              results: Optional[Path] = ResultsOpt, references: Optional[Path] = ReferencesOpt) -> None:
+    """Every gate of a suite (chemical accuracy, band MAE, V-score, records present and fresh):
+    a table, and exit status 1 on any failure."""
+    from .gates import check
+    from .suites import Roots, load_suite
+
+    suite = load_suite(name)
+    rows = check(suite, Roots.default(references, results))
+    table = Table(title=f"nqsbench check {suite.name}")
+    for col in ("gate", "system", "geometry", "k-mesh", "method", "value", "limit", "vs", "status", "detail"):
+        table.add_column(col, overflow="fold")
+    fresh = [r for r in rows if r.gate == "fresh"]
+    for r in rows:
+        if r.gate == "fresh" and r.status == "PASS" and not show_all:
+            continue
+        d = r.as_dict()
+        color = {"PASS": "green", "FAIL": "bold red", "WARN": "yellow"}[r.status]
+        table.add_row(d["gate"], d["system"], d["geometry"], d["kmesh"], d["method"], d["value"], d["limit"],
+                      d["reference"], f"[{color}]{r.status}[/]", d["detail"] or (d["path"] if r.status != "PASS" else ""))
+    console.print(table)
+    n_fail = sum(r.status == "FAIL" for r in rows)
+    n_gate = sum(r.gate != "fresh" for r in rows)
+    console.print(f"{sum(r.status == 'PASS' for r in fresh)}/{len(fresh)} records present and fresh; "
+                  f"{sum(r.status == 'PASS' for r in rows if r.gate != 'fresh')}/{n_gate} gates pass; "
+                  + ("[bold red]FAILED[/]" if n_fail else "[green]all pass[/]"))
+    if n_fail:
+        raise typer.Exit(1)
+
+
+@app.command("report")
+@user_errors
+def report_cmd(name: str = typer.Argument(..., help="suite name or path"),
+               out: Optional[Path] = typer.Option(None, help="report folder (default: reports/NAME)"),
+               results: Optional[Path] = ResultsOpt, references: Optional[Path] = ReferencesOpt) -> None:
+    """Regenerate reports/NAME/index.md + index.html with tables and figures (PNG + SVG)."""
+    from .report import build_report
+    from .suites import Roots, load_suite
+
+    suite = load_suite(name)
+    folder = out or REPO_ROOT / "reports" / suite.name
+    rep = build_report(suite, Roots.default(references, results), folder)
+    console.print(f"wrote {rep.folder}/index.md and index.html ({len(rep.figures)} figures, "
+                  f"{rep.n_records} records, {len(rep.missing)} missing)", highlight=False)
+
+
+@app.command("table")
+@user_errors
+def table_cmd(fmt: str = typer.Option("csv", "--format", "-f", help="csv | parquet | md"),
+              out: Optional[Path] = typer.Option(None, help="output file (default: stdout; parquet needs it)"),
+              skip_invalid: bool = typer.Option(False, "--skip-invalid",
+                                                help="list invalid record files on stderr and go on"),
+              results: Optional[Path] = ResultsOpt, references: Optional[Path] = ReferencesOpt) -> None:
+    """A tidy table of every record (references and NQS results), one row per record."""
+    from .errors import RecordError
+    from .suites import Roots
+    from .table import records_table, write_table
+
+    roots = Roots.default(references, results)
+    df, errors = records_table([roots.references, roots.results])
+    for e in errors:
+        err_console.print(f"[bold red]invalid record:[/] {e}", highlight=False, soft_wrap=True)
+    if errors and not skip_invalid:
+        raise RecordError(f"{len(errors)} invalid record file(s) (listed above); fix or remove them, "
+                          "or pass --skip-invalid")
+    text = write_table(df, fmt, out)
+    if text is not None:
+        sys.stdout.write(text)
+    else:
+        console.print(f"wrote {out} ({len(df)} records)")
 
 
 @app.command()

@@ -1,0 +1,165 @@
+"""A tidy pandas table of records: one row per record file, one column per quantity.
+
+Every ``*.json`` under the given roots is read against the schema its ``kind`` names
+(reference, nqs, nqs-bands); a file that is not valid JSON or fails its schema is returned as an
+error naming the path, never silently dropped. Energies are per primitive cell (Hartree, ewald
+convention, plus the raw exxdiv=None value); ``delta_vs_exact_mha`` joins each record with the
+exact record of the same system, geometry and k-mesh; band errors are in meV.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .errors import RecordError
+
+COLUMNS = ["kind", "system", "geometry", "kmesh", "nk", "method", "sampler", "seed", "init", "n_steps",
+           "converged", "energy_per_cell", "energy_error", "energy_per_atom", "energy_per_cell_raw",
+           "e_hf_per_cell", "e_corr_per_cell", "delta_vs_exact_mha", "gap", "band_mae_vs_exact_meV",
+           "v_score", "variance", "madelung", "wall_time_s", "peak_memory_mb", "input_hash",
+           "hamiltonian_hash", "git_commit", "created", "failure", "path"]
+
+
+def _model(kind: str):
+    from .records import BandRecord, ReferenceRecord, ResultRecord
+
+    return {"reference": ReferenceRecord, "nqs": ResultRecord, "nqs-bands": BandRecord}.get(kind)
+
+
+def read_any(path: str | Path):
+    """A record of any kind (chosen by its ``kind`` field); RecordError names the path."""
+    from .records import read_record
+
+    path = Path(path)
+    try:
+        kind = json.loads(path.read_text()).get("kind", "reference")
+    except (ValueError, AttributeError) as exc:
+        raise RecordError(f"{path}: not a JSON record ({exc})") from None
+    model = _model(kind)
+    if model is None:
+        raise RecordError(f"{path}: invalid record: field 'kind': unknown kind {kind!r}")
+    return read_record(path, model)
+
+
+def record_paths(root: str | Path) -> list[Path]:
+    """Record files under ``root``: ``*.json``, not the temporary ``.*.tmp`` files of writers."""
+    root = Path(root)
+    return sorted(p for p in root.rglob("*.json") if not p.name.startswith(".")) if root.is_dir() else []
+
+
+def _n_atoms(system: str) -> int | None:
+    from . import catalog
+
+    try:
+        return len(catalog.load(system).atoms)
+    except Exception:  # noqa: BLE001 - a record of a system no longer in the catalog still lists
+        return None
+
+
+def record_row(rec, path: Path) -> dict:
+    row = {"kind": rec.kind, "system": rec.system,
+           "geometry": ",".join(f"{k}={v:g}" for k, v in sorted(rec.params.items())),
+           "kmesh": "x".join(map(str, rec.kmesh)), "nk": rec.kmesh[0] * rec.kmesh[1] * rec.kmesh[2],
+           "method": rec.method, "converged": rec.converged, "energy_per_cell": rec.energy_per_cell,
+           "energy_per_cell_raw": rec.energy_per_cell_raw, "energy_error": getattr(rec, "energy_error", None),
+           "madelung": rec.madelung, "input_hash": rec.input_hash, "hamiltonian_hash": rec.hamiltonian_hash,
+           "wall_time_s": rec.provenance.wall_time_s, "peak_memory_mb": rec.provenance.peak_memory_mb,
+           "git_commit": rec.provenance.git_commit, "created": rec.provenance.created,
+           "failure": rec.failure, "path": str(path)}
+    for k, v in rec.params.items():
+        row[f"param_{k}"] = v
+    n_at = _n_atoms(rec.system)
+    if n_at and rec.energy_per_cell is not None:
+        row["energy_per_atom"] = rec.energy_per_cell / n_at
+    if rec.kind == "reference":
+        row.update(e_hf_per_cell=rec.e_hf_per_cell, e_corr_per_cell=rec.e_corr_per_cell, gap=rec.gap)
+    elif rec.kind == "nqs":
+        row.update(sampler={"metropolis": "mcmc"}.get(rec.sampler.get("kind"), rec.sampler.get("kind")),
+                   seed=rec.seed, init=rec.init, n_steps=rec.n_steps, v_score=rec.v_score,
+                   variance=rec.variance)
+    elif rec.kind == "nqs-bands":
+        row.update(gap=rec.gap, seed=rec.ground_state.get("seed"), sampler=rec.ground_state.get("sampler"),
+                   n_steps=rec.ground_state.get("n_steps"), method=f"{rec.method}-{rec.estimator}")
+    return row
+
+
+def records_table(roots, strict: bool = False):
+    """(DataFrame, errors): every record under ``roots``; errors are 'path: why' strings
+    (raised instead with ``strict``)."""
+    import pandas as pd
+
+    rows, errors = [], []
+    for root in roots:
+        for p in record_paths(root):
+            try:
+                rec = read_any(p)
+            except RecordError as exc:
+                if strict:
+                    raise
+                errors.append(str(exc))
+                continue
+            rows.append(record_row(rec, p))
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return pd.DataFrame(columns=COLUMNS), errors
+    df = add_exact_deltas(df)
+    cols = [c for c in COLUMNS if c in df.columns]
+    extra = sorted(c for c in df.columns if c not in cols)
+    return df[cols + extra].reset_index(drop=True), errors
+
+
+def add_exact_deltas(df):
+    """``delta_vs_exact_mha`` (and for band records the band MAE vs exact) per row."""
+    import numpy as np
+
+    key = ["system", "geometry", "kmesh"]
+    exact = df[(df["method"] == "exact") & (df["kind"] == "reference") & df["converged"]]
+    e = exact.drop_duplicates(key).set_index(key)["energy_per_cell"]
+    idx = df.set_index(key).index
+    ref = np.array([e.get(k, np.nan) for k in idx], dtype=float)
+    df = df.copy()
+    df["delta_vs_exact_mha"] = (df["energy_per_cell"].astype(float) - ref) * 1e3
+    if (df["kind"] == "nqs-bands").any():
+        from .bandstructure import band_errors
+
+        maes = []
+        for _, row in df.iterrows():
+            if row["kind"] != "nqs-bands":
+                maes.append(np.nan)
+                continue
+            k = (row["system"], row["geometry"], row["kmesh"])
+            ex = exact[(exact["system"] == k[0]) & (exact["geometry"] == k[1]) & (exact["kmesh"] == k[2])]
+            if ex.empty:
+                maes.append(np.nan)
+                continue
+            rec, ref_rec = read_any(row["path"]), read_any(ex["path"].iloc[0])
+            maes.append(band_errors(rec.bands, ref_rec.bands)["mae_meV"] if ref_rec.bands else np.nan)
+        df["band_mae_vs_exact_meV"] = maes
+    return df
+
+
+def write_table(df, fmt: str, out: Path | None):
+    """Write ``df`` as csv/parquet/md to ``out`` (atomically) or return the text for stdout."""
+    from .errors import NqsbenchError
+    from .io import atomic_write, atomic_write_text
+
+    fmt = fmt.lower()
+    if fmt == "csv":
+        text = df.to_csv(index=False, float_format="%.10g")
+    elif fmt in ("md", "markdown"):
+        text = df.to_markdown(index=False, floatfmt=".8g") + "\n"
+    elif fmt == "parquet":
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise NqsbenchError("--format parquet needs pyarrow: pip install pyarrow (or use csv)") from None
+        if out is None:
+            raise NqsbenchError("--format parquet writes binary: give --out FILE.parquet")
+        atomic_write(out, lambda tmp: df.to_parquet(tmp, index=False))
+        return None
+    else:
+        raise NqsbenchError(f"--format {fmt!r}: choose csv, parquet or md")
+    if out is None:
+        return text
+    atomic_write_text(out, text)
+    return None

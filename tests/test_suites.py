@@ -1,0 +1,374 @@
+"""Suites, gates, reports and the records table, on a tiny suite (H chain N_k = 2, few steps).
+
+Results and references go to temporary folders ($NQSBENCH_RESULTS / $NQSBENCH_REFERENCES): the
+references needed are copied from the committed cache, so they are cache hits; nothing is written
+into the repository.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from nqsbench.cli import app
+from nqsbench.records import ResultRecord, read_record
+
+ROOT = Path(__file__).resolve().parent.parent
+runner = CliRunner()
+
+TINY = """
+name = "{name}"
+description = "tiny test suite"
+[[tasks]]
+kind = "reference"
+system = "h-chain"
+kmesh = [1, 1, 2]
+params = {{ d = [2.2, 3.0] }}
+methods = ["exact", "hf"]
+[[tasks]]
+kind = "nqs"
+system = "h-chain"
+kmesh = [1, 1, 2]
+params = {{ d = 2.2 }}
+steps = {steps1}
+gates = [{{ kind = "energy", against = ["exact"] }}]
+[[tasks]]
+kind = "bands"
+system = "h-chain"
+kmesh = [1, 1, 2]
+params = {{ d = 3.0 }}
+steps = {steps2}
+gates = [{{ kind = "energy" }}, {{ kind = "bands", against = ["exact_state_subspace"], max_mae_mev = 43.5 }},
+         {{ kind = "v_score", max = 0.1 }}]
+"""
+
+
+def write_suite(folder: Path, name="tiny", steps1=120, steps2=200, text=None) -> Path:
+    p = folder / f"{name}.toml"
+    p.write_text(text if text is not None else TINY.format(name=name, steps1=steps1, steps2=steps2))
+    return p
+
+
+def copy_references(dest: Path, geoms=("d2.2_k1x1x2", "d3_k1x1x2")) -> Path:
+    for g in geoms:
+        shutil.copytree(ROOT / "references" / "h-chain" / g, dest / "h-chain" / g, dirs_exist_ok=True)
+    return dest
+
+
+def roots_args(base: Path) -> list[str]:
+    return ["--results", str(base / "results"), "--references", str(base / "references")]
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """The tiny suite run once (sequentially, in-process): base folder with suite, references, results."""
+    base = tmp_path_factory.mktemp("suite")
+    write_suite(base)
+    copy_references(base / "references")
+    res = invoke("suite", base / "tiny.toml", "--no-progress", *roots_args(base))
+    assert res.exit_code == 0, res.output
+    assert "3 computed" in res.output and "4 fresh" in res.output, res.output
+    return base
+
+
+def clone(base: Path, dest: Path) -> Path:
+    shutil.copytree(base, dest)
+    return dest
+
+
+# ----------------------------------------------------------------------------- suite files
+def test_shipped_suites_validate_and_agree():
+    """quick, paper and full load; a record asked for by two suites has the same settings in both
+    (else each suite would recompute the other's record forever)."""
+    from nqsbench.suites import Roots, jobs, load_suite
+
+    roots = Roots(Path("/refs"), Path("/res"))
+    seen: dict = {}
+    counts = {}
+    for name in ("quick", "paper", "full"):
+        suite = load_suite(name)
+        js = jobs(suite, roots)
+        counts[name] = len(js)
+        for j in js:
+            old = seen.setdefault(j.path, (name, j.settings))
+            assert old[1] == j.settings, f"{j.label()}: {old[0]} and {name} disagree"
+    assert counts["quick"] < counts["paper"] < counts["full"]
+    quick = load_suite("quick")
+    gated = [j for j in jobs(quick, roots) if j.gates]
+    assert {j.system for j in gated} == {"h-chain", "lih", "graphene"}
+    assert {j.kmesh for j in gated if j.system == "h-chain"} == {(1, 1, 2), (1, 1, 4)}
+
+
+@pytest.mark.parametrize("edit, field", [
+    (lambda t: t.replace('description = "tiny test suite"', 'description = "x"\ncolour = "red"'), "colour"),
+    (lambda t: t.replace("steps = 120", "steps = -3", 1), "tasks[1].steps"),
+    (lambda t: t.replace('kind = "nqs"', 'kind = "nqsx"'), "tasks[1].kind"),
+    (lambda t: t.replace('against = ["exact"] }]', 'against = ["exact"], tol = 2 }]'), "tasks[1].gates[0].tol"),
+    (lambda t: t.replace('{ kind = "energy" }', '{ kind = "speed" }'), "tasks[2].gates[0]"),
+    (lambda t: t.replace('params = { d = 2.2 }', 'params = { q = 2.2 }'), "tasks[1]"),
+    (lambda t: t.replace('name = "tiny"', 'name = "other"'), "name"),
+])
+def test_bad_suite_is_one_line_exit_2(tmp_path, edit, field):
+    p = write_suite(tmp_path, text=edit(TINY.format(name="tiny", steps1=120, steps2=200)))
+    res = invoke("check", p, *roots_args(tmp_path))
+    assert res.exit_code == 2, res.output
+    assert str(p) in res.output and f"'{field}" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "results").exists()
+
+
+def test_unknown_suite_names_the_available_ones():
+    res = invoke("check", "nosuchsuite")
+    assert res.exit_code == 2 and "quick" in res.output and "paper" in res.output
+
+
+def test_record_clash_between_tasks_is_refused(tmp_path):
+    text = TINY.format(name="tiny", steps1=120, steps2=150).replace("params = { d = 3.0 }", "params = { d = 2.2 }")
+    res = invoke("suite", write_suite(tmp_path, text=text), "--dry-run", *roots_args(tmp_path))
+    assert res.exit_code == 2 and "label" in res.output
+
+
+def test_task_kind_registry_plugs_in_a_new_kind(tmp_path):
+    from typing import Literal
+
+    from nqsbench import suites
+
+    class EchoTask(suites.TaskBase):
+        kind: Literal["echo"]
+
+    suites.register_task_kind("echo", EchoTask, lambda task, i, geom, roots: [])
+    try:
+        p = write_suite(tmp_path, text='name = "tiny"\ndescription = "x"\n[[tasks]]\nkind = "echo"\nsystem = "h-chain"\n')
+        assert suites.jobs(suites.load_suite(p)) == []
+    finally:
+        suites.TASK_KINDS.pop("echo")
+        suites._EXPANDERS.pop("echo")
+
+
+# ----------------------------------------------------------------------------- gates
+def test_honest_records_pass_every_gate(tiny):
+    res = invoke("check", tiny / "tiny.toml", *roots_args(tiny))
+    assert res.exit_code == 0, res.output
+    assert "7/7 records present and fresh" in res.output and "4/4 gates pass" in res.output
+
+
+@pytest.mark.parametrize("shift_mha", [+2.0, -2.0])
+def test_gate_fails_on_2_mha_perturbation(tiny, tmp_path, shift_mha):
+    base = clone(tiny, tmp_path / "c")
+    path = base / "results" / "h-chain" / "d2.2_k1x1x2" / "nqs-rbm-exact-s0.json"
+    data = json.loads(path.read_text())
+    data["energy_per_cell"] += shift_mha * 1e-3
+    path.write_text(json.dumps(data))
+    res = runner.invoke(app, ["check", str(base / "tiny.toml"), *roots_args(base)], env={"COLUMNS": "250"})
+    assert res.exit_code == 1, res.output
+    fail = [ln for ln in res.output.splitlines() if "FAIL" in ln and ln.startswith("│")]
+    assert len(fail) == 1 and "energy" in fail[0] and "d=2.2" in fail[0] and "nqs-rbm-exact-s0" in fail[0], res.output
+
+
+def test_energy_gate_widens_with_the_monte_carlo_error_bar(tiny):
+    """|ΔE| ≤ 1.6 + 2σ: a 2 mHa deviation passes with σ = 0.3 mHa, fails with σ = 0.1 mHa."""
+    from nqsbench.gates import EnergyGate
+    from nqsbench.suites import Roots, jobs, load_suite, read
+
+    roots = Roots(tiny / "references", tiny / "results")
+    job = next(j for j in jobs(load_suite(tiny / "tiny.toml"), roots) if j.kind == "nqs" and j.gates)
+    rec = read(job)
+    exact = read_record(tiny / "references" / "h-chain" / "d2.2_k1x1x2" / "exact.json")
+    gate = EnergyGate(kind="energy")
+    for sigma, ok in ((0.3e-3, "PASS"), (0.1e-3, "FAIL")):
+        fake = rec.model_copy(update={"energy_per_cell": exact.energy_per_cell + 2e-3, "energy_error": sigma})
+        assert gate.evaluate(job, fake, roots).status == ok
+    # the best available reference: exact missing → the next one in 'against' is used
+    row = EnergyGate(kind="energy", against=["dmrg", "exact"]).evaluate(job, rec, roots)
+    assert row.status == "PASS" and row.reference == "exact"
+    row = EnergyGate(kind="energy", against=["dmrg"]).evaluate(job, rec, roots)
+    assert row.status == "FAIL" and "dmrg: missing" in row.detail
+
+
+def test_band_and_vscore_gates_fail_when_perturbed(tiny, tmp_path):
+    base = clone(tiny, tmp_path / "c")
+    folder = base / "results" / "h-chain" / "d3_k1x1x2"
+    bpath = folder / "nqs-rbm-exact-s0.bands-exact.json"
+    data = json.loads(bpath.read_text())
+    for b in data["bands"]:
+        b["electron"] = [e + 0.01 for e in b["electron"]]      # +272 meV on every electron band
+    bpath.write_text(json.dumps(data))
+    rpath = folder / "nqs-rbm-exact-s0.json"
+    data = json.loads(rpath.read_text())
+    data["v_score"] = 0.5
+    rpath.write_text(json.dumps(data))
+    res = runner.invoke(app, ["check", str(base / "tiny.toml"), *roots_args(base)], env={"COLUMNS": "250"})
+    assert res.exit_code == 1
+    fails = [ln for ln in res.output.splitlines() if "FAIL" in ln and ln.startswith("│")]
+    assert any(ln.split()[1] == "bands" for ln in fails) and any("v_score" in ln for ln in fails), res.output
+
+
+def test_stale_records_fail_the_freshness_gate(tiny, tmp_path):
+    base = clone(tiny, tmp_path / "c")
+    # the suite now asks for more steps: the record no longer matches the suite's settings
+    write_suite(base, steps1=130)
+    path = base / "results" / "h-chain" / "d3_k1x1x2" / "nqs-rbm-exact-s0.json"
+    data = json.loads(path.read_text())
+    data["input_hash"] = "0" * 16                              # as if built from other inputs
+    path.write_text(json.dumps(data))
+    res = runner.invoke(app, ["check", str(base / "tiny.toml"), *roots_args(base)], env={"COLUMNS": "300"})
+    assert res.exit_code == 1
+    assert "settings differ: steps 120 ≠ 130" in res.output and "input hash 0000000000000000" in res.output
+    # and the bands computed from that run are stale with it
+    dry = invoke("suite", base / "tiny.toml", "--dry-run", *roots_args(base))
+    assert "3 to run" in dry.output, dry.output
+
+
+def test_corrupt_records_are_reported_by_path(tiny, tmp_path):
+    base = clone(tiny, tmp_path / "c")
+    bad = base / "results" / "h-chain" / "d2.2_k1x1x2" / "nqs-rbm-exact-s0.json"
+    bad.write_text('{"kind": "nqs", "method": "nqs-rbm"')                   # cut short
+    invalid = base / "references" / "h-chain" / "d3_k1x1x2" / "hf.json"
+    data = json.loads(invalid.read_text())
+    data["energy_per_cell"] = "low"                                         # schema-invalid
+    invalid.write_text(json.dumps(data))
+    env = {"COLUMNS": "400"}
+    res = runner.invoke(app, ["check", str(base / "tiny.toml"), *roots_args(base)], env=env)
+    out = re.sub(r"[\s│]+", "", res.output)       # the table may fold long paths
+    assert res.exit_code == 1 and str(bad).replace(" ", "") in out
+    assert str(invalid).replace(" ", "") in out and "energy_per_cell" in out
+    res = runner.invoke(app, ["table", *roots_args(base)], env=env)
+    assert res.exit_code == 2 and str(bad) in res.output and str(invalid) in res.output
+    assert "2 invalid record file(s)" in res.output
+    res = runner.invoke(app, ["table", "--skip-invalid", *roots_args(base)], env=env)
+    assert res.exit_code == 0 and str(bad) in res.output
+    res = runner.invoke(app, ["report", str(base / "tiny.toml"), "--out", str(base / "rep"), *roots_args(base)], env=env)
+    assert res.exit_code == 2 and "invalid record" in res.output and not (base / "rep").exists()
+    # the suite recomputes them, and says so with the path
+    res = runner.invoke(app, ["suite", str(base / "tiny.toml"), "--dry-run", *roots_args(base)], env=env)
+    assert str(bad) in res.output.replace("\n", "")
+
+
+# ----------------------------------------------------------------------------- resumability
+def test_suite_killed_midway_resumes_without_recomputing(tmp_path):
+    """Kill `nqsbench suite` (SIGKILL) once the first NQS record exists; the rerun keeps that
+    record (same mtime and provenance), finishes the rest, and no half-written file remains."""
+    write_suite(tmp_path, steps1=20, steps2=2000)
+    copy_references(tmp_path / "references")
+    first = tmp_path / "results" / "h-chain" / "d2.2_k1x1x2" / "nqs-rbm-exact-s0.json"
+    second = tmp_path / "results" / "h-chain" / "d3_k1x1x2" / "nqs-rbm-exact-s0.json"
+    cmd = [sys.executable, "-m", "nqsbench.cli", "suite", str(tmp_path / "tiny.toml"), "--no-progress",
+           *roots_args(tmp_path)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True, env=dict(os.environ))
+    t0 = time.time()
+    while not first.exists():
+        assert proc.poll() is None, proc.stdout.read().decode()
+        assert time.time() - t0 < 240, "first record never appeared"
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not second.exists(), "the suite finished before the kill: the test proves nothing"
+    stamp, created = first.stat().st_mtime_ns, read_record(first, ResultRecord).provenance.created
+    res = invoke("suite", tmp_path / "tiny.toml", "--no-progress", *roots_args(tmp_path))
+    assert res.exit_code == 0, res.output
+    assert "2 computed" in res.output and "5 fresh" in res.output, res.output
+    assert first.stat().st_mtime_ns == stamp
+    assert read_record(first, ResultRecord).provenance.created == created
+    assert read_record(second, ResultRecord).n_steps == 2000
+    assert not list(tmp_path.rglob("*.tmp"))
+    for p in (tmp_path / "results").rglob("*.json"):
+        json.loads(p.read_text())                                  # every record is whole
+
+
+def test_parallel_jobs_match_sequential(tiny, tmp_path):
+    """--jobs 2 (spawned processes) writes the same records as the sequential run."""
+    base = tmp_path / "p"
+    base.mkdir()
+    write_suite(base)
+    copy_references(base / "references")
+    res = invoke("suite", base / "tiny.toml", "--jobs", 2, "--no-progress", *roots_args(base))
+    assert res.exit_code == 0 and "3 computed" in res.output, res.output
+    for rel in ("h-chain/d2.2_k1x1x2/nqs-rbm-exact-s0.json", "h-chain/d3_k1x1x2/nqs-rbm-exact-s0.json"):
+        a = read_record(tiny / "results" / rel, ResultRecord)
+        b = read_record(base / "results" / rel, ResultRecord)
+        assert abs(a.energy_per_cell - b.energy_per_cell) < 1e-9
+
+
+# ----------------------------------------------------------------------------- report and table
+class _Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.links = []
+
+    def handle_starttag(self, tag, attrs):
+        for k, v in attrs:
+            if k in ("src", "href"):
+                self.links.append(v)
+
+
+def test_report_references_existing_figures(tiny, tmp_path):
+    out = tmp_path / "rep"
+    res = invoke("report", tiny / "tiny.toml", "--out", out, *roots_args(tiny))
+    assert res.exit_code == 0, res.output
+    html = (out / "index.html").read_text()
+    parser = _Links()
+    parser.feed(html)
+    assert parser.links and all(not Path(u).is_absolute() and (out / u).is_file() for u in parser.links)
+    md_links = re.findall(r"\]\(([^)]+)\)", (out / "index.md").read_text())
+    assert md_links and all((out / u).is_file() for u in md_links)
+    stems = {p.stem for p in (out / "figures").iterdir()}
+    for stem in ("energy_h-chain_k1x1x2", "nqs_traces", "vscore_vs_error", "bands_h-chain_d3_k1x1x2"):
+        assert stem in stems and (out / "figures" / f"{stem}.png").is_file() and (out / "figures" / f"{stem}.svg").is_file()
+    assert "all gates pass" in html
+    # regenerated, not edited: a second run replaces the folder (a stray file disappears)
+    (out / "stray.txt").write_text("x")
+    assert invoke("report", tiny / "tiny.toml", "--out", out, *roots_args(tiny)).exit_code == 0
+    assert not (out / "stray.txt").exists()
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="no headless chromium on this machine")
+def test_report_renders_in_headless_chromium(tiny, tmp_path):
+    """Load the HTML in a real browser and check every image decoded (naturalWidth > 0)."""
+    out = tmp_path / "rep"
+    assert invoke("report", tiny / "tiny.toml", "--out", out, *roots_args(tiny)).exit_code == 0
+    probe = out / "probe.html"
+    probe.write_text((out / "index.html").read_text().replace(
+        "</body>", "<script>window.onload=()=>{const b=[...document.images].filter(i=>!i.naturalWidth);"
+        "document.title='IMAGES '+document.images.length+' BROKEN '+b.length;}</script></body>"))
+    res = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files",
+                          "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
+                         capture_output=True, text=True, timeout=120)
+    m = re.search(r"<title>IMAGES (\d+) BROKEN (\d+)</title>", res.stdout)
+    assert m, res.stderr[-2000:]
+    assert int(m.group(1)) >= 4 and m.group(2) == "0"
+
+
+def test_table_formats(tiny, tmp_path):
+    import pandas as pd
+
+    n = len([p for p in (tiny / "references").rglob("*.json")] + [p for p in (tiny / "results").rglob("*.json")])
+    res = invoke("table", "--format", "csv", *roots_args(tiny))
+    assert res.exit_code == 0
+    from io import StringIO
+
+    df = pd.read_csv(StringIO(res.stdout))
+    assert len(df) == n and {"system", "geometry", "kmesh", "method", "energy_per_cell", "delta_vs_exact_mha",
+                             "v_score", "git_commit"} <= set(df.columns)
+    nqs = df[(df["kind"] == "nqs") & (df["geometry"] == "d=2.2")]
+    assert len(nqs) == 1 and abs(nqs["delta_vs_exact_mha"].iloc[0]) < 1.6
+    pq = tmp_path / "t.parquet"
+    assert invoke("table", "--format", "parquet", "--out", pq, *roots_args(tiny)).exit_code == 0
+    assert len(pd.read_parquet(pq)) == n
+    res = invoke("table", "--format", "md", *roots_args(tiny))
+    assert res.exit_code == 0 and res.stdout.startswith("| kind")
+    res = invoke("table", "--format", "xls", *roots_args(tiny))
+    assert res.exit_code == 2 and "--format" in res.output

@@ -192,6 +192,27 @@ def make_subspace_local(ham, sector: Sector, model, k: int, create: bool):
     n_orb = len(sector.groups[k])
     set_p, need_q = (1, 1) if create else (0, 0)
 
+    use_ratio = hasattr(model, "log_ratio")
+
+    def log_ratios(params, x, lpx, p, ys, rem_y, add_y):
+        """log ψ(z) − log ψ(x) for z = L_q† y' (C, n_orb). With ``model.log_ratio`` (RBM) z is
+        written as flips of x — create: z = x + p − rem_y + add_y − q — so the network is not
+        re-evaluated on every z (flips that cancel, e.g. q = p, add up correctly: log_ratio is
+        linear in the flipped units)."""
+        c, r = rem_y.shape
+        if not use_ratio:
+            zs = jnp.broadcast_to(ys[:, None, :], (c, n_orb, ys.shape[1]))
+            zs = zs.at[:, jnp.arange(n_orb), orbs].set(1 - need_q)
+            return model.log_psi(params, zs) - lpx
+        qq = jnp.broadcast_to(orbs[None, :, None], (c, n_orb, 1))
+        pp = jnp.full((c, n_orb, 1), p)
+        ry = jnp.broadcast_to(rem_y[:, None, :], (c, n_orb, r))
+        ay = jnp.broadcast_to(add_y[:, None, :], (c, n_orb, r))
+        rem, add = ((jnp.concatenate([ry, qq], -1), jnp.concatenate([pp, ay], -1)) if create else
+                    (jnp.concatenate([pp, ry], -1), jnp.concatenate([ay, qq], -1)))
+        return model.log_ratio(params, x, rem.reshape(c * n_orb, r + 1),
+                               add.reshape(c * n_orb, r + 1)).reshape(c, n_orb)
+
     def per_p(params, x, lpx, p):
         pref_x = jnp.cumsum(x) - x
         valid_p = x[p] == (1 - set_p)
@@ -199,19 +220,21 @@ def make_subspace_local(ham, sector: Sector, model, k: int, create: bool):
         y = x.at[p].set(set_p)
         e_diag, rem_s, add_s, mel_s, ok_s, rem_d, add_d, mel_d, ok_d = conn(y)
         move = jax.vmap(lambda r, a: y.at[r].set(0).at[a].set(1))
-        ys = jnp.concatenate([y[None], move(rem_s, add_s), move(rem_d, add_d)])       # (C, 2M)
-        mels = jnp.concatenate([e_diag[None].astype(mel_s.dtype), mel_s, mel_d])
-        ok_y = jnp.concatenate([jnp.ones(1, bool), ok_s, ok_d])
-        pref_y = jnp.cumsum(ys, axis=1) - ys
-        occ_q = ys[:, orbs]                                                         # (C, n_orb)
-        ok = ok_y[:, None] & (occ_q == need_q)
-        sign_q = 1 - 2 * (pref_y[:, orbs] % 2)
-        zs = jnp.broadcast_to(ys[:, None, :], (ys.shape[0], n_orb, ys.shape[1]))
-        zs = zs.at[:, jnp.arange(n_orb), orbs].set(1 - need_q)                      # L_q† y'
-        lz = model.log_psi(params, zs)                                              # (C, n_orb)
-        ratio = jnp.where(ok, jnp.exp(jnp.where(ok, lz - lpx, 0.0)), 0.0) * sign_q
-        s_row = ratio[0]
-        h_row = jnp.sum(jnp.where(ok_y, mels, 0.0)[:, None] * ratio, axis=0)
+        none = jnp.zeros((1, 0), dtype=rem_s.dtype)
+        h_row = 0.0
+        s_row = None
+        for ys, rem_y, add_y, mel, ok_y in ((y[None], none, none, e_diag[None].astype(mel_s.dtype),
+                                             jnp.ones(1, bool)),
+                                            (move(rem_s, add_s), rem_s, add_s, mel_s, ok_s),
+                                            (move(rem_d, add_d), rem_d, add_d, mel_d, ok_d)):
+            pref_y = jnp.cumsum(ys, axis=1) - ys
+            ok = ok_y[:, None] & (ys[:, orbs] == need_q)                        # (C, n_orb)
+            sign_q = 1 - 2 * (pref_y[:, orbs] % 2)
+            lr = log_ratios(params, x, lpx, p, ys, rem_y, add_y)
+            ratio = jnp.where(ok, jnp.exp(jnp.where(ok, lr, 0.0)), 0.0) * sign_q
+            if s_row is None:
+                s_row = ratio[0]                                                # y' = y
+            h_row = h_row + jnp.sum(jnp.where(ok_y, mel, 0.0)[:, None] * ratio, axis=0)
         return sign_p * s_row, sign_p * h_row
 
     def local(params, x, lpx):

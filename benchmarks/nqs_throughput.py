@@ -4,8 +4,9 @@
 
 Random configurations of the HF (N_up, N_down, K) sector drawn by Metropolis; the generic
 connection-enumerating local energy (no sector matrix), jitted, timed after compilation, with
-doubles enumerated by momentum ('grouped', the default) and masked from all spin-allowed
-(occupied pair, empty pair) combinations ('masked', the previous scheme), in the same run.
+excitations enumerated by momentum ('grouped', the default) or masked from all spin-allowed
+combinations ('masked', the first scheme), and RBM amplitude ratios as products of precomputed
+exp(±W) columns ('product', the default) or through log cosh ('logcosh'), all in the same run.
 """
 from __future__ import annotations
 
@@ -31,14 +32,15 @@ def main(argv=None):
     from nqsbench.nqs.workloads import hchain_workload
 
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}, batch {a.batch}, RBM alpha={a.alpha}")
-    print(f"{'nk':>3} {'2M':>4} {'N':>3} {'params':>7} {'doubles':>13} {'samples/s':>10} {'ms/sample':>9}")
+    print(f"{'nk':>3} {'2M':>4} {'N':>3} {'params':>7} {'doubles':>13} {'ratios':>8} {'samples/s':>10} {'ms/sample':>9}")
     for nk in a.nk:
         w = hchain_workload(nk, alpha=a.alpha, batch=a.batch)
         ham, sec, model, params, xs = w.ham, w.sector, w.model, w.params, w.samples
         fham = FermionHamiltonian(ham, sec)
         n_doubles = {"masked": len(_double_tables(sec)), "grouped": len(_grouped_double_tables(sec))}
-        for scheme in ("masked", "grouped"):
-            eloc = make_local_energy(fham, model, chunk_size=a.chunk, grouped=scheme == "grouped")
+        for scheme, ratio in (("masked", "logcosh"), ("grouped", "logcosh"), ("grouped", "product")):
+            eloc = make_local_energy(fham, model, chunk_size=a.chunk, grouped=scheme == "grouped",
+                                     product_ratios=ratio == "product")
             eloc(params, xs).block_until_ready()
             best = np.inf
             for _ in range(a.repeat):
@@ -46,7 +48,7 @@ def main(argv=None):
                 eloc(params, xs).block_until_ready()
                 best = min(best, time.perf_counter() - t)
             print(f"{nk:3d} {sec.n_spin_orbitals:4d} {sec.n_electrons:3d} {model.n_parameters():7d} "
-                  f"{scheme:>7} {n_doubles[scheme]:5d} {len(xs) / best:10.1f} {1e3 * best / len(xs):9.3f}",
+                  f"{scheme:>7} {n_doubles[scheme]:5d} {ratio:>8} {len(xs) / best:10.1f} {1e3 * best / len(xs):9.3f}",
                   flush=True)
 
 

@@ -19,14 +19,15 @@ def random_params(model, seed):
     return params
 
 
-@pytest.mark.parametrize("nk", [2, 3])
-def test_local_energy_matches_bruteforce(nk):
+@pytest.mark.parametrize("nk,product", [(2, True), (3, True), (3, False)])
+def test_local_energy_matches_bruteforce(nk, product):
+    """Both amplitude-ratio forms of the RBM (products of exp(±W) columns; log cosh)."""
     ham = hchain(nk)
     sec = Sector.from_hamiltonian(ham)
     basis = bf.sector_basis(ham)
     h = bf.sector_matrix(ham, basis)
     model = RBM(sec.n_spin_orbitals, alpha=1.0, sigma=0.3)
-    eloc = make_local_energy(FermionHamiltonian(ham, sec), model, chunk_size=16)
+    eloc = make_local_energy(FermionHamiltonian(ham, sec), model, chunk_size=16, product_ratios=product)
     rng = np.random.default_rng(nk)
     for seed in (0, 1):
         params = random_params(model, seed)

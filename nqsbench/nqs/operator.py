@@ -141,6 +141,7 @@ def make_connections(fham: FermionHamiltonian, grouped: bool = True):
     groups = jnp.asarray(sec.groups)
     ksub = jnp.asarray(sec.ksub)
     nk = sec.nk
+    n_orb = sec.n_orb
 
     def conn(x):
         x = x.astype(jnp.int32)
@@ -149,10 +150,16 @@ def make_connections(fham: FermionHamiltonian, grouped: bool = True):
         emp = jnp.nonzero(1 - x, size=n_emp)[0]
         pref = jnp.cumsum(x) - x                                          # exclusive prefix count
         e_diag = t_diag @ xf + 0.5 * xf @ d_mat @ xf + const
-        # singles c†_a c_i
-        i = jnp.repeat(occ, n_emp)
-        a = jnp.tile(emp, n_el)
-        ok_s = (so_k[i] == so_k[a]) & (so_s[i] == so_s[a])
+        # singles c†_a c_i: grouped — a runs over the n_orb members of i's (spin, k) group
+        # (ok when a is empty); masked — every (occupied, empty) pair, ok when spin and k match
+        if grouped:
+            i = jnp.repeat(occ, n_orb)
+            a = groups[so_s[i] * nk + so_k[i], jnp.tile(jnp.arange(n_orb), n_el)]
+            ok_s = x[a] == 0
+        else:
+            i = jnp.repeat(occ, n_emp)
+            a = jnp.tile(emp, n_el)
+            ok_s = (so_k[i] == so_k[a]) & (so_s[i] == so_s[a])
         f = t[a, i] + jnp.einsum("cn,n->c", g[a, i], xf.astype(g.dtype))
         par_s = pref[i] + pref[a] - (i < a)
         mel_s = jnp.where(ok_s, jnp.conj(f) * (1 - 2 * (par_s % 2)), 0.0)
@@ -177,35 +184,52 @@ def make_connections(fham: FermionHamiltonian, grouped: bool = True):
     return conn
 
 
-def make_local_energy(fham: FermionHamiltonian, model, chunk_size: int = 64, grouped: bool = True):
+def make_local_energy(fham: FermionHamiltonian, model, chunk_size: int = 64, grouped: bool = True,
+                      product_ratios: bool | None = None):
     """Returns ``eloc(params, xs)`` → (B,) complex local energies (supercell, constant included),
     jitted, for configurations xs (B, 2M) in ``fham.sector``. ``chunk_size`` configurations are
     processed at a time (memory ~ chunk * n_doubles * n_hidden complex numbers).
-    Uses ``model.log_ratio`` when the model has it (RBM: θ' = θ + Σ ΔW columns)."""
+
+    Amplitude ratios ψ(x')/ψ(x), fastest first: ``model.ratio`` (RBM: products of precomputed
+    exp(±W) columns, no transcendental per connection; ``product_ratios``, default when the
+    model has it), ``model.log_ratio`` (RBM: θ' = θ + Σ ΔW columns, log cosh per connection), or
+    ``model.log_psi`` on every connected configuration."""
     conn = make_connections(fham, grouped=grouped)
+    if product_ratios is None:
+        product_ratios = hasattr(model, "ratio")
 
-    if hasattr(model, "log_ratio"):
-        log_ratio = model.log_ratio
+    if product_ratios:
+        prepare = model.ratio_tables
+
+        def ratio(tables, x, rem, add, ok):
+            return jnp.where(ok, model.ratio(tables, x, rem, add), 0.0)
     else:
-        def log_ratio(params, x, rem, add):
-            def one(r, a):
-                xp = x.at[r].set(0).at[a].set(1)
-                return model.log_psi(params, xp)
-            return jax.vmap(one)(rem, add) - model.log_psi(params, x)
+        prepare = lambda params: params                                    # noqa: E731
+        if hasattr(model, "log_ratio"):
+            log_ratio = model.log_ratio
+        else:
+            def log_ratio(params, x, rem, add):
+                def one(r, a):
+                    xp = x.at[r].set(0).at[a].set(1)
+                    return model.log_psi(params, xp)
+                return jax.vmap(one)(rem, add) - model.log_psi(params, x)
 
-    def single(params, x):
+        def ratio(params, x, rem, add, ok):
+            lr = log_ratio(params, x, rem, add)
+            return jnp.where(ok, jnp.exp(jnp.where(ok, lr, 0.0)), 0.0)
+
+    def single(tables, x):
         x = x.astype(jnp.int32)
         e_diag, rem_s, add_s, mel_s, ok_s, rem_d, add_d, mel_d, ok_d = conn(x)
-        lr_s = log_ratio(params, x, rem_s, add_s)
-        lr_d = log_ratio(params, x, rem_d, add_d)
-        term_s = jnp.where(ok_s, mel_s * jnp.exp(jnp.where(ok_s, lr_s, 0.0)), 0.0)
-        term_d = jnp.where(ok_d, mel_d * jnp.exp(jnp.where(ok_d, lr_d, 0.0)), 0.0)
+        term_s = jnp.where(ok_s, mel_s * ratio(tables, x, rem_s, add_s, ok_s), 0.0)
+        term_d = jnp.where(ok_d, mel_d * ratio(tables, x, rem_d, add_d, ok_d), 0.0)
         return e_diag + term_s.sum() + term_d.sum()
 
     @jax.jit
     def eloc(params, xs):
         xs = jnp.asarray(xs).astype(jnp.int32)
-        return jax.lax.map(partial(single, params), xs, batch_size=chunk_size)
+        tables = prepare(params)
+        return jax.lax.map(partial(single, tables), xs, batch_size=chunk_size)
 
     return eloc
 

@@ -1,0 +1,1 @@
+"""nqsbench asv suite (numpy/scipy layout). Run from ``benchmarks/``: ``asv run --python=same``."""

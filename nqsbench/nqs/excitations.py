@@ -181,7 +181,8 @@ def subspace_exact(ham, psi: np.ndarray, k0: int | None = None, n_alpha: int | N
 
 # ----------------------------------------------------------------------------- Monte Carlo
 def make_subspace_local(ham, sector: Sector, model, k: int, create: bool):
-    """``local(params, x, log_psi_x)`` → (S_loc, H_loc), each (n_orb, n_orb) complex: the
+    """``local(tables, x, log_psi_x)`` → (S_loc, H_loc), each (n_orb, n_orb) complex, with
+    ``tables = local.prepare(params)`` (computed once per parameter set): the
     per-sample estimators of S_pq and H_pq (module docstring) for the spin-up ladder operators
     of the n_orb orbitals at k. H_loc includes the constant of H (as E_loc does)."""
     d = 1 if create else -1
@@ -192,26 +193,34 @@ def make_subspace_local(ham, sector: Sector, model, k: int, create: bool):
     n_orb = len(sector.groups[k])
     set_p, need_q = (1, 1) if create else (0, 0)
 
-    use_ratio = hasattr(model, "log_ratio")
+    if hasattr(model, "ratio"):
+        kind, prepare = "product", model.ratio_tables
+    else:
+        kind, prepare = ("log_ratio" if hasattr(model, "log_ratio") else "log_psi"), (lambda params: params)
 
-    def log_ratios(params, x, lpx, p, ys, rem_y, add_y):
-        """log ψ(z) − log ψ(x) for z = L_q† y' (C, n_orb). With ``model.log_ratio`` (RBM) z is
-        written as flips of x — create: z = x + p − rem_y + add_y − q — so the network is not
-        re-evaluated on every z (flips that cancel, e.g. q = p, add up correctly: log_ratio is
-        linear in the flipped units)."""
+    def ratios(tables, x, lpx, p, ys, rem_y, add_y, ok):
+        """ψ(z)/ψ(x) for z = L_q† y' (C, n_orb), 0 where not ``ok``. With the RBM's ``ratio`` /
+        ``log_ratio`` z is written as flips of x — create: z = x + p − rem_y + add_y − q — so the
+        network is not re-evaluated on every z (flips that cancel, e.g. q = p, add up correctly:
+        θ is linear in the flipped units)."""
         c, r = rem_y.shape
-        if not use_ratio:
+        if kind == "log_psi":
             zs = jnp.broadcast_to(ys[:, None, :], (c, n_orb, ys.shape[1]))
             zs = zs.at[:, jnp.arange(n_orb), orbs].set(1 - need_q)
-            return model.log_psi(params, zs) - lpx
+            lr = model.log_psi(tables, zs) - lpx
+            return jnp.where(ok, jnp.exp(jnp.where(ok, lr, 0.0)), 0.0)
         qq = jnp.broadcast_to(orbs[None, :, None], (c, n_orb, 1))
         pp = jnp.full((c, n_orb, 1), p)
         ry = jnp.broadcast_to(rem_y[:, None, :], (c, n_orb, r))
         ay = jnp.broadcast_to(add_y[:, None, :], (c, n_orb, r))
         rem, add = ((jnp.concatenate([ry, qq], -1), jnp.concatenate([pp, ay], -1)) if create else
                     (jnp.concatenate([pp, ry], -1), jnp.concatenate([ay, qq], -1)))
-        return model.log_ratio(params, x, rem.reshape(c * n_orb, r + 1),
-                               add.reshape(c * n_orb, r + 1)).reshape(c, n_orb)
+        rem, add = rem.reshape(c * n_orb, r + 1), add.reshape(c * n_orb, r + 1)
+        if kind == "product":
+            val = model.ratio(tables, x, rem, add).reshape(c, n_orb)
+            return jnp.where(ok, val, 0.0)
+        lr = model.log_ratio(tables, x, rem, add).reshape(c, n_orb)
+        return jnp.where(ok, jnp.exp(jnp.where(ok, lr, 0.0)), 0.0)
 
     def per_p(params, x, lpx, p):
         pref_x = jnp.cumsum(x) - x
@@ -230,17 +239,17 @@ def make_subspace_local(ham, sector: Sector, model, k: int, create: bool):
             pref_y = jnp.cumsum(ys, axis=1) - ys
             ok = ok_y[:, None] & (ys[:, orbs] == need_q)                        # (C, n_orb)
             sign_q = 1 - 2 * (pref_y[:, orbs] % 2)
-            lr = log_ratios(params, x, lpx, p, ys, rem_y, add_y)
-            ratio = jnp.where(ok, jnp.exp(jnp.where(ok, lr, 0.0)), 0.0) * sign_q
+            ratio = ratios(params, x, lpx, p, ys, rem_y, add_y, ok) * sign_q
             if s_row is None:
                 s_row = ratio[0]                                                # y' = y
             h_row = h_row + jnp.sum(jnp.where(ok_y, mel, 0.0)[:, None] * ratio, axis=0)
         return sign_p * s_row, sign_p * h_row
 
-    def local(params, x, lpx):
+    def local(tables, x, lpx):
         x = x.astype(jnp.int32)
-        return jax.vmap(partial(per_p, params, x, lpx))(orbs)
+        return jax.vmap(partial(per_p, tables, x, lpx))(orbs)
 
+    local.prepare = prepare
     return local
 
 
@@ -299,8 +308,8 @@ def subspace_monte_carlo(ham, model, params, xs, weights=None, sector: Sector | 
             continue
         for k in range(ham.nk):
             local = make_subspace_local(ham, sector, model, k, create)
-            fn = jax.jit(lambda p, x, l: jax.lax.map(lambda a: local(p, a[0], a[1]), (x, l),
-                                                     batch_size=chunk_size))
+            fn = jax.jit(lambda p, x, l, local=local: jax.lax.map(
+                partial(lambda t, a: local(t, a[0], a[1]), local.prepare(p)), (x, l), batch_size=chunk_size))
             s_loc, h_loc = (np.asarray(a) for a in fn(params, jnp.asarray(flat), lp))
             groups[(create, k)] = (block_sum(s_loc), block_sum(h_loc))
 

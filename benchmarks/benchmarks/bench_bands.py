@@ -5,9 +5,8 @@ for every k and the generalized eigenproblems, for the workload's RBM state Ψ.
 onto the exact-diagonalization layout in setup. ``time_band_subspace_mc``: the Monte Carlo
 estimator on the first MC_SAMPLES of the workload's Metropolis samples (32 chains × 4, jackknife
 over chains), timed as a user calls it (it jits its per-k estimators inside each call, so
-compilation is included). Per sample it evaluates n_orb² × (connections) amplitude ratios per
-(k, branch): on LiH Γ ~11 s per (k, branch) for 512 samples, against ~0.2 s for
-their local energies (measured under load).
+compilation is included). Per sample and (k, branch) it evaluates n_orb² × (connections)
+amplitude ratios, far more work than a local energy, hence the small sample count.
 """
 from __future__ import annotations
 

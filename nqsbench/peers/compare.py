@@ -8,7 +8,8 @@ random RBM and a batch of our Metropolis samples of the HF (N↑, N↓, K) secto
   determinants): ours from our log ψ and local energies, NetKet's from its ``nk.models.RBM``
   and its own local-energy kernel on the same determinants, both as Σ|ψ|² E_loc / Σ|ψ|²;
 * local energies per sample on the batch (max |ΔE_loc|) and their throughput (jitted, best of
-  ``repeat``; NetKet timed at each chunk size in ``netket_chunks``, best kept);
+  ``repeat``; NetKet timed at each chunk size in ``netket_chunks``, best kept; all candidates
+  take turns within each repetition, so load changes on a shared machine hit them alike);
 * one SR step on the same ``sr_samples`` samples, without sampling: local energies, force,
   Jacobian, S + ε and a Cholesky solve of the N_p × N_p system on both sides (ours:
   ``sr_direction(mode='sr')`` under one ``jax.jit``; NetKet: ``MCState.expect_and_grad`` and
@@ -79,14 +80,18 @@ class NetketComparison:
         return self.sr_s_netket / self.sr_s_ours
 
 
-def _best(fn, repeat: int) -> float:
-    """Best wall time of ``fn()`` (which blocks until its result is ready) after one warm-up."""
-    fn()                       # compile and warm up
-    best = np.inf
-    for _ in range(repeat):
-        t = time.perf_counter()
+def _best_interleaved(fns: dict, repeat: int) -> dict:
+    """Best wall time of each ``fn()`` (which blocks until its result is ready), after one
+    warm-up call each. The candidates take turns within every repetition, so a change of load
+    on a shared machine hits all of them alike instead of biasing whichever ran during it."""
+    for fn in fns.values():    # compile and warm up
         fn()
-        best = min(best, time.perf_counter() - t)
+    best = dict.fromkeys(fns, np.inf)
+    for _ in range(repeat):
+        for key, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            best[key] = min(best[key], time.perf_counter() - t)
     return best
 
 
@@ -152,19 +157,19 @@ def compare_netket(ham, *, label: str = "", alpha: float = 2.0, batch: int = 512
     # ---- local energies on the same batch
     xs = xs_all[:batch]
     xnk = to_netket_samples(xs)
-    res.eloc_s_ours = _best(lambda: eloc(params, xs).block_until_ready(), repeat)
-    e_ours = np.asarray(eloc(params, xs))
+    nk_fns = {c or 0: netket_local_energy(op, nk_model, chunk_size=c or None) for c in netket_chunks}
+    fns = {"ours": lambda: eloc(params, xs).block_until_ready()}
+    fns.update({c: (lambda f=f: f(nk_params, xnk).block_until_ready()) for c, f in nk_fns.items()})
+    t = _best_interleaved(fns, repeat)
+    res.eloc_s_ours = t.pop("ours")
     say(f"ours: {batch / res.eloc_s_ours:.1f} local energies/s (chunk {chunk})")
-    best, e_nk = np.inf, None
-    for c in netket_chunks:
-        c = c or None
-        f = netket_local_energy(op, nk_model, chunk_size=c)
-        t = _best(lambda: f(nk_params, xnk).block_until_ready(), repeat)
-        res.netket_chunk_s[c or 0] = t
-        say(f"netket chunk {c or 'all'}: {batch / t:.1f} local energies/s")
-        if t < best:
-            best, res.netket_chunk, e_nk = t, c, np.asarray(f(nk_params, xnk))
-    res.eloc_s_netket = best
+    for c, tc in t.items():
+        say(f"netket chunk {c or 'all'}: {batch / tc:.1f} local energies/s")
+    res.netket_chunk_s = t
+    best_c = min(t, key=t.get)
+    res.eloc_s_netket, res.netket_chunk = t[best_c], best_c or None
+    e_ours = np.asarray(eloc(params, xs))
+    e_nk = np.asarray(nk_fns[best_c](nk_params, xnk))
     res.eloc_max_diff = float(np.abs(e_ours - e_nk).max())
     res.eloc_scale = float(np.abs(e_ours).max())
 
@@ -181,7 +186,6 @@ def compare_netket(ham, *, label: str = "", alpha: float = 2.0, batch: int = 512
         wts = jnp.full(x.shape[0], 1.0 / x.shape[0])
         return force(o, el, wts), sr_direction(o, el, wts, diag_shift, mode="sr")
 
-    res.sr_s_ours = _best(lambda: jax.block_until_ready(ours_step(params, xs_sr)), repeat)
     _, delta = ours_step(params, xs_sr)
 
     n_chains = 32 if sr_samples % 32 == 0 else 1
@@ -199,7 +203,9 @@ def compare_netket(ham, *, label: str = "", alpha: float = 2.0, batch: int = 512
         dp, _ = qgt.solve(solver, grad)
         return jax.block_until_ready(dp)
 
-    res.sr_s_netket = _best(netket_step, repeat)
+    t = _best_interleaved({"ours": lambda: jax.block_until_ready(ours_step(params, xs_sr)),
+                           "netket": netket_step}, repeat)
+    res.sr_s_ours, res.sr_s_netket = t["ours"], t["netket"]
     d_nk = from_netket_tree(netket_step())
     d_ours = {k: np.asarray(v) for k, v in _unravel(params, delta).items()}
     res.sr_max_diff = float(max(np.abs(d_ours[k] - 0.5 * d_nk[k]).max() for k in d_ours))

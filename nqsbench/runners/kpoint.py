@@ -34,6 +34,10 @@ log = logging.getLogger(__name__)
 CC_SETTINGS = {"conv_tol": 1e-10, "conv_tol_normt": 1e-7, "max_cycle": 300, "diis_space": 10}
 EOM_SETTINGS = {"conv_tol": 1e-9, "max_cycle": 200, "max_space": 100, "min_roots": 3, "extra_roots": 2,
                 "koopmans_roots": True,
+                # high-lying quasiparticles among satellites (graphene 2x2x1, LiH 2x2x2 conduction
+                # bands) need a larger Davidson space; a band still unconverged is left out of the
+                # record (listed in settings) unless it is the frontier band at its k
+                "retry": {"max_cycle": 600, "max_space": 250}, "drop_unconverged_nonfrontier": True,
                 "selection": "largest one-particle weight |r1|^2/|r|^2 among the lowest and the "
                              "Koopmans-targeted roots, then sorted by energy"}
 
@@ -284,23 +288,40 @@ def _eom_branch_imds(eom, imds, kind, k, n_bands):
     eom.conv_tol, eom.max_cycle, eom.max_space = (EOM_SETTINGS["conv_tol"], EOM_SETTINGS["max_cycle"],
                                                   EOM_SETTINGS["max_space"])
     energies, weights, convs = [], [], []
-    for n, koopmans in ((nroots, False), (min(size, n_bands), True)):
+
+    def collect(n, koopmans):
         e, v = eom.kernel(nroots=n, kptlist=[k], imds=imds, koopmans=koopmans)
         e = np.atleast_1d(np.asarray(e)[0]).real
         v = np.asarray(v)[0].reshape(n, -1)
         conv = np.atleast_1d(np.asarray(eom.converged)[0]).astype(bool)
         for en, vec, c in zip(e, v, conv):
-            if any(abs(en - x) < 1e-6 for x in energies):
+            near = [i for i, x in enumerate(energies) if abs(en - x) < 1e-6]
+            if near:                      # a root found again: keep it converged if either run is
+                convs[near[0]] = convs[near[0]] or bool(c)
                 continue
             r1, _ = eom.vector_to_amplitudes(vec, kshift=k)
             energies.append(float(en))
             weights.append(float(np.linalg.norm(r1) ** 2 / np.linalg.norm(vec) ** 2))
             convs.append(bool(c))
+
+    for n, koopmans in ((nroots, False), (min(size, n_bands), True)):
+        collect(n, koopmans)
+    chosen = np.argsort(-np.array(weights))[:n_bands]
+    if not all(convs[i] for i in chosen):
+        eom.max_cycle, eom.max_space = EOM_SETTINGS["retry"]["max_cycle"], EOM_SETTINGS["retry"]["max_space"]
+        collect(min(size, n_bands), True)
     e, w, conv = np.array(energies), np.array(weights), np.array(convs)
     chosen = np.argsort(-w)[:n_bands]
     chosen = chosen[np.argsort(e[chosen])]
-    return e[chosen], w[chosen], bool(conv[chosen].all()), {
-        "k": k, "kind": kind, "roots": e.tolist(), "weights": w.tolist(), "converged": conv.tolist()}
+    # frontier band at this k: the lowest electron / the highest hole (e is the IP or EA root energy,
+    # so the lowest root is the frontier for both branches)
+    frontier_ok = bool(conv[chosen[0]]) if len(chosen) else True
+    dropped = [float(e[i]) for i in chosen if not conv[i]]
+    if EOM_SETTINGS["drop_unconverged_nonfrontier"] and frontier_ok:
+        chosen = np.array([i for i in chosen if conv[i]], dtype=int)
+    return e[chosen], w[chosen], bool(conv[chosen].all()) if len(chosen) else False, {
+        "k": k, "kind": kind, "roots": e.tolist(), "weights": w.tolist(), "converged": conv.tolist(),
+        "dropped_unconverged": dropped if frontier_ok else []}
 
 
 RUNNERS = {"hf": run_hf, "mp2": run_mp2, "ccsd": run_ccsd, "ccsd_t": run_ccsd_t, "eom_ccsd": run_eom}

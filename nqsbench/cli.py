@@ -437,8 +437,12 @@ def suite_cmd(name: str = typer.Argument(..., help="suite name (suites/NAME.toml
     out = run_suite(suite, roots, n_jobs=jobs, force=force, progress=progress,
                     echo=lambda line: console.print(line, highlight=False, soft_wrap=True))
     n = {s: sum(o.state == s for o in out) for s in ("done", "skipped", "failed")}
+    wall = time.perf_counter() - t0
     console.print(f"suite {suite.name}: {len(out)} records ({n['done']} computed, {n['skipped']} fresh, "
-                  f"{n['failed']} failed) in {time.perf_counter() - t0:.0f} s with --jobs {jobs}")
+                  f"{n['failed']} failed) in {wall:.0f} s with --jobs {jobs}")
+    if suite.budget_minutes and wall > 60 * suite.budget_minutes:
+        console.print(f"[yellow]note:[/] over the suite's budget of {suite.budget_minutes:g} min "
+                      "(a loaded machine, or a slower one?)", highlight=False)
     if n["failed"]:
         raise typer.Exit(1)
 

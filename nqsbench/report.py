@@ -87,6 +87,8 @@ def collect(suite: Suite, roots: Roots):
             bad.append(str(exc))
             continue
         row = record_row(rec, job.path)
+        if rec.kind == "nqs":
+            row["method"] = job.method          # nqs-rbm-<sampler>-s<seed>[-label]: one column per run
         row["fresh"] = st.fresh
         row["stale_reason"] = "" if st.fresh else st.reason
         rows.append(row)
@@ -232,8 +234,12 @@ def fig_traces(recs, df, folder, rep):
     exact = {(r["system"], r["geometry"], r["kmesh"]): r["energy_per_cell_raw"]
              for _, r in df[(df["method"] == "exact") & df["converged"]].iterrows()}
     n = len(groups)
-    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.6), squeeze=False)
-    for ax, ((system, kmesh), items) in zip(axes[0], sorted(groups.items())):
+    ncol = min(n, 3)
+    nrow = -(-n // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.6 * nrow), squeeze=False)
+    for ax in axes.ravel()[n:]:
+        ax.set_visible(False)
+    for ax, ((system, kmesh), items) in zip(axes.ravel(), sorted(groups.items())):
         for i, (job, rec) in enumerate(sorted(items, key=lambda t: t[0].params)):
             tp = trace_path(job.path)
             geo = ",".join(f"{k}={v:g}" for k, v in job.params)

@@ -628,6 +628,7 @@ def _clean_stale_tmp(folder: Path, older_than_s: float = 60.0) -> None:
 def run_job(job: Job, roots: Roots, on_step: Callable | None = None) -> Outcome:
     t0 = time.perf_counter()
     _clean_stale_tmp(job.path.parent)
+    _clean_stale_tmp(job.path.with_name(job.path.stem + ".ckpt"))
     try:
         rec = JOB_KINDS[job.kind].run(job, roots, on_step=on_step)
     except NqsbenchError as exc:          # divergence, a missing input record, ...: nothing written

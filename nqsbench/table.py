@@ -17,7 +17,7 @@ COLUMNS = ["kind", "system", "geometry", "kmesh", "nk", "method", "sampler", "se
            "converged", "energy_per_cell", "energy_error", "energy_per_atom", "energy_per_cell_raw",
            "e_hf_per_cell", "e_corr_per_cell", "delta_vs_exact_mha", "gap", "band_mae_vs_exact_meV",
            "v_score", "variance", "madelung", "wall_time_s", "peak_memory_mb", "input_hash",
-           "hamiltonian_hash", "git_commit", "created", "failure", "path"]
+           "hamiltonian_hash", "git_commit", "created", "failure", "record", "path"]
 
 
 def _model(kind: str):
@@ -65,7 +65,7 @@ def record_row(rec, path: Path) -> dict:
            "madelung": rec.madelung, "input_hash": rec.input_hash, "hamiltonian_hash": rec.hamiltonian_hash,
            "wall_time_s": rec.provenance.wall_time_s, "peak_memory_mb": rec.provenance.peak_memory_mb,
            "git_commit": rec.provenance.git_commit, "created": rec.provenance.created,
-           "failure": rec.failure, "path": str(path)}
+           "failure": rec.failure, "record": Path(path).stem, "path": str(path)}
     for k, v in rec.params.items():
         row[f"param_{k}"] = v
     n_at = _n_atoms(rec.system)

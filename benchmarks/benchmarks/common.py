@@ -11,6 +11,7 @@ parameter, e.g. for the quick pass in the tests: ``NQSBENCH_BENCH_SYSTEMS=lih-G`
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 # label → (catalog id, geometry parameters, k-mesh); None = the catalog default
 SYSTEMS = {
@@ -49,6 +50,9 @@ def memo(key, make):
 def geometry(label: str):
     from nqsbench import catalog
 
+    if "NQSBENCH_SYSTEMS" not in os.environ and not catalog.systems_dir().is_dir():
+        # a wheel install (asv continuous) ships no systems/ folder: use this checkout's catalog
+        os.environ["NQSBENCH_SYSTEMS"] = str(Path(__file__).resolve().parents[2] / "systems")
     system, params, kmesh = SYSTEMS[label]
     return catalog.load(system).geometry(params, kmesh)
 

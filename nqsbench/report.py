@@ -112,7 +112,9 @@ def fig_energy_curves(df, folder, rep):
     (bottom, symlog in mHa), one figure per (system, k-mesh) with a scan."""
     plt = _plt()
     out = []
-    for (system, kmesh), sub in df[df["kind"].isin(["reference", "nqs"]) & df["converged"]].groupby(["system", "kmesh"]):
+    # EOM-CCSD's ground-state energy is CCSD's: drawn once, as CCSD
+    energies = df[df["kind"].isin(["reference", "nqs"]) & df["converged"] & (df["method"] != "eom_ccsd")]
+    for (system, kmesh), sub in energies.groupby(["system", "kmesh"]):
         p = _scan_param(sub)
         if p is None:
             continue
@@ -147,7 +149,7 @@ def fig_energy_curves(df, folder, rep):
 def fig_fixed_geometry(df, folder, rep):
     """Errors vs exact (mHa/cell, symlog) of every method at geometries that are not scanned."""
     plt = _plt()
-    sub = df[df["kind"].isin(["reference", "nqs"]) & df["converged"] & (df["method"] != "exact")
+    sub = df[df["kind"].isin(["reference", "nqs"]) & df["converged"] & ~df["method"].isin(["exact", "eom_ccsd"])
              & df["delta_vs_exact_mha"].notna()]
     singles = []
     for (system, kmesh), s in sub.groupby(["system", "kmesh"]):

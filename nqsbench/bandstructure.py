@@ -27,16 +27,22 @@ def gap(bands) -> float | None:
 
 def band_errors(bands, reference) -> dict:
     """Errors of ``bands`` against ``reference``: mean absolute and maximum error over every
-    (k, branch, band) present in both (bands matched in energy order at each k), and the gap
-    error, in meV. ``n`` counts the compared energies."""
+    (k, branch, band) present in both (paired at each k and branch by least total |Δ|), and the
+    gap error, in meV. ``n`` counts the compared energies."""
     a = {b["k"]: b for b in _as_dicts(bands)}
     r = {b["k"]: b for b in _as_dicts(reference)}
+    from scipy.optimize import linear_sum_assignment
+
     diffs = []
     for k in sorted(set(a) & set(r)):
         for branch in ("electron", "hole"):
-            x, y = sorted(a[k][branch]), sorted(r[k][branch])
-            n = min(len(x), len(y))
-            diffs.extend(np.asarray(x[:n]) - np.asarray(y[:n]))
+            x, y = np.asarray(a[k][branch], float), np.asarray(r[k][branch], float)
+            if not len(x) or not len(y):
+                continue
+            # least-|Δ| pairing; for equal counts it is the energy-order pairing, and when one
+            # side lists fewer bands (satellites or unconverged roots left out) the others stay paired
+            i, j = linear_sum_assignment(np.abs(x[:, None] - y[None, :]))
+            diffs.extend(x[i] - y[j])
     diffs = np.abs(np.asarray(diffs, dtype=float)) * HARTREE_TO_MEV
     ga, gr = gap(bands), gap(reference)
     return {"mae_meV": float(diffs.mean()) if len(diffs) else None,

@@ -38,6 +38,9 @@ EOM_SETTINGS = {"conv_tol": 1e-9, "max_cycle": 200, "max_space": 100, "min_roots
                 # bands) need a larger Davidson space; a band still unconverged is left out of the
                 # record (listed in settings) unless it is the frontier band at its k
                 "retry": {"max_cycle": 600, "max_space": 250}, "drop_unconverged_nonfrontier": True,
+                # like the exact bands' Krylov search: a root with one-particle weight below this
+                # is a satellite, never a band (so a k may list fewer bands than HF has)
+                "min_weight": 0.1, "degenerate_roots": "kept with their multiplicity",
                 "selection": "largest one-particle weight |r1|^2/|r|^2 among the lowest and the "
                              "Koopmans-targeted roots, then sorted by energy"}
 
@@ -290,13 +293,20 @@ def _eom_branch_imds(eom, imds, kind, k, n_bands):
     energies, weights, convs = [], [], []
 
     def collect(n, koopmans):
+        n_before = len(energies)
         e, v = eom.kernel(nroots=n, kptlist=[k], imds=imds, koopmans=koopmans)
         e = np.atleast_1d(np.asarray(e)[0]).real
         v = np.asarray(v)[0].reshape(n, -1)
         conv = np.atleast_1d(np.asarray(eom.converged)[0]).astype(bool)
+        matched = set()
         for en, vec, c in zip(e, v, conv):
-            near = [i for i, x in enumerate(energies) if abs(en - x) < 1e-6]
-            if near:                      # a root found again: keep it converged if either run is
+            # a root found again by a later pass matches one earlier root of the same energy that
+            # this pass has not matched yet, so true degeneracies (graphene Γ, LiH Γ) keep their
+            # multiplicity; converged if either pass converged it
+            near = [i for i, x in enumerate(energies) if abs(en - x) < 1e-6 and i not in matched
+                    and i < n_before]
+            if near:
+                matched.add(near[0])
                 convs[near[0]] = convs[near[0]] or bool(c)
                 continue
             r1, _ = eom.vector_to_amplitudes(vec, kshift=k)
@@ -304,14 +314,18 @@ def _eom_branch_imds(eom, imds, kind, k, n_bands):
             weights.append(float(np.linalg.norm(r1) ** 2 / np.linalg.norm(vec) ** 2))
             convs.append(bool(c))
 
+    def select(w):
+        """The n_bands roots of largest one-particle weight, satellites (weight < min) excluded."""
+        order = [i for i in np.argsort(-np.asarray(w)) if w[i] >= EOM_SETTINGS["min_weight"]]
+        return np.array(order[:n_bands], dtype=int)
+
     for n, koopmans in ((nroots, False), (min(size, n_bands), True)):
         collect(n, koopmans)
-    chosen = np.argsort(-np.array(weights))[:n_bands]
-    if not all(convs[i] for i in chosen):
+    if not all(convs[i] for i in select(weights)):
         eom.max_cycle, eom.max_space = EOM_SETTINGS["retry"]["max_cycle"], EOM_SETTINGS["retry"]["max_space"]
         collect(min(size, n_bands), True)
     e, w, conv = np.array(energies), np.array(weights), np.array(convs)
-    chosen = np.argsort(-w)[:n_bands]
+    chosen = select(w)
     chosen = chosen[np.argsort(e[chosen])]
     # frontier band at this k: the lowest electron / the highest hole (e is the IP or EA root energy,
     # so the lowest root is the frontier for both branches)

@@ -26,19 +26,23 @@ DEFAULT_SAMPLES = 8192
 DEFAULT_CHAINS = 32
 
 
-def reference_bands(geom: catalog.Geometry, compute_exact: bool = True) -> dict[str, ReferenceRecord]:
+def reference_bands(geom: catalog.Geometry, compute_exact: bool = True,
+                    root: Path | None = None) -> dict[str, ReferenceRecord]:
     """Converged band records of the reference cache for ``geom`` (exact computed when missing
-    and ``compute_exact``; EOM-CCSD and HF are read when present)."""
+    and ``compute_exact``; EOM-CCSD and HF are read when present). ``root``: the cache folder
+    (default ``$NQSBENCH_REFERENCES`` or references/)."""
     from .references import cache_status, run_reference
+    from .suites import references_root
 
+    root = Path(root) if root else references_root()
     out = {}
     for method in REFERENCE_BANDS:
-        status = cache_status(geom, method)
+        status = cache_status(geom, method, root)
         if not status.fresh:
             if method != "exact" or not compute_exact:
                 continue
             p = [f"{k}={v!r}" for k, v in geom.params.items()]
-            run_reference("exact", geom.spec.id, p, ",".join(map(str, geom.kmesh)))
+            run_reference("exact", geom.spec.id, p, ",".join(map(str, geom.kmesh)), root=root)
         rec = read_record(status.path, ReferenceRecord)
         if rec.converged and rec.bands:
             out[method] = rec

@@ -419,6 +419,18 @@ class JobKind:
     def run(self, job: Job, roots: Roots, on_step: Callable | None = None):
         raise NotImplementedError
 
+    def read_same_inputs(self, job: Job):
+        """(record, None) when the record exists, parses and was made from the current inputs,
+        else (None, the Status saying why not)."""
+        if not job.path.exists():
+            return None, Status(False, "missing")
+        try:
+            rec = self.read(job)
+        except RecordError as exc:
+            return None, Status(False, "unreadable", str(exc))
+        bad = _input_hash_ok(rec, job.geometry())
+        return (None, Status(False, bad)) if bad else (rec, None)
+
 
 def _input_hash_ok(rec, geom) -> str | None:
     from .build import cache_key
@@ -470,15 +482,9 @@ class NQSKind(JobKind):
         return s
 
     def status(self, job, roots):
-        if not job.path.exists():
-            return Status(False, "missing")
-        try:
-            rec = self.read(job)
-        except RecordError as exc:
-            return Status(False, "unreadable", str(exc))
-        bad = _input_hash_ok(rec, job.geometry())
-        if bad:
-            return Status(False, bad)
+        rec, why_not = self.read_same_inputs(job)
+        if why_not:
+            return why_not
         want, have = job.settings_dict, self.record_settings(rec)
         if want.get("sampler") == "mcmc" and have.get("samples") is not None:
             # the sampler rounds samples up to a multiple of the chains
@@ -503,15 +509,9 @@ class BandsKind(JobKind):
     def status(self, job, roots):
         from .records import ResultRecord, read_record
 
-        if not job.path.exists():
-            return Status(False, "missing")
-        try:
-            rec = self.read(job)
-        except RecordError as exc:
-            return Status(False, "unreadable", str(exc))
-        bad = _input_hash_ok(rec, job.geometry())
-        if bad:
-            return Status(False, bad)
+        rec, why_not = self.read_same_inputs(job)
+        if why_not:
+            return why_not
         s = job.settings_dict
         if rec.estimator != s["estimator"] or rec.ground_state.get("path") != s["ground_state"]:
             return Status(False, "settings differ (estimator or ground state)")

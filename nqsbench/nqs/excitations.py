@@ -253,6 +253,30 @@ def make_subspace_local(ham, sector: Sector, model, k: int, create: bool):
     return local
 
 
+_COMPILED: dict = {}
+
+
+def _compiled_local(ham, sector: Sector, model, k: int, create: bool, chunk_size: int):
+    """The jitted batch version of :func:`make_subspace_local`, kept per (Hamiltonian hash,
+    sector, model, k, branch), so repeated estimates (benchmarks, several parameter sets) do not
+    rebuild and recompile it."""
+    try:
+        key = (ham.hash, sector.n_up, sector.n_dn, sector.k_total, model, k, create, chunk_size)
+        hash(key)
+    except TypeError:          # an unhashable model: no caching
+        key = None
+    if key is not None and key in _COMPILED:
+        return _COMPILED[key]
+    local = make_subspace_local(ham, sector, model, k, create)
+    fn = jax.jit(lambda p, x, l: jax.lax.map(
+        partial(lambda t, a: local(t, a[0], a[1]), local.prepare(p)), (x, l), batch_size=chunk_size))
+    if key is not None:
+        if len(_COMPILED) >= 64:
+            _COMPILED.clear()
+        _COMPILED[key] = fn
+    return fn
+
+
 def _jackknife(stat_fn, sums: list[np.ndarray], n_blocks: int):
     """Delete-one-block jackknife of ``stat_fn(*means)`` where ``sums[i]`` holds per-block
     weighted sums (leading axis n_blocks) and ``sums[0]`` the per-block weight totals."""
@@ -307,9 +331,7 @@ def subspace_monte_carlo(ham, model, params, xs, weights=None, sector: Sector | 
         if not 0 <= n_target <= sector.n_spatial:
             continue
         for k in range(ham.nk):
-            local = make_subspace_local(ham, sector, model, k, create)
-            fn = jax.jit(lambda p, x, l, local=local: jax.lax.map(
-                partial(lambda t, a: local(t, a[0], a[1]), local.prepare(p)), (x, l), batch_size=chunk_size))
+            fn = _compiled_local(ham, sector, model, k, create, chunk_size)
             s_loc, h_loc = (np.asarray(a) for a in fn(params, jnp.asarray(flat), lp))
             groups[(create, k)] = (block_sum(s_loc), block_sum(h_loc))
 

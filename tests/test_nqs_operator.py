@@ -19,15 +19,27 @@ def random_params(model, seed):
     return params
 
 
-@pytest.mark.parametrize("nk,product", [(2, True), (3, True), (3, False)])
+class LogPsiOnly:
+    """The RBM seen through log_psi alone (the generic amplitude-ratio path)."""
+
+    def __init__(self, rbm):
+        self.rbm = rbm
+
+    def log_psi(self, params, x):
+        return self.rbm.log_psi(params, x)
+
+
+@pytest.mark.parametrize("nk,product", [(2, True), (3, True), (3, False), (2, "log_psi")])
 def test_local_energy_matches_bruteforce(nk, product):
-    """Both amplitude-ratio forms of the RBM (products of exp(±W) columns; log cosh)."""
+    """Every amplitude-ratio form: RBM products of exp(±W) columns, log cosh, plain log_psi."""
     ham = hchain(nk)
     sec = Sector.from_hamiltonian(ham)
     basis = bf.sector_basis(ham)
     h = bf.sector_matrix(ham, basis)
     model = RBM(sec.n_spin_orbitals, alpha=1.0, sigma=0.3)
-    eloc = make_local_energy(FermionHamiltonian(ham, sec), model, chunk_size=16, product_ratios=product)
+    seen = LogPsiOnly(model) if product == "log_psi" else model
+    eloc = make_local_energy(FermionHamiltonian(ham, sec), seen, chunk_size=16,
+                             product_ratios=None if product == "log_psi" else product)
     rng = np.random.default_rng(nk)
     for seed in (0, 1):
         params = random_params(model, seed)

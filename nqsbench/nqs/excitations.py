@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .hilbert import Sector
-from .operator import FermionHamiltonian, make_connections, make_local_energy
+from .operator import FermionHamiltonian, make_amplitude_ratio, make_connections, make_local_energy
 
 jax.config.update("jax_enable_x64", True)
 
@@ -181,7 +181,7 @@ def subspace_exact(ham, psi: np.ndarray, k0: int | None = None, n_alpha: int | N
 
 # ----------------------------------------------------------------------------- Monte Carlo
 def make_subspace_local(ham, sector: Sector, model, k: int, create: bool):
-    """``local(tables, x, log_psi_x)`` → (S_loc, H_loc), each (n_orb, n_orb) complex, with
+    """``local(tables, x)`` → (S_loc, H_loc), each (n_orb, n_orb) complex, with
     ``tables = local.prepare(params)`` (computed once per parameter set): the
     per-sample estimators of S_pq and H_pq (module docstring) for the spin-up ladder operators
     of the n_orb orbitals at k. H_loc includes the constant of H (as E_loc does)."""
@@ -193,36 +193,23 @@ def make_subspace_local(ham, sector: Sector, model, k: int, create: bool):
     n_orb = len(sector.groups[k])
     set_p, need_q = (1, 1) if create else (0, 0)
 
-    if hasattr(model, "ratio"):
-        kind, prepare = "product", model.ratio_tables
-    else:
-        kind, prepare = ("log_ratio" if hasattr(model, "log_ratio") else "log_psi"), (lambda params: params)
+    prepare, ratio_of_flips = make_amplitude_ratio(model)
 
-    def ratios(tables, x, lpx, p, ys, rem_y, add_y, ok):
-        """ψ(z)/ψ(x) for z = L_q† y' (C, n_orb), 0 where not ``ok``. With the RBM's ``ratio`` /
-        ``log_ratio`` z is written as flips of x — create: z = x + p − rem_y + add_y − q — so the
-        network is not re-evaluated on every z (flips that cancel, e.g. q = p, add up correctly:
-        θ is linear in the flipped units)."""
+    def ratios(tables, x, p, rem_y, add_y, ok):
+        """ψ(z)/ψ(x) for z = L_q† y' (C, n_orb), 0 where not ``ok``, with z written as flips of
+        x — create: z = x + p − rem_y + add_y − q; hole: z = x − p − rem_y + add_y + q — so the
+        RBM is not re-evaluated on every z (flips that cancel, e.g. q = p, add up correctly)."""
         c, r = rem_y.shape
-        if kind == "log_psi":
-            zs = jnp.broadcast_to(ys[:, None, :], (c, n_orb, ys.shape[1]))
-            zs = zs.at[:, jnp.arange(n_orb), orbs].set(1 - need_q)
-            lr = model.log_psi(tables, zs) - lpx
-            return jnp.where(ok, jnp.exp(jnp.where(ok, lr, 0.0)), 0.0)
         qq = jnp.broadcast_to(orbs[None, :, None], (c, n_orb, 1))
         pp = jnp.full((c, n_orb, 1), p)
         ry = jnp.broadcast_to(rem_y[:, None, :], (c, n_orb, r))
         ay = jnp.broadcast_to(add_y[:, None, :], (c, n_orb, r))
         rem, add = ((jnp.concatenate([ry, qq], -1), jnp.concatenate([pp, ay], -1)) if create else
                     (jnp.concatenate([pp, ry], -1), jnp.concatenate([ay, qq], -1)))
-        rem, add = rem.reshape(c * n_orb, r + 1), add.reshape(c * n_orb, r + 1)
-        if kind == "product":
-            val = model.ratio(tables, x, rem, add).reshape(c, n_orb)
-            return jnp.where(ok, val, 0.0)
-        lr = model.log_ratio(tables, x, rem, add).reshape(c, n_orb)
-        return jnp.where(ok, jnp.exp(jnp.where(ok, lr, 0.0)), 0.0)
+        return ratio_of_flips(tables, x, rem.reshape(c * n_orb, r + 1), add.reshape(c * n_orb, r + 1),
+                              ok.reshape(-1)).reshape(c, n_orb)
 
-    def per_p(params, x, lpx, p):
+    def per_p(params, x, p):
         pref_x = jnp.cumsum(x) - x
         valid_p = x[p] == (1 - set_p)
         sign_p = jnp.where(valid_p, 1 - 2 * (pref_x[p] % 2), 0)
@@ -239,15 +226,15 @@ def make_subspace_local(ham, sector: Sector, model, k: int, create: bool):
             pref_y = jnp.cumsum(ys, axis=1) - ys
             ok = ok_y[:, None] & (ys[:, orbs] == need_q)                        # (C, n_orb)
             sign_q = 1 - 2 * (pref_y[:, orbs] % 2)
-            ratio = ratios(params, x, lpx, p, ys, rem_y, add_y, ok) * sign_q
+            ratio = ratios(params, x, p, rem_y, add_y, ok) * sign_q
             if s_row is None:
                 s_row = ratio[0]                                                # y' = y
             h_row = h_row + jnp.sum(jnp.where(ok_y, mel, 0.0)[:, None] * ratio, axis=0)
         return sign_p * s_row, sign_p * h_row
 
-    def local(tables, x, lpx):
+    def local(tables, x):
         x = x.astype(jnp.int32)
-        return jax.vmap(partial(per_p, tables, x, lpx))(orbs)
+        return jax.vmap(partial(per_p, tables, x))(orbs)
 
     local.prepare = prepare
     return local
@@ -256,20 +243,19 @@ def make_subspace_local(ham, sector: Sector, model, k: int, create: bool):
 _COMPILED: dict = {}
 
 
-def _compiled_local(ham, sector: Sector, model, k: int, create: bool, chunk_size: int):
+def _compiled_local(ham, ham_hash: str, sector: Sector, model, k: int, create: bool, chunk_size: int):
     """The jitted batch version of :func:`make_subspace_local`, kept per (Hamiltonian hash,
     sector, model, k, branch), so repeated estimates (benchmarks, several parameter sets) do not
     rebuild and recompile it."""
     try:
-        key = (ham.hash, sector.n_up, sector.n_dn, sector.k_total, model, k, create, chunk_size)
+        key = (ham_hash, sector.n_up, sector.n_dn, sector.k_total, model, k, create, chunk_size)
         hash(key)
     except TypeError:          # an unhashable model: no caching
         key = None
     if key is not None and key in _COMPILED:
         return _COMPILED[key]
     local = make_subspace_local(ham, sector, model, k, create)
-    fn = jax.jit(lambda p, x, l: jax.lax.map(
-        partial(lambda t, a: local(t, a[0], a[1]), local.prepare(p)), (x, l), batch_size=chunk_size))
+    fn = jax.jit(lambda p, x: jax.lax.map(partial(local, local.prepare(p)), x, batch_size=chunk_size))
     if key is not None:
         if len(_COMPILED) >= 64:
             _COMPILED.clear()
@@ -313,7 +299,6 @@ def subspace_monte_carlo(ham, model, params, xs, weights=None, sector: Sector | 
         block = np.concatenate([np.arange(n_pc) * n_blocks // n_pc for _ in range(n_ch)])
     flat = xs.reshape(-1, n)
     wf = w.reshape(-1)
-    lp = jax.jit(model.log_psi)(params, jnp.asarray(flat))
     eloc = np.asarray(make_local_energy(FermionHamiltonian(ham, sector), model, chunk_size=chunk_size)(
         params, flat))
 
@@ -325,14 +310,15 @@ def subspace_monte_carlo(ham, model, params, xs, weights=None, sector: Sector | 
     w_b = block_sum(np.ones(len(wf)))
     e_b = block_sum(eloc)
     const = float(ham.constant)
+    ham_hash = ham.hash          # a sha256 over the integrals: once, not per (k, branch)
     groups = {}
     for create in (True, False):
         n_target = sector.n_up + (1 if create else -1)
         if not 0 <= n_target <= sector.n_spatial:
             continue
         for k in range(ham.nk):
-            fn = _compiled_local(ham, sector, model, k, create, chunk_size)
-            s_loc, h_loc = (np.asarray(a) for a in fn(params, jnp.asarray(flat), lp))
+            fn = _compiled_local(ham, ham_hash, sector, model, k, create, chunk_size)
+            s_loc, h_loc = (np.asarray(a) for a in fn(params, jnp.asarray(flat)))
             groups[(create, k)] = (block_sum(s_loc), block_sum(h_loc))
 
     def bands_of(e_mean, *mats):

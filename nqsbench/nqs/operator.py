@@ -1,7 +1,7 @@
 """The Hamiltonian as an operator on occupation vectors: local energy, diagonal, Tr H / dim.
 
-The operator knows nothing of wave functions beyond calling ``model.log_ratio`` (or
-``model.log_psi``). For a configuration x with occupied spin-orbitals occ (N, fixed) and empty
+The operator knows nothing of wave functions beyond calling ``model.ratio``, ``model.log_ratio``
+or ``model.log_psi`` (:func:`make_amplitude_ratio`). For a configuration x with occupied spin-orbitals occ (N, fixed) and empty
 ones emp, the connected configurations are
 
 * singles  c†_a c_i,        i ∈ occ, a ∈ emp, same spin and same k (k_i = k_a);
@@ -184,45 +184,51 @@ def make_connections(fham: FermionHamiltonian, grouped: bool = True):
     return conn
 
 
+def make_amplitude_ratio(model, product: bool | None = None):
+    """``(prepare, ratio)`` for amplitude ratios ψ(x')/ψ(x) of connected configurations:
+    ``tables = prepare(params)`` once per parameter set, then ``ratio(tables, x, rem, add, ok)``
+    → (C,) for x' = x − Σ rem + Σ add (rows of unit indices; a unit both removed and added
+    cancels, so chained excitations such as c_q H c†_p can be written as flips of x), 0 where
+    not ``ok``. Fastest first: ``model.ratio`` (RBM: products of precomputed exp(±W) columns, no
+    transcendental per connection; ``product``, default when the model has it),
+    ``model.log_ratio`` (RBM: θ' = θ + Σ ΔW columns, log cosh per connection), or ``model.log_psi``
+    on every x'."""
+    if product is None:
+        product = hasattr(model, "ratio")
+    if product:
+        def ratio(tables, x, rem, add, ok):
+            return jnp.where(ok, model.ratio(tables, x, rem, add), 0.0)
+        return model.ratio_tables, ratio
+
+    if hasattr(model, "log_ratio"):
+        log_ratio = model.log_ratio
+    else:
+        def log_ratio(params, x, rem, add):
+            units = jnp.arange(x.shape[-1])
+            hot = lambda i: (i[..., None] == units).sum(-2).astype(x.dtype)       # noqa: E731
+            return model.log_psi(params, x[None] - hot(rem) + hot(add)) - model.log_psi(params, x)
+
+    def ratio(params, x, rem, add, ok):
+        lr = log_ratio(params, x, rem, add)
+        return jnp.where(ok, jnp.exp(jnp.where(ok, lr, 0.0)), 0.0)
+    return (lambda params: params), ratio
+
+
 def make_local_energy(fham: FermionHamiltonian, model, chunk_size: int = 64, grouped: bool = True,
                       product_ratios: bool | None = None):
     """Returns ``eloc(params, xs)`` → (B,) complex local energies (supercell, constant included),
     jitted, for configurations xs (B, 2M) in ``fham.sector``. ``chunk_size`` configurations are
-    processed at a time (memory ~ chunk * n_doubles * n_hidden complex numbers).
-
-    Amplitude ratios ψ(x')/ψ(x), fastest first: ``model.ratio`` (RBM: products of precomputed
-    exp(±W) columns, no transcendental per connection; ``product_ratios``, default when the
-    model has it), ``model.log_ratio`` (RBM: θ' = θ + Σ ΔW columns, log cosh per connection), or
-    ``model.log_psi`` on every connected configuration."""
+    processed at a time (memory ~ chunk * n_doubles * n_hidden complex numbers). Amplitude
+    ratios: :func:`make_amplitude_ratio` (``product_ratios`` picks the RBM's product form)."""
     conn = make_connections(fham, grouped=grouped)
-    if product_ratios is None:
-        product_ratios = hasattr(model, "ratio")
-
-    if product_ratios:
-        prepare = model.ratio_tables
-
-        def ratio(tables, x, rem, add, ok):
-            return jnp.where(ok, model.ratio(tables, x, rem, add), 0.0)
-    else:
-        prepare = lambda params: params                                    # noqa: E731
-        if hasattr(model, "log_ratio"):
-            log_ratio = model.log_ratio
-        else:
-            def log_ratio(params, x, rem, add):
-                def one(r, a):
-                    xp = x.at[r].set(0).at[a].set(1)
-                    return model.log_psi(params, xp)
-                return jax.vmap(one)(rem, add) - model.log_psi(params, x)
-
-        def ratio(params, x, rem, add, ok):
-            lr = log_ratio(params, x, rem, add)
-            return jnp.where(ok, jnp.exp(jnp.where(ok, lr, 0.0)), 0.0)
+    prepare, ratio = make_amplitude_ratio(model, product_ratios)
 
     def single(tables, x):
         x = x.astype(jnp.int32)
         e_diag, rem_s, add_s, mel_s, ok_s, rem_d, add_d, mel_d, ok_d = conn(x)
-        term_s = jnp.where(ok_s, mel_s * ratio(tables, x, rem_s, add_s, ok_s), 0.0)
-        term_d = jnp.where(ok_d, mel_d * ratio(tables, x, rem_d, add_d, ok_d), 0.0)
+        # mel and ratio are both 0 on padded entries
+        term_s = mel_s * ratio(tables, x, rem_s, add_s, ok_s)
+        term_d = mel_d * ratio(tables, x, rem_d, add_d, ok_d)
         return e_diag + term_s.sum() + term_d.sum()
 
     @jax.jit

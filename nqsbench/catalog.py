@@ -11,7 +11,6 @@ import hashlib
 import json
 import math
 import os
-import tomllib
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -20,6 +19,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import CatalogError
+from .io import read_toml
 
 ANGSTROM_TO_BOHR = 1.0 / 0.52917721092  # the factor PySCF uses (pyscf.lib.param.BOHR)
 MIN_ATOM_DISTANCE_BOHR = 0.5
@@ -258,12 +258,7 @@ def _first_error(exc: ValidationError) -> str:
 
 def load_spec_file(path: str | Path) -> SystemSpec:
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise CatalogError(f"{path}: no such system file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise CatalogError(f"{path}: not valid TOML: {exc}") from None
+    data = read_toml(path, CatalogError, "system file")
     try:
         spec = SystemSpec.model_validate(data)
     except ValidationError as exc:

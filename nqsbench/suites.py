@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import time
-import tomllib
 from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
@@ -34,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from . import catalog
 from .errors import CatalogError, NqsbenchError, RecordError
+from .io import read_toml
 
 log = logging.getLogger(__name__)
 
@@ -181,12 +181,7 @@ def load_suite(name_or_path: str | Path) -> Suite:
         if not p.exists():
             names = ", ".join(sorted(q.stem for q in suites_dir().glob("*.toml")))
             raise SuiteError(f"unknown suite {str(name_or_path)!r}; available: {names}")
-    try:
-        data = tomllib.loads(p.read_text())
-    except FileNotFoundError:
-        raise SuiteError(f"{p}: no such suite file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise SuiteError(f"{p}: not valid TOML: {exc}") from None
+    data = read_toml(p, SuiteError, "suite file")
     raw_tasks = data.pop("tasks", None)
     if not isinstance(raw_tasks, list) or not raw_tasks:
         raise SuiteError(f"{p}: field 'tasks': missing; add at least one [[tasks]] table")

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from . import catalog
-from .bandstructure import band_errors, gap, plot_bands
+from .bandstructure import CONTROL_STYLE, NQS_STYLE, band_errors, gap, plot_bands
 from .errors import CatalogError, RecordError
 from .records import (Band, BandRecord, ReferenceRecord, ResultRecord, Timer, bands_path, provenance,
                       read_record, write_record)
@@ -131,9 +131,9 @@ def compute_bands(geom: catalog.Geometry, result_path: str | Path, estimator: st
     path = Path(out) if out else bands_path(result_path, estimator)
     fig_stem = None
     if figure:
-        series = {"NQS subspace": (bands, {"color": "C3", "marker": "o", "ms": 4, "lw": 1.2})}
+        series = {"NQS subspace": (bands, NQS_STYLE)}
         if ctrl is not None:
-            series["exact-state subspace"] = (ctrl_bands, {"color": "C2", "marker": "x", "ms": 5, "lw": 0.8, "ls": ":"})
+            series["exact-state subspace"] = (ctrl_bands, CONTROL_STYLE)
         styles = {"exact": {"color": "k", "marker": "s", "ms": 3, "lw": 1.0},
                   "eom_ccsd": {"color": "C0", "marker": "^", "ms": 3, "lw": 0.8, "ls": "--"},
                   "hf": {"color": "0.5", "marker": ".", "lw": 0.8, "ls": "-."}}

@@ -12,6 +12,10 @@ import numpy as np
 HARTREE_TO_MEV = 27211.386245988
 HARTREE_TO_EV = HARTREE_TO_MEV / 1000.0
 
+# the NQS excitation-subspace bands and the same subspace on the exact state, in every band figure
+NQS_STYLE = {"color": "C3", "marker": "o", "ms": 4, "lw": 1.2}
+CONTROL_STYLE = {"color": "C2", "marker": "x", "ms": 5, "lw": 0.8, "ls": ":"}
+
 
 def _as_dicts(bands) -> list[dict]:
     return [b if isinstance(b, dict) else b.model_dump() for b in bands]

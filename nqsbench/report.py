@@ -47,6 +47,7 @@ def _plt():
 
 
 def _save(fig, folder: Path, stem: str, rep: Report) -> None:
+    fig.tight_layout()
     for ext in ("png", "svg"):
         fig.savefig(folder / "figures" / f"{stem}.{ext}", format=ext, dpi=130)
     _plt().close(fig)
@@ -138,7 +139,6 @@ def fig_energy_curves(df, folder, rep):
         ax.set_title(f"{system}, k-mesh {kmesh}")
         ax.legend(fontsize=7)
         ax2.legend(fontsize=6, loc="best")
-        fig.tight_layout()
         stem = f"energy_{system}_k{kmesh}"
         _save(fig, folder, stem, rep)
         out.append((stem, f"{system}, k-mesh {kmesh}: energy per cell against {p.removeprefix('param_')} "
@@ -180,7 +180,6 @@ def fig_fixed_geometry(df, folder, rep):
     ax.set_ylabel("E − E_exact (mHa/cell)")
     ax.legend(fontsize=7)
     ax.set_title("errors against exact diagonalization at fixed geometry")
-    fig.tight_layout()
     _save(fig, folder, "energy_fixed_geometry", rep)
     return [("energy_fixed_geometry", "Errors of every method against exact diagonalization (symlog, mHa per "
              "cell) where the geometry is not scanned (graphene, LiH)")]
@@ -188,7 +187,7 @@ def fig_fixed_geometry(df, folder, rep):
 
 def fig_bands(recs, folder, rep):
     """Quasiparticle bands per geometry: exact, EOM-CCSD, HF and NQS (when computed)."""
-    from .bandstructure import plot_bands
+    from .bandstructure import CONTROL_STYLE, NQS_STYLE, plot_bands
 
     by_geom: dict = {}
     for job, rec in recs.values():
@@ -203,10 +202,9 @@ def fig_bands(recs, folder, rep):
         series = {}
         for job, rec in items:
             if rec.kind == "nqs-bands":
-                series[f"NQS subspace ({rec.estimator})"] = (rec.bands, {"color": "C3", "marker": "o", "ms": 4, "lw": 1.2})
+                series[f"NQS subspace ({rec.estimator})"] = (rec.bands, NQS_STYLE)
                 if rec.control_bands:
-                    series["exact-state subspace"] = (rec.control_bands, {"color": "C2", "marker": "x", "ms": 5,
-                                                                         "lw": 0.8, "ls": ":"})
+                    series["exact-state subspace"] = (rec.control_bands, CONTROL_STYLE)
             else:
                 lab, c, mk = METHOD_STYLE.get(rec.method, (rec.method, "C7", "x"))
                 series[lab] = (rec.bands, {"color": c, "marker": mk, "ms": 3, "lw": 0.9})
@@ -256,7 +254,6 @@ def fig_traces(recs, df, folder, rep):
         ax.set_ylabel("|E − E_exact| (mHa/cell)")
         ax.set_title(f"{system} k-mesh {'x'.join(map(str, kmesh))}", fontsize=9)
         ax.legend(fontsize=6)
-    fig.tight_layout()
     _save(fig, folder, "nqs_traces", rep)
     return [("nqs_traces", "NQS optimization traces: error of the per-step energy estimate against exact "
              "diagonalization (raw convention, per cell)")]
@@ -278,7 +275,6 @@ def fig_vscore(df, folder, rep):
     ax.set_ylabel("|E − E_exact| (mHa/cell)")
     ax.legend(fontsize=7)
     ax.set_title("V-score against error (NQS)")
-    fig.tight_layout()
     _save(fig, folder, "vscore_vs_error", rep)
     return [("vscore_vs_error", "V-score (Wu et al. 2024) against the error vs exact diagonalization, "
              "every NQS record")]

@@ -43,10 +43,7 @@ def main() -> None:
     ap.add_argument("--d", type=float, nargs="+", default=[1.4, 1.8, 2.6, 3.6])
     a = ap.parse_args()
     df = pd.DataFrame([row(d, a.nk, a.seed, a.estimator) for d in a.d])
-    try:
-        print(df.to_markdown(index=False))
-    except ImportError:          # to_markdown needs tabulate
-        print(df.to_string(index=False))
+    print(df.to_markdown(index=False))       # tabulate is a dependency
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ import argparse
 import json
 import time
 
-import numpy as np
 from threadpoolctl import threadpool_limits
 
 from nqsbench import catalog

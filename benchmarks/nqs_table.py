@@ -44,10 +44,7 @@ def main() -> None:
             row[label] = f"{r.delta_vs_exact_mha:+.3f}{err}"
         out.append(row)
     table = pd.DataFrame(out)
-    try:
-        print(table.to_markdown(index=False))
-    except ImportError:
-        print(table.to_string(index=False))
+    print(table.to_markdown(index=False))       # tabulate is a dependency
 
 
 if __name__ == "__main__":

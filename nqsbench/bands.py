@@ -74,7 +74,7 @@ def nqs_subspace(ham, result: ResultRecord, params, estimator: str, n_samples: i
     sampler = MetropolisSampler(sector, n_chains=n_chains, n_samples=n_samples, n_discard_per_chain=64)
     key = jax.random.PRNGKey(seed)
     state = sampler.init_state(model, params, key)
-    xs, w, _, info = sampler.sample(model, params, state, jax.random.fold_in(key, 1))
+    xs, *_ = sampler.sample(model, params, state, jax.random.fold_in(key, 1))
     return subspace_monte_carlo(ham, model, params, np.asarray(xs), sector=sector, s_threshold=thr)
 
 

@@ -200,6 +200,8 @@ def run_nqs(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[
             seed: int = typer.Option(0, help="seed for parameters and sampling"),
             resume: bool = typer.Option(False, "--resume", help="continue from the latest checkpoint"),
             lr: Optional[float] = typer.Option(None, "--lr", help="SR learning rate (default per sampler)"),
+            lr_final: Optional[float] = typer.Option(None, "--lr-final", help="cosine-decay the learning rate to this over --steps; 0 = constant (default per sampler)"),
+            max_norm: Optional[float] = typer.Option(None, "--max-norm", help="trust region: cap |δ| of each SR step; 0 = none (default per sampler)"),
             diag_shift: Optional[float] = typer.Option(None, "--diag-shift", help="SR diagonal shift (default per sampler)"),
             samples: Optional[int] = typer.Option(None, "--samples", help="Monte Carlo samples per step (mcmc)"),
             chains: Optional[int] = typer.Option(None, "--chains", help="Markov chains (mcmc)"),
@@ -210,13 +212,13 @@ def run_nqs(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[
             ) -> None:
     """Optimize a neural-network quantum state → a JSON ResultRecord (+ trace CSV, checkpoints)."""
     code = _run_nqs(system, param, kmesh, model, alpha, sampler, steps, seed, resume, lr, diag_shift,
-                    samples, chains, beta, checkpoint_every, out, progress, init)
+                    samples, chains, beta, checkpoint_every, out, progress, init, lr_final, max_norm)
     if code:
         raise typer.Exit(code)
 
 
 def _run_nqs(system, param, kmesh, model, alpha, sampler, steps, seed, resume, lr, diag_shift, samples,
-             chains, beta, checkpoint_every, out, progress, init="hf") -> int:
+             chains, beta, checkpoint_every, out, progress, init="hf", lr_final=None, max_norm=None) -> int:
     from . import catalog
     from .errors import CatalogError
 
@@ -230,6 +232,12 @@ def _run_nqs(system, param, kmesh, model, alpha, sampler, steps, seed, resume, l
         steps = 200 if sampler == "exact" else 400
     if steps < 0:
         raise CatalogError(f"--steps {steps}: must be ≥ 0")
+    for flag, v in (("--lr", lr), ("--diag-shift", diag_shift)):
+        if v is not None and v <= 0:
+            raise CatalogError(f"{flag} {v}: must be > 0")
+    for flag, v in (("--lr-final", lr_final), ("--max-norm", max_norm)):
+        if v is not None and v < 0:
+            raise CatalogError(f"{flag} {v}: must be ≥ 0 (0 switches it off)")
     spec = catalog.load(system)
     geom = spec.geometry(catalog.parse_params(param), catalog.parse_kmesh(kmesh))
 
@@ -247,7 +255,8 @@ def _run_nqs(system, param, kmesh, model, alpha, sampler, steps, seed, resume, l
     t0 = time.perf_counter()
     ham = get_hamiltonian(geom)
     driver = make_driver(ham, sampler=sampler, alpha=alpha, seed=seed, lr=lr, diag_shift=diag_shift,
-                         n_samples=samples, n_chains=chains, beta=beta, init=init)
+                         n_samples=samples, n_chains=chains, beta=beta, init=init, lr_final=lr_final,
+                         max_norm=max_norm, n_steps=steps)
     if not resume and ckpt_dir.is_dir():
         for p in ckpt_dir.glob("ckpt_*.npz"):   # a fresh run: this record's old checkpoints are stale
             p.unlink()

@@ -113,6 +113,8 @@ class NQSTask(TaskBase):
     seed: int = Field(0, ge=0)
     init: Literal["hf", "random"] = "hf"
     lr: float | None = Field(None, gt=0)
+    lr_final: float | None = Field(None, ge=0, description="cosine-decay the lr to this over the steps; 0 = constant")
+    max_norm: float | None = Field(None, ge=0, description="trust region on |δ| per SR step; 0 = none")
     diag_shift: float | None = Field(None, gt=0)
     samples: int | None = Field(None, ge=2)
     chains: int | None = Field(None, ge=1)
@@ -288,6 +290,10 @@ def _geometries(task: TaskBase):
             yield spec.geometry(p, km)
 
 
+def _positive_or_none(x):
+    return x if x is not None and x > 0 else None
+
+
 def nqs_settings(task: NQSTask) -> dict:
     """The settings an NQS record must carry to count as this task's (defaults resolved)."""
     from .nqs.defaults import DEFAULTS
@@ -296,6 +302,8 @@ def nqs_settings(task: NQSTask) -> dict:
     s = {"model": task.model, "alpha": task.alpha, "sampler": task.sampler, "steps": task.steps,
          "seed": task.seed, "init": task.init,
          "lr": d["lr"] if task.lr is None else task.lr,
+         "lr_final": _positive_or_none(d.get("lr_final") if task.lr_final is None else task.lr_final),
+         "max_norm": _positive_or_none(d.get("max_norm") if task.max_norm is None else task.max_norm),
          "diag_shift": d["diag_shift"] if task.diag_shift is None else task.diag_shift}
     if task.sampler == "mcmc":
         s.update(samples=d["n_samples"] if task.samples is None else task.samples,
@@ -468,9 +476,11 @@ class NQSKind(JobKind):
     def record_settings(rec) -> dict:
         """The suite-comparable settings of a result record (see :func:`nqs_settings`)."""
         kind = {"metropolis": "mcmc"}.get(rec.sampler.get("kind"), rec.sampler.get("kind"))
+        lr = rec.optimizer.get("learning_rate")
+        lr, lr_final = (lr["init"], lr["final"]) if isinstance(lr, dict) else (lr, None)
         s = {"model": rec.method.removeprefix("nqs-"), "alpha": rec.model.get("alpha"), "sampler": kind,
-             "steps": rec.n_steps, "seed": rec.seed, "init": rec.init,
-             "lr": rec.optimizer.get("learning_rate"), "diag_shift": rec.optimizer.get("diag_shift")}
+             "steps": rec.n_steps, "seed": rec.seed, "init": rec.init, "lr": lr, "lr_final": lr_final,
+             "max_norm": rec.optimizer.get("max_norm"), "diag_shift": rec.optimizer.get("diag_shift")}
         if kind == "mcmc":
             s.update(samples=rec.sampler.get("n_samples"), chains=rec.sampler.get("n_chains"),
                      beta=rec.sampler.get("beta"))
@@ -547,8 +557,9 @@ def run_nqs_job(job: Job, on_step: Callable | None = None):
     t0 = time.perf_counter()
     ham = get_hamiltonian(geom)
     driver = make_driver(ham, sampler=s["sampler"], alpha=s["alpha"], seed=s["seed"], lr=s["lr"],
-                         diag_shift=s["diag_shift"], n_samples=s.get("samples"), n_chains=s.get("chains"),
-                         beta=s.get("beta"), init=s["init"])
+                         lr_final=s.get("lr_final") or 0.0, max_norm=s.get("max_norm") or 0.0,
+                         n_steps=s["steps"], diag_shift=s["diag_shift"], n_samples=s.get("samples"),
+                         n_chains=s.get("chains"), beta=s.get("beta"), init=s["init"])
     ckpt_dir = job.path.with_name(job.path.stem + ".ckpt")
     resume = None
     ck = latest_checkpoint(ckpt_dir)

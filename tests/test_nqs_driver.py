@@ -1,4 +1,5 @@
 """Driver: determinism, kill + resume, divergence handling, early stopping, accuracy on H2 chain."""
+import functools
 import json
 
 import numpy as np
@@ -6,16 +7,17 @@ import pytest
 
 from nqsbench.nqs import (NQS, SR, Checkpoint, DivergenceError, DivergenceGuard, EarlyStopping,
                           MetropolisSampler, ProgressBar, Sector, latest_checkpoint)
+from nqsbench.nqs.optimizer import CosineDecay
 from nqsbench.nqs import bruteforce as bf
 from conftest import hchain
 
 
 
 
-def metropolis_run(ham, **kw):
+def metropolis_run(ham, optimizer=None, **kw):
     sampler = MetropolisSampler(Sector.from_hamiltonian(ham), n_chains=8, n_samples=128,
                                 n_discard_per_chain=2)
-    return NQS(ham, sampler=sampler, optimizer=SR(0.05, 1e-2), seed=11, **kw)
+    return NQS(ham, sampler=sampler, optimizer=optimizer or SR(0.05, 1e-2), seed=11, **kw)
 
 
 def test_same_seed_same_energy():
@@ -35,9 +37,13 @@ class Kill:
             raise KeyboardInterrupt("simulated kill")
 
 
-def test_kill_and_resume_matches_uninterrupted(tmp_path):
+@pytest.mark.parametrize("optimizer", [None, SR(CosineDecay(0.25, 0.02, 7), 1e-2, max_norm=0.5)],
+                         ids=["constant-lr", "cosine-lr-trust-region"])
+def test_kill_and_resume_matches_uninterrupted(tmp_path, optimizer):
+    """The resumed run continues the lr schedule where it stopped (its count is optimizer state)."""
     ham = hchain(2)
     n = 7
+    metropolis_run = functools.partial(globals()["metropolis_run"], optimizer=optimizer)
     ref = metropolis_run(ham).run(n)
     e_ref, trace_ref = ref.energy, ref.trace_arrays["energy"]
     ref.reset().run(n)                                  # same seed, fresh state → same numbers
@@ -74,6 +80,12 @@ def test_divergence_raises_and_never_saves(tmp_path):
     guard.best = -10.0
     with pytest.raises(DivergenceError, match="rose"):
         guard(mf2, 0, {"energy": -1.0, "variance": 0.1})
+    # default: 0.1 Ha/cell plus 5 Monte Carlo error bars of the step
+    guard = DivergenceGuard()
+    guard.best = -2.0
+    assert guard(mf2, 0, {"energy": -1.85, "error": 0.02, "variance": 0.1}) is False
+    with pytest.raises(DivergenceError, match="rose"):
+        guard(mf2, 1, {"energy": -1.85, "error": 0.005, "variance": 0.1})
 
 
 def test_early_stopping_and_flags():

@@ -53,3 +53,28 @@ def test_sr_and_minsr_agree():
     ob = (o - (w[:, None] * o).sum(0)) * sw[:, None]
     s = jnp.conj(ob).T @ ob + 1e-3 * jnp.eye(npar)
     np.testing.assert_allclose(np.asarray(s @ a), np.asarray(force(o, el, w)), atol=1e-10)
+
+
+def test_cosine_decay_and_trust_region():
+    from nqsbench.nqs.optimizer import SR, CosineDecay
+
+    s = CosineDecay(0.25, 0.02, 100)
+    assert abs(float(s(0)) - 0.25) < 1e-15 and abs(float(s(100)) - 0.02) < 1e-15
+    assert abs(float(s(50)) - 0.135) < 1e-15 and abs(float(s(500)) - 0.02) < 1e-15   # midpoint, held
+    ham = hchain(2)
+    mf = NQS(ham, init="random", seed=3)
+    xs, w = mf.sampler.configs, None
+    o = jacobian(mf.model, mf.params, jnp.asarray(xs))
+    lp = mf.model.log_psi(mf.params, jnp.asarray(xs))
+    w = jnp.exp(2 * lp.real - 2 * lp.real.max())
+    w = w / w.sum()
+    eloc = mf._eloc(mf.params, jnp.asarray(xs))
+    flat0, _ = ravel_pytree(mf.params)
+    for max_norm in (None, 1e-3):
+        opt = SR(learning_rate=0.5, diag_shift=1e-3, max_norm=max_norm)
+        new, _, dnorm = opt.update(o, eloc, w, mf.params, opt.init(mf.params))
+        step = float(jnp.linalg.norm(ravel_pytree(new)[0] - flat0))
+        if max_norm is None:
+            assert abs(step - 0.5 * float(dnorm)) < 1e-10 and float(dnorm) > 1e-3
+        else:
+            assert abs(step - 0.5 * max_norm) < 1e-12      # δ rescaled to |δ| = max_norm, then × lr

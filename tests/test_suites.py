@@ -372,3 +372,24 @@ def test_table_formats(tiny, tmp_path):
     assert res.exit_code == 0 and res.stdout.startswith("| kind")
     res = invoke("table", "--format", "xls", *roots_args(tiny))
     assert res.exit_code == 2 and "--format" in res.output
+
+
+def test_lr_schedule_and_trust_region_settings_round_trip(tmp_path):
+    """A record made with a decaying lr and a trust region reads back as the task that asked for
+    it (so the freshness gate sees it as current), and as a different one without them."""
+    from nqsbench import catalog
+    from nqsbench.build import get_hamiltonian
+    from nqsbench.nqs.defaults import make_driver
+    from nqsbench.nqs.results import save_result
+    from nqsbench.suites import NQSKind, NQSTask, nqs_settings
+
+    task = NQSTask(kind="nqs", system="h-chain", kmesh=[1, 1, 2], params={"d": 2.2}, steps=3,
+                   lr=0.2, lr_final=0.05, max_norm=2.0)
+    geom = catalog.load("h-chain").geometry({"d": 2.2}, (1, 1, 2))
+    mf = make_driver(get_hamiltonian(geom), lr=0.2, lr_final=0.05, max_norm=2.0, n_steps=3).run(3)
+    path, _ = save_result(mf, geom, 1.0, tmp_path / "r.json")
+    rec = read_record(path, ResultRecord)
+    assert rec.optimizer["learning_rate"] == {"schedule": "cosine", "init": 0.2, "final": 0.05, "steps": 3}
+    assert NQSKind.record_settings(rec) == nqs_settings(task)
+    assert NQSKind.record_settings(rec) != nqs_settings(task.model_copy(update={"lr_final": 0.0}))
+    assert NQSKind.record_settings(rec) != nqs_settings(task.model_copy(update={"max_norm": None}))

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from .driver import NQS
-from .optimizer import SR
+from .optimizer import SR, CosineDecay
 
 DEFAULTS = {
     "exact": {"lr": 0.25, "diag_shift": 1e-3},
@@ -19,11 +19,22 @@ DEFAULTS = {
 
 def make_driver(ham, sampler: str = "exact", alpha: float = 2.0, seed: int = 0, lr: float | None = None,
                 diag_shift: float | None = None, n_samples: int | None = None,
-                n_chains: int | None = None, beta: float | None = None, **kw) -> NQS:
-    """An :class:`NQS` with the per-sampler defaults; ``None`` means the default."""
+                n_chains: int | None = None, beta: float | None = None, lr_final: float | None = None,
+                max_norm: float | None = None, n_steps: int | None = None, **kw) -> NQS:
+    """An :class:`NQS` with the per-sampler defaults; ``None`` means the default.
+
+    ``lr_final`` (≤ 0 or None without a default: constant lr) decays the learning rate from
+    ``lr`` to ``lr_final`` over ``n_steps`` (the run's total steps; :class:`CosineDecay`);
+    ``max_norm`` caps |δ| per SR step."""
     d = DEFAULTS[sampler]
-    opt = SR(learning_rate=d["lr"] if lr is None else lr,
-             diag_shift=d["diag_shift"] if diag_shift is None else diag_shift)
+    lr = d["lr"] if lr is None else lr
+    lr_final = d.get("lr_final") if lr_final is None else lr_final
+    if lr_final is not None and lr_final > 0:
+        if n_steps is None:
+            raise ValueError("lr_final needs n_steps (the length of the decay)")
+        lr = CosineDecay(lr, lr_final, int(n_steps))
+    opt = SR(learning_rate=lr, diag_shift=d["diag_shift"] if diag_shift is None else diag_shift,
+             max_norm=d.get("max_norm") if max_norm is None else (max_norm if max_norm > 0 else None))
     if sampler == "exact":
         return NQS(ham, sampler="exact", optimizer=opt, alpha=alpha, seed=seed, **kw)
     from .hilbert import Sector

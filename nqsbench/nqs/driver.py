@@ -130,7 +130,8 @@ class NQS:
     def dump_flags(self) -> dict:
         """Settings that define the run (for logs and records)."""
         opt = self.optimizer
-        lr = opt.learning_rate if isinstance(opt.learning_rate, (int, float)) else repr(opt.learning_rate)
+        lr = opt.learning_rate
+        lr = lr if isinstance(lr, (int, float)) else lr.to_dict() if hasattr(lr, "to_dict") else repr(lr)
         s = self.sampler
         samp = ({"kind": "exact", "n_samples": s.n_samples} if self._exact else
                 {"kind": "metropolis", "n_chains": s.n_chains, "n_samples": s.n_per_chain * s.n_chains,
@@ -141,7 +142,7 @@ class NQS:
                                              if hasattr(m, k)}, "n_parameters": self.n_parameters}
         return {"model": model, "sampler": samp,
                 "optimizer": {"kind": "SR", "learning_rate": lr, "diag_shift": opt.diag_shift,
-                              "mode": opt.mode},
+                              "mode": opt.mode, "max_norm": opt.max_norm},
                 "seed": self.seed, "init": self.init,
                 "sector": {"n_up": self.sector.n_up, "n_dn": self.sector.n_dn,
                            "k_total": self.sector.k_total}}

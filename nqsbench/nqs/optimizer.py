@@ -6,6 +6,10 @@ With O_k(x) = ∂ log ψ(x)/∂θ_k (holomorphic), weights p(x) (exact) or 1/N_s
     S_kl = ⟨O_k* O_l⟩ − ⟨O_k*⟩⟨O_l⟩
     (S + ε I) δ = F,   θ ← θ − η δ   (η from an optax schedule)
 
+With ``max_norm`` the step is a trust region: δ is rescaled to |δ| ≤ max_norm before η is
+applied. Monte Carlo S and F are noisy; a rare large δ (a poorly sampled direction) is what
+throws a Markov-chain run tens of mHa/cell up, and exact-sampling runs never need the cap.
+
 With Ō = √p (O − ⟨O⟩) (N_s × N_p) and e = √p (E_loc − ⟨E_loc⟩): S = Ō†Ō, F = Ō†e. When
 N_s < N_p the kernel (MinSR) form δ = Ō† (ŌŌ† + ε I)^{-1} e is used: the same δ, an
 N_s × N_s solve.
@@ -61,15 +65,37 @@ def sr_direction(o, eloc, w, diag_shift, mode="auto"):
 
 
 @dataclass(frozen=True)
+class CosineDecay:
+    """Learning rate η(t): cosine decay from ``init`` to ``final`` over ``steps`` steps, then
+    ``final``. With Monte Carlo gradients the energy an SR run settles at sits above the
+    minimum by an amount that grows with η (the noise floor); decaying η lowers that floor
+    while the early large steps keep the descent fast."""
+
+    init: float
+    final: float
+    steps: int
+
+    def __call__(self, count):
+        return optax.cosine_decay_schedule(self.init, max(int(self.steps), 1),
+                                           alpha=self.final / self.init)(count)
+
+    def to_dict(self) -> dict:
+        return {"schedule": "cosine", "init": self.init, "final": self.final, "steps": self.steps}
+
+
+@dataclass(frozen=True)
 class SR:
-    """SR with diagonal shift ``diag_shift`` and learning rate (float or optax schedule)."""
+    """SR with diagonal shift ``diag_shift``, learning rate (float or optax schedule) and an
+    optional trust region ``max_norm`` on |δ|."""
 
     learning_rate: float | Callable[[Any], Any] = 0.1
     diag_shift: float = 0.01
     mode: str = "auto"
+    max_norm: float | None = None
 
     def transform(self) -> optax.GradientTransformation:
-        return optax.sgd(self.learning_rate)
+        sgd = optax.sgd(self.learning_rate)
+        return sgd if self.max_norm is None else optax.chain(optax.clip_by_global_norm(self.max_norm), sgd)
 
     def init(self, params):
         return self.transform().init(params)

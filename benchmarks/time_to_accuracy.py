@@ -59,7 +59,7 @@ def main(argv=None):
     ham = get_hamiltonian(geom)
     ed = ExactDiagonalization(ham, bands=False).run()
     e_exact = (ed.e_ground + ham.constant) / ham.nk                  # raw per cell, as the trace
-    driver = make_driver(ham, sampler=a.sampler, seed=a.seed)
+    driver = make_driver(ham, sampler=a.sampler, seed=a.seed, n_steps=a.max_steps)   # mcmc: lr decays over --max-steps
     clock = Clock(e_exact, a.window, a.sampler == "exact")
     driver.run(a.max_steps, callbacks=[clock])
     first = clock.times[0]

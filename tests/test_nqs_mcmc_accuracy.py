@@ -14,7 +14,7 @@ def test_mcmc_defaults_reach_chemical_accuracy_hchain_nk4():
 
     ham = get_hamiltonian(catalog.load("h-chain").geometry(params={"d": 1.8}, kmesh=(1, 1, 4)))
     e_exact = bf.ground_energy(bf.sector_matrix(ham, bf.sector_basis(ham))) / ham.nk
-    mf = make_driver(ham, sampler="mcmc", seed=0).run(400)
+    mf = make_driver(ham, sampler="mcmc", seed=0, n_steps=400).run(400)
     err = mf.energy - e_exact
     import numpy as np
     assert np.mean(mf.trace_arrays["energy"][-100:]) - e_exact < 1.6e-3   # the last 100 steps

@@ -147,7 +147,7 @@ class EnergyError(SystemBenchmark):
     def track_energy_error(self, paths, system):
         from nqsbench.nqs.defaults import make_driver
 
-        drv = make_driver(self.ham, sampler=self.sampler, seed=0).run(self.STEPS)
+        drv = make_driver(self.ham, sampler=self.sampler, seed=0, n_steps=self.STEPS).run(self.STEPS)
         return 1e3 * (drv.energy - self.e_exact / self.ham.nk)
 
     track_energy_error.unit = "mHa/cell"

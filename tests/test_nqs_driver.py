@@ -5,9 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from nqsbench.nqs import (NQS, SR, Checkpoint, DivergenceError, DivergenceGuard, EarlyStopping,
-                          MetropolisSampler, ProgressBar, Sector, latest_checkpoint)
-from nqsbench.nqs.optimizer import CosineDecay
+from nqsbench.nqs import (NQS, SR, Checkpoint, CosineDecay, DivergenceError, DivergenceGuard,
+                          EarlyStopping, MetropolisSampler, ProgressBar, Sector, latest_checkpoint)
 from nqsbench.nqs import bruteforce as bf
 from conftest import hchain
 

@@ -12,11 +12,11 @@ from .driver import NQS
 from .hilbert import Sector
 from .models import RBM
 from .operator import FermionHamiltonian, make_local_energy, v_score
-from .optimizer import SR, force, jacobian, sr_direction
+from .optimizer import SR, CosineDecay, force, jacobian, sr_direction
 from .samplers import ExactSampler, MetropolisSampler
 from .stats import Stats, importance_statistics, statistics
 
-__all__ = ["NQS", "RBM", "SR", "Sector", "ExactSampler", "MetropolisSampler", "FermionHamiltonian",
+__all__ = ["NQS", "RBM", "SR", "CosineDecay", "Sector", "ExactSampler", "MetropolisSampler", "FermionHamiltonian",
            "make_local_energy", "v_score", "force", "jacobian", "sr_direction", "Stats", "statistics",
            "importance_statistics",
            "Checkpoint", "DivergenceError", "DivergenceGuard", "EarlyStopping", "ProgressBar",

@@ -68,3 +68,26 @@ def test_exact_sampler_refuses_huge_sectors():
     from nqsbench.nqs import ExactSampler
     with pytest.raises(SectorTooLargeError, match="metropolis"):
         ExactSampler(Sector.from_hamiltonian(hchain(3)), max_dim=10)
+
+
+def test_pooled_final_estimate_matches_the_concatenated_samples():
+    """stats.pool of B equal batches = statistics of all samples (i.i.d. data: mean exactly,
+    error to the sampling accuracy of an error bar); a driver's final Markov-chain estimate
+    pools eval_batches sampler calls and shrinks its error bar ~1/√B."""
+    from nqsbench.nqs.stats import pool
+
+    rng = np.random.default_rng(0)
+    data = rng.normal(1.0, 2.0, size=(16, 32, 64))           # 16 batches × 32 chains × 64
+    pooled = pool([statistics(b) for b in data])
+    whole = statistics(data.transpose(1, 0, 2).reshape(32, -1))
+    assert abs(pooled.mean - whole.mean) < 1e-12
+    assert abs(pooled.error_of_mean / whole.error_of_mean - 1) < 0.25
+    assert pooled.n_samples == data.size
+
+    ham = hchain(2)
+    smp = MetropolisSampler(Sector.from_hamiltonian(ham), n_chains=16, n_samples=256)
+    one = NQS(ham, sampler=smp, seed=2, eval_batches=1).run(0)
+    many = NQS(ham, sampler=smp, seed=2, eval_batches=16).run(0)
+    assert many.stats.n_samples == 16 * one.stats.n_samples
+    assert many.energy_error < 0.5 * one.energy_error
+    assert abs(many.energy - one.energy) < 4 * one.energy_error

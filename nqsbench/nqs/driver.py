@@ -20,7 +20,7 @@ from .models import RBM, count_parameters
 from .operator import FermionHamiltonian, make_local_energy, sector_matrix_coo, v_score
 from .optimizer import SR, jacobian
 from .samplers import ExactSampler, MetropolisSampler
-from .stats import Stats, importance_statistics, statistics
+from .stats import Stats, importance_statistics, pool, statistics
 
 jax.config.update("jax_enable_x64", True)
 
@@ -40,6 +40,7 @@ class NQS:
     seed : integer seed (parameters and sampling).
     init : 'hf' (visible bias ±model.bias towards the HF determinant) or 'random'.
     n_samples, n_chains : Metropolis settings when ``sampler='metropolis'``.
+    eval_batches : sampler calls pooled for the final estimate (Markov chains; default 8).
     chunk_size : configurations per local-energy batch.
     exact_matrix : with the exact sampler, build the sector matrix once from the same
         connections and get E_loc = (Hψ)/ψ by a sparse product (much faster; same numbers).
@@ -54,7 +55,8 @@ class NQS:
 
     def __init__(self, ham, model=None, sampler="exact", optimizer=None, seed: int = 0,
                  init: str = "hf", alpha: float = 2.0, n_samples: int = 1024, n_chains: int = 32,
-                 chunk_size: int = 64, sector: Sector | None = None, exact_matrix: bool = True):
+                 chunk_size: int = 64, sector: Sector | None = None, exact_matrix: bool = True,
+                 eval_batches: int = 8):
         self.ham = ham
         self.sector = sector or Sector.from_hamiltonian(ham)
         self.model = model or RBM(self.sector.n_spin_orbitals, alpha=alpha)
@@ -71,6 +73,7 @@ class NQS:
         self.init = init
         self.chunk_size = chunk_size
         self.exact_matrix = exact_matrix
+        self.eval_batches = int(eval_batches)
         self.fham = FermionHamiltonian(ham, self.sector)
         self._eloc = make_local_energy(self.fham, self.model, chunk_size=chunk_size)
         self._build()
@@ -136,7 +139,8 @@ class NQS:
         samp = ({"kind": "exact", "n_samples": s.n_samples} if self._exact else
                 {"kind": "metropolis", "n_chains": s.n_chains, "n_samples": s.n_per_chain * s.n_chains,
                  "sweep_size": s._sweep, "n_discard_per_chain": s.n_discard_per_chain,
-                 "p_single": s.p_single, "beta": getattr(s, "beta", 1.0)})
+                 "p_single": s.p_single, "beta": getattr(s, "beta", 1.0),
+                 "n_eval_samples": self.eval_batches * s.n_per_chain * s.n_chains})
         m = self.model
         model = {"kind": type(m).__name__, **{k: getattr(m, k) for k in ("alpha", "sigma", "bias")
                                              if hasattr(m, k)}, "n_parameters": self.n_parameters}
@@ -204,17 +208,25 @@ class NQS:
             return importance_statistics(el, np.asarray(wf).reshape(el.shape))
         return statistics(el)
 
-    def evaluate(self) -> Stats:
-        """Stats (supercell) of the local energy of the current parameters (no update)."""
+    def evaluate(self, n_batches: int = 1) -> Stats:
+        """Stats (supercell) of the local energy of the current parameters (no update): with
+        Markov chains, ``n_batches`` successive sampler calls (the chains run on between them)
+        pooled by :func:`stats.pool`; exact enumeration needs one."""
         key = jax.random.fold_in(jax.random.fold_in(self._sample_key, 2**31 - 1), self.step)
-        # reuse the compiled step (one compilation per driver); its update is discarded
-        _, _, _, el, wf, _, _ = self._step(self.params, self.opt_state, self.sampler_state, key)
-        return self._stats(el, wf)
+        sstate, batches = self.sampler_state, []
+        for b in range(1 if self._exact else max(int(n_batches), 1)):
+            # reuse the compiled step (one compilation per driver); its update is discarded
+            _, _, sstate, el, wf, _, _ = self._step(self.params, self.opt_state, sstate,
+                                                    jax.random.fold_in(key, b))
+            batches.append(self._stats(el, wf))
+        return pool(batches)
 
     def finalize(self):
-        """Set the result attributes from a fresh estimate with the final parameters."""
+        """Set the result attributes from a fresh estimate with the final parameters
+        (``eval_batches`` sampler calls: the final energy's error bar is that of
+        eval_batches × n_samples samples, not of one optimization step's)."""
         nk = self.ham.nk
-        self.stats = st = self.evaluate()
+        self.stats = st = self.evaluate(self.eval_batches)
         self.e_tot = float(np.real(st.mean))
         self.energy = self.e_tot / nk
         self.energy_error = st.error_of_mean / nk

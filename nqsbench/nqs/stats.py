@@ -109,3 +109,20 @@ def importance_statistics(samples, weights) -> Stats:
     tau = float(np.mean([_tau_int(c) for c in r])) if s.shape[1] > 1 else 0.0
     error = float(np.sqrt(np.sum(w ** 2 * np.abs(dev) ** 2) * (1.0 + 2.0 * tau)))
     return Stats(mean, error, var, tau, _split_rhat(r), int(s.size))
+
+
+def pool(batches: list[Stats]) -> Stats:
+    """Stats of B independent estimates with equal sample counts (e.g. successive sampler calls
+    at fixed parameters): mean and variance averaged, errors combined in quadrature /B; with
+    B ≥ 8 the error is at least the spread of the batch means /√B (catches correlation between
+    batches that the per-batch errors miss). τ averaged, R̂ the worst."""
+    b = len(batches)
+    if b == 1:
+        return batches[0]
+    means = np.array([st.mean for st in batches])
+    error = float(np.sqrt(sum(st.error_of_mean ** 2 for st in batches)) / b)
+    if b >= 8:
+        error = max(error, float(np.std(means.real, ddof=1) / np.sqrt(b)))
+    return Stats(complex(means.mean()), error, float(np.mean([st.variance for st in batches])),
+                 float(np.mean([st.tau_corr for st in batches])),
+                 float(np.nanmax([st.R_hat for st in batches])), int(sum(st.n_samples for st in batches)))

@@ -92,14 +92,14 @@ def clone(base: Path, dest: Path) -> Path:
 
 # ----------------------------------------------------------------------------- suite files
 def test_shipped_suites_validate_and_agree():
-    """quick, paper and full load; a record asked for by two suites has the same settings in both
-    (else each suite would recompute the other's record forever)."""
+    """quick, paper, full and nqs-accuracy load; a record asked for by two suites has the same
+    settings in both (else each suite would recompute the other's record forever)."""
     from nqsbench.suites import Roots, jobs, load_suite
 
     roots = Roots(Path("/refs"), Path("/res"))
     seen: dict = {}
     counts = {}
-    for name in ("quick", "paper", "full"):
+    for name in ("quick", "paper", "full", "nqs-accuracy"):
         suite = load_suite(name)
         js = jobs(suite, roots)
         counts[name] = len(js)

@@ -4,7 +4,10 @@ NQS run (sampler, steps, α, seed), with CCSD and CCSD(T) beside it.
     python benchmarks/nqs_table.py [--results results] [--references references]
 
 Rows: H chain N_k = 4 at d = 1.4, 1.8, 2.6, 3.6; LiH Γ; graphene Γ. Make the runs with
-`nqsbench run ...` (or `nqsbench suite ...`); this script only reads records.
+`nqsbench suite nqs-accuracy` (or `nqsbench run ...`); this script only reads records. Where a
+Markov-chain run has an exact-estimator band record beside it (`nqsbench bands ... --sampler
+mcmc`), the exact ⟨H⟩ of the same final state is shown in brackets: an independent check of
+the Monte Carlo estimate and its error bar.
 """
 from __future__ import annotations
 
@@ -41,9 +44,15 @@ def main() -> None:
             err = "" if pd.isna(r.energy_error) or not r.energy_error else f" ± {1e3 * r.energy_error:.3f}"
             alpha = json.loads(Path(r.path).read_text())["model"].get("alpha")
             label = f"{r.sampler} {int(r.n_steps)} steps s{int(r.seed)}" + (f" α{alpha:g}" if alpha else "")
-            row[label] = f"{r.delta_vs_exact_mha:+.3f}{err}"
+            cell = f"{r.delta_vs_exact_mha:+.3f}{err}"
+            bands = Path(r.path).with_name(Path(r.path).stem + ".bands-exact.json")
+            if r.sampler != "exact" and bands.exists():
+                e_exact_state = json.loads(bands.read_text())["energy_per_cell"]
+                cell += f" [{1e3 * (e_exact_state - (r.energy_per_cell - r.delta_vs_exact_mha / 1e3)):+.3f}]"
+            row[label] = cell
         out.append(row)
     table = pd.DataFrame(out)
+    table = table.astype(object).where(table.notna(), "")     # runs a row does not have: blank
     print(table.to_markdown(index=False))       # tabulate is a dependency
 
 

@@ -1,6 +1,7 @@
 """Metropolis-sampled SR with the ``nqsbench run --sampler mcmc`` defaults reaches chemical
-accuracy on the H chain N_k = 4, d = 1.8 (slow: ~15 min on 2 busy cores;
-measured +0.26 ± 0.25 mHa/cell at step 400, seed 0; trace mean of steps 300-399 +1.3)."""
+accuracy on the H chain N_k = 4, d = 1.8 (slow: 82 s on one core with the cosine lr decay
+0.25 → 0.02 over the 400 steps; ~15 min on 2 busy cores before. With constant lr 0.25:
++0.26 ± 0.25 mHa/cell at step 400, seed 0; trace mean of steps 300-399 +1.3)."""
 import pytest
 
 from nqsbench.nqs import bruteforce as bf

@@ -16,8 +16,8 @@ from .optimizer import SR, CosineDecay, force, jacobian, sr_direction
 from .samplers import ExactSampler, MetropolisSampler
 from .stats import Stats, importance_statistics, statistics
 
-__all__ = ["NQS", "RBM", "SR", "CosineDecay", "Sector", "ExactSampler", "MetropolisSampler", "FermionHamiltonian",
-           "make_local_energy", "v_score", "force", "jacobian", "sr_direction", "Stats", "statistics",
+__all__ = ["NQS", "RBM", "SR", "CosineDecay", "Sector", "ExactSampler", "MetropolisSampler",
+           "FermionHamiltonian", "make_local_energy", "v_score", "force", "jacobian", "sr_direction", "Stats", "statistics",
            "importance_statistics",
            "Checkpoint", "DivergenceError", "DivergenceGuard", "EarlyStopping", "ProgressBar",
            "latest_checkpoint", "load_checkpoint"]

@@ -14,8 +14,9 @@ DEFAULTS = {
     # plain |ψ|² sampling (beta = 1) the near-HF state keeps ~99% of proposals rejected and SR
     # stalls ~30 mHa/cell above exact on the H chain N_k = 4 (d = 1.8, 1024 samples).
     # lr_final: cosine decay 0.25 → 0.02 over the run. At constant lr 0.25 the Markov-chain runs
-    # jump tens of mHa/cell and settle at a noise floor (d = 2.6, α = 2, 400 steps: last-100-step
-    # mean +4.2 mHa/cell at lr 0.1, +2.4 with the decay; α = 4, 1500 steps: +1.0).
+    # jump tens of mHa/cell and settle at a noise floor (d = 2.6, α = 2, seed 0, 400 steps, mean
+    # of the last 100 steps: +11.4 mHa/cell at lr 0.25, +4.2 at lr 0.1, +2.4 with the decay;
+    # α = 4, 1500 steps: +1.0). No trust region by default (see optimizer.py for when it helps).
     "mcmc": {"lr": 0.25, "lr_final": 0.02, "diag_shift": 1e-3, "n_samples": 1024, "n_chains": 32,
              "beta": 0.5},
 }

@@ -290,25 +290,18 @@ def _geometries(task: TaskBase):
             yield spec.geometry(p, km)
 
 
-def _positive_or_none(x):
-    return x if x is not None and x > 0 else None
-
-
 def nqs_settings(task: NQSTask) -> dict:
     """The settings an NQS record must carry to count as this task's (defaults resolved)."""
-    from .nqs.defaults import DEFAULTS
+    from .nqs.defaults import resolve_settings
 
-    d = DEFAULTS[task.sampler]
+    r = resolve_settings(task.sampler, lr=task.lr, lr_final=task.lr_final, max_norm=task.max_norm,
+                         diag_shift=task.diag_shift, n_samples=task.samples, n_chains=task.chains,
+                         beta=task.beta)
     s = {"model": task.model, "alpha": task.alpha, "sampler": task.sampler, "steps": task.steps,
-         "seed": task.seed, "init": task.init,
-         "lr": d["lr"] if task.lr is None else task.lr,
-         "lr_final": _positive_or_none(d.get("lr_final") if task.lr_final is None else task.lr_final),
-         "max_norm": _positive_or_none(d.get("max_norm") if task.max_norm is None else task.max_norm),
-         "diag_shift": d["diag_shift"] if task.diag_shift is None else task.diag_shift}
+         "seed": task.seed, "init": task.init, "lr": r["lr"], "lr_final": r["lr_final"],
+         "max_norm": r["max_norm"], "diag_shift": r["diag_shift"]}
     if task.sampler == "mcmc":
-        s.update(samples=d["n_samples"] if task.samples is None else task.samples,
-                 chains=d["n_chains"] if task.chains is None else task.chains,
-                 beta=d["beta"] if task.beta is None else task.beta)
+        s.update(samples=r["n_samples"], chains=r["n_chains"], beta=r["beta"])
     return s
 
 
@@ -477,10 +470,10 @@ class NQSKind(JobKind):
         """The suite-comparable settings of a result record (see :func:`nqs_settings`)."""
         kind = {"metropolis": "mcmc"}.get(rec.sampler.get("kind"), rec.sampler.get("kind"))
         lr = rec.optimizer.get("learning_rate")
-        lr, lr_final = (lr["init"], lr["final"]) if isinstance(lr, dict) else (lr, None)
+        lr, lr_final = (lr["init"], lr["final"]) if isinstance(lr, dict) else (lr, 0.0)   # 0.0: off
         s = {"model": rec.method.removeprefix("nqs-"), "alpha": rec.model.get("alpha"), "sampler": kind,
              "steps": rec.n_steps, "seed": rec.seed, "init": rec.init, "lr": lr, "lr_final": lr_final,
-             "max_norm": rec.optimizer.get("max_norm"), "diag_shift": rec.optimizer.get("diag_shift")}
+             "max_norm": rec.optimizer.get("max_norm") or 0.0, "diag_shift": rec.optimizer.get("diag_shift")}
         if kind == "mcmc":
             s.update(samples=rec.sampler.get("n_samples"), chains=rec.sampler.get("n_chains"),
                      beta=rec.sampler.get("beta"))
@@ -557,9 +550,9 @@ def run_nqs_job(job: Job, on_step: Callable | None = None):
     t0 = time.perf_counter()
     ham = get_hamiltonian(geom)
     driver = make_driver(ham, sampler=s["sampler"], alpha=s["alpha"], seed=s["seed"], lr=s["lr"],
-                         lr_final=s.get("lr_final") or 0.0, max_norm=s.get("max_norm") or 0.0,
-                         n_steps=s["steps"], diag_shift=s["diag_shift"], n_samples=s.get("samples"),
-                         n_chains=s.get("chains"), beta=s.get("beta"), init=s["init"])
+                         lr_final=s["lr_final"], max_norm=s["max_norm"], n_steps=s["steps"],
+                         diag_shift=s["diag_shift"], n_samples=s.get("samples"), n_chains=s.get("chains"),
+                         beta=s.get("beta"), init=s["init"])
     ckpt_dir = job.path.with_name(job.path.stem + ".ckpt")
     resume = None
     ck = latest_checkpoint(ckpt_dir)

@@ -63,12 +63,10 @@ def test_cosine_decay_and_trust_region():
     assert abs(float(s(50)) - 0.135) < 1e-15 and abs(float(s(500)) - 0.02) < 1e-15   # midpoint, held
     ham = hchain(2)
     mf = NQS(ham, init="random", seed=3)
-    xs, w = mf.sampler.configs, None
-    o = jacobian(mf.model, mf.params, jnp.asarray(xs))
-    lp = mf.model.log_psi(mf.params, jnp.asarray(xs))
-    w = jnp.exp(2 * lp.real - 2 * lp.real.max())
-    w = w / w.sum()
-    eloc = mf._eloc(mf.params, jnp.asarray(xs))
+    xs, w, _, _ = mf.sampler.sample(mf.model, mf.params, {}, None)     # the sector, weights |ψ|²
+    xs, w = xs[0], w[0]
+    o = jacobian(mf.model, mf.params, xs)
+    eloc = mf._eloc(mf.params, xs)
     flat0, _ = ravel_pytree(mf.params)
     for max_norm in (None, 1e-3):
         opt = SR(learning_rate=0.5, diag_shift=1e-3, max_norm=max_norm)

@@ -22,31 +22,48 @@ DEFAULTS = {
 }
 
 
+def resolve_settings(sampler: str, lr: float | None = None, lr_final: float | None = None,
+                     max_norm: float | None = None, diag_shift: float | None = None,
+                     n_samples: int | None = None, n_chains: int | None = None,
+                     beta: float | None = None) -> dict:
+    """The per-sampler defaults filled in where an argument is None. ``lr_final`` and
+    ``max_norm`` are 0.0 when off (given as 0, or no default), so resolving a resolved dict
+    again changes nothing; the Markov-chain keys only for ``sampler='mcmc'``."""
+    d = DEFAULTS[sampler]
+
+    def pick(given, key, off=None):
+        return d.get(key, off) if given is None else given
+
+    out = {"lr": pick(lr, "lr"), "lr_final": max(pick(lr_final, "lr_final", 0.0), 0.0),
+           "max_norm": max(pick(max_norm, "max_norm", 0.0), 0.0),
+           "diag_shift": pick(diag_shift, "diag_shift")}
+    if sampler == "mcmc":
+        out.update(n_samples=pick(n_samples, "n_samples"), n_chains=pick(n_chains, "n_chains"),
+                   beta=pick(beta, "beta"))
+    return out
+
+
 def make_driver(ham, sampler: str = "exact", alpha: float = 2.0, seed: int = 0, lr: float | None = None,
                 diag_shift: float | None = None, n_samples: int | None = None,
                 n_chains: int | None = None, beta: float | None = None, lr_final: float | None = None,
                 max_norm: float | None = None, n_steps: int | None = None, **kw) -> NQS:
-    """An :class:`NQS` with the per-sampler defaults; ``None`` means the default.
-
-    ``lr_final`` (≤ 0 or None without a default: constant lr) decays the learning rate from
-    ``lr`` to ``lr_final`` over ``n_steps`` (the run's total steps; :class:`CosineDecay`);
-    ``max_norm`` caps |δ| per SR step."""
-    d = DEFAULTS[sampler]
-    lr = d["lr"] if lr is None else lr
-    lr_final = d.get("lr_final") if lr_final is None else lr_final
-    if lr_final is not None and lr_final > 0:
+    """An :class:`NQS` with the per-sampler defaults (:func:`resolve_settings`; None means the
+    default). ``lr_final`` > 0 decays the learning rate from ``lr`` to ``lr_final`` over
+    ``n_steps`` (the run's total steps; :class:`CosineDecay`); ``max_norm`` > 0 caps |δ| per SR
+    step; 0 switches either off."""
+    r = resolve_settings(sampler, lr=lr, lr_final=lr_final, max_norm=max_norm, diag_shift=diag_shift,
+                         n_samples=n_samples, n_chains=n_chains, beta=beta)
+    lr = r["lr"]
+    if r["lr_final"] > 0:
         if n_steps is None:
             raise ValueError("lr_final needs n_steps (the length of the decay)")
-        lr = CosineDecay(lr, lr_final, int(n_steps))
-    opt = SR(learning_rate=lr, diag_shift=d["diag_shift"] if diag_shift is None else diag_shift,
-             max_norm=d.get("max_norm") if max_norm is None else (max_norm if max_norm > 0 else None))
+        lr = CosineDecay(lr, r["lr_final"], int(n_steps))
+    opt = SR(learning_rate=lr, diag_shift=r["diag_shift"], max_norm=r["max_norm"] or None)
     if sampler == "exact":
         return NQS(ham, sampler="exact", optimizer=opt, alpha=alpha, seed=seed, **kw)
     from .hilbert import Sector
     from .samplers import MetropolisSampler
 
     sector = kw.pop("sector", None) or Sector.from_hamiltonian(ham)
-    smp = MetropolisSampler(sector, n_samples=d["n_samples"] if n_samples is None else n_samples,
-                            n_chains=d["n_chains"] if n_chains is None else n_chains,
-                            beta=d["beta"] if beta is None else beta)
+    smp = MetropolisSampler(sector, n_samples=r["n_samples"], n_chains=r["n_chains"], beta=r["beta"])
     return NQS(ham, sampler=smp, optimizer=opt, alpha=alpha, seed=seed, sector=sector, **kw)

@@ -14,14 +14,17 @@ import argparse
 import pandas as pd
 
 from nqsbench import catalog
-from nqsbench.records import BandRecord, ReferenceRecord, bands_path, read_record, results_path
-from nqsbench.references import record_path
+from nqsbench.records import BandRecord, ReferenceRecord
+from nqsbench.store import Store, read
+
+STORE = Store.default()
 
 
 def row(d: float, nk: int, seed: int, estimator: str) -> dict:
     geom = catalog.load("h-chain").geometry({"d": d}, (1, 1, nk))
-    rec = read_record(bands_path(results_path(geom, "rbm", "exact", seed), estimator), BandRecord)
-    exact = read_record(record_path(geom, "exact"), ReferenceRecord)
+    gs = STORE.path("nqs", geom).with_name(f"nqs-rbm-exact-s{seed}.json")
+    rec = read(gs.with_name(f"{gs.stem}.bands-{estimator}.json"), BandRecord)
+    exact = read(STORE.path("exact", geom), ReferenceRecord)
     e = rec.errors
     get = lambda key, f: None if key not in e or e[key][f] is None else round(e[key][f], 1)  # noqa: E731
     out = {"d": d, "steps": rec.ground_state["n_steps"],

@@ -19,7 +19,7 @@ from threadpoolctl import threadpool_limits
 
 from nqsbench import catalog
 from nqsbench.build import get_hamiltonian
-from nqsbench.exact import ExactDiagonalization, Sector
+from nqsbench.exact import ExactDiagonalization, SectorBlock
 from nqsbench.records import peak_memory_mb
 
 
@@ -39,7 +39,7 @@ def main() -> None:
     with threadpool_limits(limits=args.threads):
         lib.num_threads(args.threads)
         t = time.perf_counter()
-        sec = Sector(ham, na, na, ham.k0_sector())
+        sec = SectorBlock(ham, na, na, ham.k0_sector())
         res = sec.solve(1)
         out["ours_gs_K0_s"] = time.perf_counter() - t
         out["ours_gs_K0_dim"] = sec.dim

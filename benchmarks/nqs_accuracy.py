@@ -12,6 +12,8 @@ import time
 
 import numpy as np
 
+from nqsbench.units import CHEMICAL_ACCURACY_MHA
+
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -35,7 +37,7 @@ def main(argv=None):
     print(f"H chain, kmesh (1,1,{a.nk}), RBM alpha={a.alpha}, {a.sampler} sampling"
           f"{'' if a.sampler == 'exact' else f' ({a.n_samples} samples, {a.n_chains} chains)'}, SR lr={a.lr} "
           f"shift={a.diag_shift}, {a.steps} steps, seed {a.seed}")
-    print(f"{'d':>5} {'E_HF':>13} {'E_nqs':>13} {'E_exact':>13} {'err mHa':>8} {'1st<1.6':>7} "
+    print(f"{'d':>5} {'E_HF':>13} {'E_nqs':>13} {'E_exact':>13} {'err mHa':>8} {f'1st<{CHEMICAL_ACCURACY_MHA}':>7} "
           f"{'V-score':>9} {'time s':>7}")
     for d in a.d:
         ham = get_hamiltonian(catalog.load("h-chain").geometry(params={"d": d}, kmesh=(1, 1, a.nk)))
@@ -45,7 +47,7 @@ def main(argv=None):
                  n_samples=a.n_samples, n_chains=a.n_chains).run(a.steps)
         dt = time.perf_counter() - t
         err = (np.asarray(mf.trace["energy"]) - e_exact) * 1e3
-        first = int(np.argmax(err < 1.6)) if (err < 1.6).any() else -1
+        first = int(np.argmax(err < CHEMICAL_ACCURACY_MHA)) if (err < CHEMICAL_ACCURACY_MHA).any() else -1
         print(f"{d:5.2f} {ham.hf_energy():13.8f} {mf.energy:13.8f} {e_exact:13.8f} "
               f"{(mf.energy - e_exact) * 1e3:8.3f} {first:7d} {mf.v_score:9.2e} {dt:7.1f}"
               + (f"  (±{mf.energy_error * 1e3:.2f} mHa)" if a.sampler != "exact" else ""), flush=True)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from nqsbench.store import read
 from nqsbench.table import records_table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,7 +43,7 @@ def main() -> None:
         nqs = sel[sel.kind == "nqs"].sort_values(["sampler", "n_steps"])
         for _, r in nqs.iterrows():
             err = "" if pd.isna(r.energy_error) or not r.energy_error else f" ± {1e3 * r.energy_error:.3f}"
-            alpha = json.loads(Path(r.path).read_text())["model"].get("alpha")
+            alpha = read(r.path).settings.model.alpha
             label = f"{r.sampler} {int(r.n_steps)} steps s{int(r.seed)}" + (f" α{alpha:g}" if alpha else "")
             cell = f"{r.delta_vs_exact_mha:+.3f}{err}"
             bands = Path(r.path).with_name(Path(r.path).stem + ".bands-exact.json")

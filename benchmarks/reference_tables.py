@@ -10,8 +10,7 @@ import argparse
 import pandas as pd
 
 from nqsbench import catalog
-from nqsbench.records import read_record
-from nqsbench.references import record_path
+from nqsbench.store import Store, read
 
 METHODS = ("hf", "mp2", "ccsd", "ccsd_t")
 
@@ -26,22 +25,22 @@ def main() -> None:
         geom = spec.geometry({"d": d}, (1, 1, args.nk))
         recs = {}
         for m in METHODS + ("exact", "eom_ccsd"):
-            p = record_path(geom, m)
-            recs[m] = read_record(p) if p.exists() else None
+            p = Store.default().path(m, geom)
+            recs[m] = read(p) if p.exists() else None
         ex = recs["exact"]
         row = {"d": d}
         for m in METHODS:
             r = recs[m]
             row[f"{m} (mHa)"] = (1e3 * (r.energy_per_cell - ex.energy_per_cell)
                                  if r is not None and r.converged and ex is not None else None)
-        singlet = ex.settings.get("energy_per_cell_singlet") if ex else None
+        singlet = ex.details.get("energy_per_cell_singlet") if ex else None
         row["ccsd vs exact singlet (mHa)"] = (1e3 * (recs["ccsd"].energy_per_cell - singlet)
                                              if singlet is not None and recs["ccsd"] and recs["ccsd"].converged
                                              else None)
         row["gap HF"] = recs["hf"].gap if recs["hf"] else None
         row["gap EOM"] = recs["eom_ccsd"].gap if recs["eom_ccsd"] and recs["eom_ccsd"].converged else None
         row["gap exact"] = ex.gap if ex else None
-        row["exact S²"] = ex.settings.get("s2_ground") if ex else None
+        row["exact S²"] = ex.details.get("s2_ground") if ex else None
         rows.append(row)
     df = pd.DataFrame(rows)
     print(f"H chain, k-mesh 1x1x{args.nk}: energy error per cell vs exact (mHa), gaps (Ha)")

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-HARTREE_TO_MEV = 27211.386245988
-HARTREE_TO_EV = HARTREE_TO_MEV / 1000.0
+from .units import HARTREE_TO_EV, HARTREE_TO_MEV  # re-exported: other modules import them from here
 
 # the NQS excitation-subspace bands and the same subspace on the exact state, in every band figure
 NQS_STYLE = {"color": "C3", "marker": "o", "ms": 4, "lw": 1.2}

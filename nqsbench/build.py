@@ -6,12 +6,12 @@ keyed by a hash of every input, so a cache hit never starts PySCF.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 
 from .catalog import Geometry
+from .config import cache_dir
 from .hamiltonian import FORMAT_VERSION, Hamiltonian
 
 log = logging.getLogger(__name__)
@@ -21,11 +21,6 @@ SCF_SETTINGS = {"exxdiv": None, "df": "GDF", "conv_tol": 1e-11,
                 # inf_vacuum ERIs are singular (Madelung constant ~1e5 Ha), so the plain 2D
                 # treatment is used with a vacuum of >= 16 Å (converged to ~1e-5 Ha).
                 "low_dim_ft_type": {"1": "inf_vacuum", "2": None}}
-
-
-def cache_dir() -> Path:
-    env = os.environ.get("NQSBENCH_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "nqsbench"
 
 
 def pyscf_order(geom: Geometry) -> list[int]:

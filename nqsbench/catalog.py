@@ -10,7 +10,6 @@ import ast
 import hashlib
 import json
 import math
-import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -18,10 +17,11 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from . import config
 from .errors import CatalogError
 from .io import read_toml
+from .units import ANGSTROM_TO_BOHR
 
-ANGSTROM_TO_BOHR = 1.0 / 0.52917721092  # the factor PySCF uses (pyscf.lib.param.BOHR)
 MIN_ATOM_DISTANCE_BOHR = 0.5
 SCHEMA_VERSION = 1
 
@@ -240,9 +240,8 @@ def _walk(node, values):
 
 # ---------------------------------------------------------------- loading
 def systems_dir() -> Path:
-    """The catalog folder: ``$NQSBENCH_SYSTEMS`` or the repository's ``systems/``."""
-    env = os.environ.get("NQSBENCH_SYSTEMS")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "systems"
+    """The catalog folder (an alias of :func:`nqsbench.config.systems_dir`, which reads the setting)."""
+    return config.systems_dir()
 
 
 def _first_error(exc: ValidationError) -> str:

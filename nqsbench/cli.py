@@ -20,12 +20,11 @@ from .errors import NqsbenchError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Benchmark and validation suite for neural-network quantum states on solids.")
-reference_app = typer.Typer(help="Reference calculations (exact, hf, mp2, ccsd, ccsd_t, eom_ccsd, dmrg).")
+reference_app = typer.Typer(help="Reference calculations: every registered reference method (nqsbench info lists them).")
 app.add_typer(reference_app, name="reference")
 console = Console()
 err_console = Console(stderr=True)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def user_errors(fn):
@@ -102,34 +101,52 @@ def show(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[str
     console.print(table)
 
 
-@reference_app.command("exact")
-@user_errors
-def reference_exact(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[str] = KmeshOpt,
-                    roots: int = typer.Option(2, help="eigenvalues per sector"),
-                    bands: bool = typer.Option(True, help="also the N±1 sectors and quasiparticle bands"),
-                    max_dim: int = typer.Option(3_000_000, help="largest sector to diagonalize"),
-                    out: Optional[Path] = typer.Option(None, help="record path (default: references/...)"),
-                    ) -> None:
-    """Exact diagonalization in every (N↑, N↓, K) sector → a JSON ReferenceRecord."""
-    from .references import run_exact
+def _geometry(system: str, param, kmesh):
+    from . import catalog
 
-    path, record = run_exact(system, param, kmesh, roots=roots, bands=bands, max_dim=max_dim, out=out)
-    console.print(f"exact {record.system} {record.params} k-mesh {'x'.join(map(str, record.kmesh))}: "
-                  f"E = {record.energy_per_cell:.10f} Ha/cell (ewald convention), "
-                  f"{record.energy_per_cell_raw:.10f} raw (exxdiv=None)"
-                  + (f", gap {record.gap:.6f} Ha" if record.gap is not None else ""))
-    console.print(f"wrote {path}  ({record.provenance.wall_time_s:.1f} s, "
-                  f"{record.provenance.peak_memory_mb:.0f} MB peak)")
+    spec = catalog.load(system)
+    return spec.geometry(catalog.parse_params(param), catalog.parse_kmesh(kmesh))
 
 
-_METHOD_HELP = {
-    "hf": "KRHF energy and Koopmans bands (ewald convention)",
-    "mp2": "KMP2 on the shared KRHF orbitals (exxdiv=None Fock denominators)",
-    "ccsd": "KRCCSD on the shared KRHF orbitals",
-    "ccsd_t": "KRCCSD(T) (exxdiv=None Fock denominators)",
-    "eom_ccsd": "EOM-IP/EA-KRCCSD quasiparticle bands at every k (roots by one-particle weight)",
-    "dmrg": "DMRG (block2, extra 'dmrg') on the real Γ-supercell Hamiltonian, extrapolated in discarded weight",
-}
+def _store(references: Optional[Path] = None, results: Optional[Path] = None):
+    from .store import Store
+
+    return Store.default(references, results)
+
+
+def _settings_error(flag: str, exc) -> NqsbenchError:
+    """A pydantic ValidationError of CLI-built settings → one line naming the option."""
+    from .errors import CatalogError
+
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    return CatalogError(f"{flag}{' ' + loc if loc else ''}: {err['msg'].removeprefix('Value error, ')}")
+
+
+def _parse_sets(items: Optional[List[str]]) -> dict:
+    """``["eom.min_weight=0.2", "n_roots=3"]`` → nested dict (values as JSON, else strings)."""
+    from .errors import CatalogError
+
+    out: dict = {}
+    for item in items or []:
+        key, sep, val = item.partition("=")
+        if not sep or not key.strip():
+            raise CatalogError(f"--set {item!r}: expected KEY=VALUE, e.g. n_roots=3")
+        try:
+            value = json.loads(val)
+        except ValueError:
+            value = val
+        node = out
+        *parents, leaf = key.strip().split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return out
+
+
+def _merge(base: dict, over: dict) -> dict:
+    return {**base, **{k: _merge(base.get(k, {}), v) if isinstance(v, dict) and isinstance(base.get(k), dict)
+                       else v for k, v in over.items()}}
 
 
 def _print_record(path, record, skipped: bool) -> None:
@@ -143,49 +160,77 @@ def _print_record(path, record, skipped: bool) -> None:
                       + (f", gap {record.gap:.6f} Ha" if record.gap is not None else ""), highlight=False)
     console.print(("cached, input hash matches: " if skipped else "wrote ") + f"{path}"
                   + ("" if skipped else f"  ({record.provenance.wall_time_s:.1f} s, "
-                     f"{record.provenance.peak_memory_mb:.0f} MB peak)"))
+                     f"{record.provenance.peak_memory_mb:.0f} MB peak)"), highlight=False)
 
 
-def _make_method_command(method: str):
+ReferencesOpt = typer.Option(None, "--references", help="reference cache (default: $NQSBENCH_REFERENCES or the packaged references/)")
+ResultsOpt = typer.Option(None, "--results", help="results folder (default: $NQSBENCH_RESULTS or results/ of the checkout)")
+
+
+def _make_method_command(name: str):
     def command(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[str] = KmeshOpt,
                 force: bool = typer.Option(False, help="recompute even if the cached record matches"),
-                out: Optional[Path] = typer.Option(None, help="record path (default: references/...)")) -> None:
-        from .references import run_reference
+                sets: Optional[List[str]] = typer.Option(None, "--set", help="a setting KEY=VALUE (repeatable; "
+                                                         "dotted keys for nested ones, e.g. eom.min_weight=0.2)"),
+                out: Optional[Path] = typer.Option(None, help="record path (default: references/...)"),
+                references: Optional[Path] = ReferencesOpt) -> None:
+        from pydantic import ValidationError
 
-        path, record, skipped = run_reference(method, system, param, kmesh, out=out, force=force)
-        _print_record(path, record, skipped)
-    command.__doc__ = _METHOD_HELP[method] + " → a JSON ReferenceRecord (skipped if the cached one matches)."
+        from .methods import get
+
+        method = get(name)
+        try:
+            settings = method.Settings.model_validate(_merge(method.default_settings().model_dump(),
+                                                             _parse_sets(sets)))
+        except ValidationError as exc:
+            raise _settings_error("--set", exc) from None
+        geom = _geometry(system, param, kmesh)
+        res = _store(references).run(method, geom, settings, path=out, force=force)
+        _print_record(res.path, res.record, res.skipped)
     return command
 
 
-for _m in _METHOD_HELP:
-    reference_app.command(_m)(user_errors(_make_method_command(_m)))
+def _register_reference_commands() -> None:
+    from .methods import methods
+
+    for name, method in methods().items():
+        if method.kind == "reference":
+            cmd = _make_method_command(name)
+            cmd.__doc__ = (f"{method.summary} → a JSON ReferenceRecord (skipped if the cached one matches; "
+                           f"settings: nqsbench.records.{method.Settings.__name__}).")
+            reference_app.command(name)(user_errors(cmd))
+
+
+_register_reference_commands()
 
 
 @reference_app.callback(invoke_without_command=True)
 @user_errors
 def reference_main(ctx: typer.Context,
-                   suite: Optional[str] = typer.Option(None, "--suite", help="fill the cache for a named set: 'default'"),
-                   force: bool = typer.Option(False, "--force", help="with --suite: recompute every record")) -> None:
-    """Reference calculations (exact, hf, mp2, ccsd, ccsd_t, eom_ccsd, dmrg) → references/."""
+                   suite: Optional[str] = typer.Option(None, "--suite", help="fill the cache with a suite's "
+                                                       "reference records, e.g. 'references' (the committed cache)"),
+                   force: bool = typer.Option(False, "--force", help="with --suite: recompute every record"),
+                   references: Optional[Path] = ReferencesOpt) -> None:
+    """Reference calculations (every registered reference method) → the reference cache."""
     if ctx.invoked_subcommand is not None:
         return
     if suite is None:
         console.print(ctx.get_help())
         raise typer.Exit(0)
-    if suite != "default":
-        err_console.print(f"[bold red]error:[/] --suite {suite!r}: unknown suite; the only one is 'default'")
-        raise typer.Exit(2)
     import time
 
-    from .references import run_suite
+    from .suites import load_suite, run_suite
 
+    s = load_suite("references" if suite == "default" else suite)
+    s = s.model_copy(update={"tasks": [t for t in s.tasks if t.kind == "reference"]})
     t0 = time.perf_counter()
-    res = run_suite(force=force, echo=lambda line: console.print(line, highlight=False))
-    n_new = sum(not s for _, _, s in res)
-    n_fail = sum(not r.converged for _, r, _ in res)
-    console.print(f"suite {suite}: {len(res)} records ({n_new} computed, {len(res) - n_new} cached, "
-                  f"{n_fail} failed) in {time.perf_counter() - t0:.0f} s")
+    out = run_suite(s, _store(references), force=force, progress=False,
+                    echo=lambda line: console.print(line, highlight=False, soft_wrap=True))
+    n = {k: sum(o.state == k for o in out) for k in ("done", "skipped", "failed")}
+    console.print(f"references of suite {s.name}: {len(out)} records ({n['done']} computed, "
+                  f"{n['skipped']} cached, {n['failed']} failed) in {time.perf_counter() - t0:.0f} s")
+    if n["failed"]:
+        raise typer.Exit(1)
 
 
 @app.command("run")
@@ -206,21 +251,41 @@ def run_nqs(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[
             samples: Optional[int] = typer.Option(None, "--samples", help="Monte Carlo samples per step (mcmc)"),
             chains: Optional[int] = typer.Option(None, "--chains", help="Markov chains (mcmc)"),
             beta: Optional[float] = typer.Option(None, "--beta", help="mcmc: sample |ψ|^(2·beta) with importance weights (default 0.5)"),
-            checkpoint_every: float = typer.Option(300.0, "--checkpoint-every", help="seconds between checkpoints"),
+            checkpoint_every: float = typer.Option(60.0, "--checkpoint-every", help="seconds between checkpoints"),
             out: Optional[Path] = typer.Option(None, help="record path (default: results/...)"),
             progress: bool = typer.Option(True, help="show a progress bar"),
+            results: Optional[Path] = ResultsOpt, references: Optional[Path] = ReferencesOpt,
             ) -> None:
-    """Optimize a neural-network quantum state → a JSON ResultRecord (+ trace CSV, checkpoints)."""
-    code = _run_nqs(system, param, kmesh, model, alpha, sampler, steps, seed, resume, lr, diag_shift,
-                    samples, chains, beta, checkpoint_every, out, progress, init, lr_final, max_norm)
-    if code:
-        raise typer.Exit(code)
+    """Optimize a neural-network quantum state → a JSON ResultRecord (+ trace CSV, parameters,
+    checkpoints)."""
+    from .methods import RunContext
+    from .nqs import DivergenceError
+
+    settings = _nqs_settings(model, sampler, init, steps, alpha=alpha, seed=seed, lr=lr, lr_final=lr_final,
+                             max_norm=max_norm, diag_shift=diag_shift, samples=samples, chains=chains, beta=beta)
+    geom = _geometry(system, param, kmesh)
+    store = _store(references, results)
+    try:
+        res = store.run("nqs", geom, settings, path=out, force=True,
+                        ctx=RunContext(resume=resume, progress=progress, checkpoint_every=checkpoint_every))
+    except DivergenceError as exc:
+        err_console.print(f"[bold red]diverged:[/] {exc}; no record written", highlight=False, soft_wrap=True)
+        raise typer.Exit(3)
+    path, rec = res.path, res.record
+    err = f" ± {rec.energy_error * 1e3:.3f} mHa" if rec.energy_error else ""
+    console.print(f"{rec.method} {sampler} {geom.spec.id} {geom.params} k-mesh {'x'.join(map(str, geom.kmesh))}, "
+                  f"{rec.n_steps} steps: E = {rec.energy_per_cell:.8f} Ha/cell{err} (ewald convention), "
+                  f"{rec.energy_per_cell_raw:.8f} raw; V-score {rec.v_score:.2e}", highlight=False)
+    _compare_with_exact(store, geom, rec)
+    console.print(f"wrote {path}  ({rec.provenance.wall_time_s:.1f} s, "
+                  f"{rec.provenance.peak_memory_mb:.0f} MB peak)", highlight=False)
 
 
-def _run_nqs(system, param, kmesh, model, alpha, sampler, steps, seed, resume, lr, diag_shift, samples,
-             chains, beta, checkpoint_every, out, progress, init="hf", lr_final=None, max_norm=None) -> int:
-    from . import catalog
+def _nqs_settings(model, sampler, init, steps, **kw):
+    from pydantic import ValidationError
+
     from .errors import CatalogError
+    from .methods.nqs import nqs_settings
 
     if model != "rbm":
         raise CatalogError(f"--model {model!r}: unknown model; available: rbm")
@@ -228,71 +293,40 @@ def _run_nqs(system, param, kmesh, model, alpha, sampler, steps, seed, resume, l
         raise CatalogError(f"--sampler {sampler!r}: choose 'exact' or 'mcmc'")
     if init not in ("hf", "random"):
         raise CatalogError(f"--init {init!r}: choose 'hf' or 'random'")
-    if steps is None:
-        steps = 200 if sampler == "exact" else 400
-    if steps < 0:
+    if steps is not None and steps < 0:
         raise CatalogError(f"--steps {steps}: must be ≥ 0")
-    for flag, v in (("--lr", lr), ("--diag-shift", diag_shift)):
+    for flag, v in (("--lr", kw.get("lr")), ("--diag-shift", kw.get("diag_shift"))):
         if v is not None and v <= 0:
             raise CatalogError(f"{flag} {v}: must be > 0")
-    for flag, v in (("--lr-final", lr_final), ("--max-norm", max_norm)):
+    for flag, v in (("--lr-final", kw.get("lr_final")), ("--max-norm", kw.get("max_norm"))):
         if v is not None and v < 0:
             raise CatalogError(f"{flag} {v}: must be ≥ 0 (0 switches it off)")
-    spec = catalog.load(system)
-    geom = spec.geometry(catalog.parse_params(param), catalog.parse_kmesh(kmesh))
-
-    import time
-
-    from .build import get_hamiltonian
-    from .nqs import Checkpoint, DivergenceError, DivergenceGuard, ProgressBar
-    from .nqs.defaults import make_driver
-    from .nqs.results import save_result
-    from .records import ReferenceRecord, read_record, results_path
-    from .references import record_path
-
-    path = Path(out) if out else results_path(geom, model, sampler, seed)
-    ckpt_dir = path.with_name(path.stem + ".ckpt")
-    t0 = time.perf_counter()
-    ham = get_hamiltonian(geom)
-    driver = make_driver(ham, sampler=sampler, alpha=alpha, seed=seed, lr=lr, diag_shift=diag_shift,
-                         n_samples=samples, n_chains=chains, beta=beta, init=init, lr_final=lr_final,
-                         max_norm=max_norm, n_steps=steps)
-    if not resume and ckpt_dir.is_dir():
-        for p in ckpt_dir.glob("ckpt_*.npz"):   # a fresh run: this record's old checkpoints are stale
-            p.unlink()
-    callbacks = [DivergenceGuard(), Checkpoint(ckpt_dir, every_seconds=checkpoint_every)]
-    if progress:
-        callbacks.insert(0, ProgressBar(f"{spec.id} {sampler}"))
     try:
-        driver.run(steps, callbacks=callbacks, resume=ckpt_dir if resume else None)
-    except DivergenceError as exc:
-        err_console.print(f"[bold red]diverged:[/] {exc}; no record written", highlight=False, soft_wrap=True)
-        return 3
-    except ValueError as exc:       # a checkpoint that does not belong to this run
-        raise CatalogError(f"--resume from {ckpt_dir}: {exc}") from None
-    path, rec = save_result(driver, geom, time.perf_counter() - t0, path, model_name=model,
-                            sampler_name=sampler)
-    err = f" ± {rec.energy_error * 1e3:.3f} mHa" if rec.energy_error else ""
-    console.print(f"nqs-{model} {sampler} {spec.id} {geom.params} k-mesh {'x'.join(map(str, geom.kmesh))}, "
-                  f"{rec.n_steps} steps: E = {rec.energy_per_cell:.8f} Ha/cell{err} (ewald convention), "
-                  f"{rec.energy_per_cell_raw:.8f} raw; V-score {rec.v_score:.2e}", highlight=False)
-    ref_path = record_path(geom, "exact")
-    if ref_path.exists():
-        try:
-            ref = read_record(ref_path, ReferenceRecord)
-        except NqsbenchError as exc:
-            console.print(f"exact reference unreadable: {exc}", highlight=False)
-        else:
-            if ref.converged and ref.energy_per_cell is not None:
-                d = (rec.energy_per_cell - ref.energy_per_cell) * 1e3
-                note = "" if ref.input_hash == rec.input_hash else " [input hash differs from the reference]"
-                console.print(f"vs exact ({ref_path.name}): {d:+.3f} mHa/cell"
-                              + (f" ± {rec.energy_error * 1e3:.3f}" if rec.energy_error else "")
-                              + (" (within chemical accuracy)" if abs(d) <= 1.6 else "") + note,
-                              highlight=False)
-    console.print(f"wrote {path}  ({rec.provenance.wall_time_s:.1f} s, "
-                  f"{rec.provenance.peak_memory_mb:.0f} MB peak)")
-    return 0
+        return nqs_settings(sampler, steps=steps, init=init, model=model, **kw)
+    except ValidationError as exc:
+        raise _settings_error("NQS setting", exc) from None
+
+
+def _compare_with_exact(store, geom, rec) -> None:
+    """Print the error against the exact record of the same geometry, when the cache has one."""
+    from .store import read
+    from .units import CHEMICAL_ACCURACY_MHA
+
+    ref_path = store.path("exact", geom)
+    if not ref_path.exists():
+        return
+    try:
+        ref = read(ref_path)
+    except NqsbenchError as exc:
+        console.print(f"exact reference unreadable: {exc}", highlight=False)
+        return
+    if ref.converged and ref.energy_per_cell is not None:
+        d = (rec.energy_per_cell - ref.energy_per_cell) * 1e3
+        note = "" if ref.input_hash == rec.input_hash else " [input hash differs from the reference]"
+        console.print(f"vs exact ({ref_path.name}): {d:+.3f} mHa/cell"
+                      + (f" ± {rec.energy_error * 1e3:.3f}" if rec.energy_error else "")
+                      + (" (within chemical accuracy)" if abs(d) <= CHEMICAL_ACCURACY_MHA else "") + note,
+                      highlight=False)
 
 
 @app.command("bands")
@@ -308,32 +342,39 @@ def bands_cmd(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optiona
               threshold: Optional[float] = typer.Option(None, "--threshold", help="drop S eigenvalues ≤ this (default 1e-3)"),
               control: bool = typer.Option(True, help="also build the subspace on the exact ground state"),
               plot: bool = typer.Option(True, help="write the band figure (PNG + SVG) beside the record"),
+              results: Optional[Path] = ResultsOpt, references: Optional[Path] = ReferencesOpt,
               ) -> None:
     """Quasiparticle bands from the NQS ground state (excitation subspace) → a JSON BandRecord
     beside the NQS result, errors (meV) against exact, EOM-CCSD and HF bands, and a figure."""
-    from . import catalog
-    from .bandstructure import HARTREE_TO_EV
-    from .bands import compute_bands
+    from pydantic import ValidationError
+
     from .errors import CatalogError
-    from .records import results_path
+    from .methods import RunContext
+    from .methods.nqs_bands import bands_settings
+    from .store import read
+    from .units import HARTREE_TO_EV
 
     est = {"exact": "exact", "mc": "monte_carlo", "monte_carlo": "monte_carlo"}.get(estimator)
     if est is None:
         raise CatalogError(f"--estimator {estimator!r}: choose 'exact' or 'mc'")
     if samples < 2 * chains or chains < 2:
         raise CatalogError(f"--samples {samples} / --chains {chains}: need chains ≥ 2 and samples ≥ 2·chains")
-    spec = catalog.load(system)
-    geom = spec.geometry(catalog.parse_params(param), catalog.parse_kmesh(kmesh))
-    result = results_path(geom, "rbm", sampler, seed)
-    if not result.exists():
-        console.print(f"no NQS result at {result}: running the ground state first", highlight=False)
-        code = _run_nqs(system, param, kmesh, "rbm", 2.0, sampler, steps, seed, False, None, None, None,
-                        None, None, 300.0, None, True, init)
-        if code:
-            raise typer.Exit(code)
-    path, rec = compute_bands(geom, result, estimator=est, n_samples=samples, n_chains=chains, seed=seed,
-                              s_threshold=threshold, control=control, figure=plot)
-    table = Table(title=f"{spec.id} {geom.params} k-mesh {'x'.join(map(str, geom.kmesh))}: band errors (meV)")
+    geom = _geometry(system, param, kmesh)
+    store = _store(references, results)
+    gs = _nqs_settings("rbm", sampler, init, steps, seed=seed)
+    gs_path = store.path("nqs", geom, gs)
+    if gs_path.exists():       # the run already made (whatever its steps): its bands
+        gs = read(gs_path).settings
+    else:
+        console.print(f"no NQS result at {gs_path}: running the ground state first", highlight=False)
+    try:
+        bs = bands_settings(gs, estimator=est, samples=samples, chains=chains, s_threshold=threshold,
+                            control=control)
+    except ValidationError as exc:
+        raise _settings_error("band setting", exc) from None
+    res = store.run("nqs_bands", geom, bs, force=True, ctx=RunContext(progress=True, options={"figure": plot}))
+    path, rec = res.path, res.record
+    table = Table(title=f"{geom.spec.id} {geom.params} k-mesh {'x'.join(map(str, geom.kmesh))}: band errors (meV)")
     for col in ("comparison", "MAE", "max", "gap error", "n"):
         table.add_column(col, justify="right" if col != "comparison" else "left")
     fmt = lambda v: "—" if v is None else f"{v:.1f}"
@@ -346,7 +387,7 @@ def bands_cmd(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optiona
                       "not those of the singlet ground state the references describe", highlight=False)
     console.print(f"gap {rec.gap * HARTREE_TO_EV:.3f} eV (NQS subspace, {est} estimator, S threshold "
                   f"{rec.s_threshold:g}, kept ranks {rec.ranks})", highlight=False)
-    console.print(f"wrote {path}" + (f" and {rec.figure}.png/.svg" if rec.figure else ""))
+    console.print(f"wrote {path}" + (f" and {rec.figure}.png/.svg" if rec.figure else ""), highlight=False)
 
 
 compare_app = typer.Typer(help="Side-by-side runs with peer codes on the same Hamiltonian (extra 'peers').")
@@ -413,11 +454,7 @@ def compare_netket_cmd(system: str, param: Optional[List[str]] = ParamOpt, kmesh
     console.print(line, highlight=False)
 
 
-# ----------------------------------------------------------------------------- suites (issue 6)
-ResultsOpt = typer.Option(None, "--results", help="results folder (default: $NQSBENCH_RESULTS or results/)")
-ReferencesOpt = typer.Option(None, "--references", help="reference cache (default: $NQSBENCH_REFERENCES or references/)")
-
-
+# ----------------------------------------------------------------------------- suites, gates, reports, tables
 @app.command("suite")
 @user_errors
 def suite_cmd(name: str = typer.Argument(..., help="suite name (suites/NAME.toml) or path to a suite file"),
@@ -429,12 +466,12 @@ def suite_cmd(name: str = typer.Argument(..., help="suite name (suites/NAME.toml
     """Compute every missing or stale record of a suite; fresh records are skipped (resumable)."""
     import time
 
-    from .suites import Roots, load_suite, plan, run_suite
+    from .suites import load_suite, plan, run_suite
 
     suite = load_suite(name)
-    roots = Roots.default(references, results)
+    store = _store(references, results)
     if dry_run:
-        pl = plan(suite, roots, force)
+        pl = plan(suite, store, force)
         for job, st in pl.skipped:
             console.print(f"fresh  {job.label()}", highlight=False)
         for job in pl.todo:
@@ -443,7 +480,7 @@ def suite_cmd(name: str = typer.Argument(..., help="suite name (suites/NAME.toml
         console.print(f"suite {suite.name}: {len(pl.todo)} to run, {len(pl.skipped)} fresh")
         return
     t0 = time.perf_counter()
-    out = run_suite(suite, roots, n_jobs=jobs, force=force, progress=progress,
+    out = run_suite(suite, store, n_jobs=jobs, force=force, progress=progress,
                     echo=lambda line: console.print(line, highlight=False, soft_wrap=True))
     n = {s: sum(o.state == s for o in out) for s in ("done", "skipped", "failed")}
     wall = time.perf_counter() - t0
@@ -463,11 +500,10 @@ def check_cmd(name: str = typer.Argument(..., help="suite name or path"),
               results: Optional[Path] = ResultsOpt, references: Optional[Path] = ReferencesOpt) -> None:
     """Every gate of a suite (chemical accuracy, band MAE, V-score, records present and fresh):
     a table, and exit status 1 on any failure."""
-    from .gates import check
-    from .suites import Roots, load_suite
+    from .suites import check, load_suite
 
     suite = load_suite(name)
-    rows = check(suite, Roots.default(references, results))
+    rows = check(suite, _store(references, results))
     table = Table(title=f"nqsbench check {suite.name}")
     for col in ("gate", "system", "geometry", "k-mesh", "method", "value", "limit", "vs", "status", "detail"):
         table.add_column(col, overflow="fold")
@@ -495,12 +531,13 @@ def report_cmd(name: str = typer.Argument(..., help="suite name or path"),
                out: Optional[Path] = typer.Option(None, help="report folder (default: reports/NAME)"),
                results: Optional[Path] = ResultsOpt, references: Optional[Path] = ReferencesOpt) -> None:
     """Regenerate reports/NAME/index.md + index.html with tables and figures (PNG + SVG)."""
+    from .config import reports_dir
     from .report import build_report
-    from .suites import Roots, load_suite
+    from .suites import load_suite
 
     suite = load_suite(name)
-    folder = out or REPO_ROOT / "reports" / suite.name
-    rep = build_report(suite, Roots.default(references, results), folder)
+    folder = out or reports_dir() / suite.name
+    rep = build_report(suite, _store(references, results), folder)
     console.print(f"wrote {rep.folder}/index.md and index.html ({len(rep.figures)} figures, "
                   f"{rep.n_records} records, {len(rep.missing)} missing)", highlight=False)
 
@@ -514,11 +551,10 @@ def table_cmd(fmt: str = typer.Option("csv", "--format", "-f", help="csv | parqu
               results: Optional[Path] = ResultsOpt, references: Optional[Path] = ReferencesOpt) -> None:
     """A tidy table of every record (references and NQS results), one row per record."""
     from .errors import RecordError
-    from .suites import Roots
     from .table import records_table, write_table
 
-    roots = Roots.default(references, results)
-    df, errors = records_table([roots.references, roots.results])
+    store = _store(references, results)
+    df, errors = records_table([store.references, store.results])
     for e in errors:
         err_console.print(f"[bold red]invalid record:[/] {e}", highlight=False, soft_wrap=True)
     if errors and not skip_invalid:
@@ -533,29 +569,53 @@ def table_cmd(fmt: str = typer.Option("csv", "--format", "-f", help="csv | parqu
 
 @app.command()
 @user_errors
-def schema(out: Path = typer.Option(REPO_ROOT / "schemas", help="folder for the JSON Schemas")) -> None:
+def schema(out: Optional[Path] = typer.Option(None, help="folder for the JSON Schemas (default: schemas/ of the checkout)")) -> None:
     """Export the JSON Schemas of SystemSpec and the records."""
+    from .config import source_root
     from .catalog import json_schema
     from .io import atomic_write_json
     from .records import BandRecord, ReferenceRecord, ResultRecord
 
+    out = out or (source_root() or Path.cwd()) / "schemas"
     atomic_write_json(out / "system.schema.json", json_schema())
     atomic_write_json(out / "reference-record.schema.json", ReferenceRecord.model_json_schema())
     atomic_write_json(out / "result-record.schema.json", ResultRecord.model_json_schema())
     atomic_write_json(out / "band-record.schema.json", BandRecord.model_json_schema())
     console.print(f"wrote {out}/system.schema.json, reference-record.schema.json, result-record.schema.json, "
-                  "band-record.schema.json")
+                  "band-record.schema.json", highlight=False)
+
+
+@app.command()
+@user_errors
+def migrate(folders: Optional[List[Path]] = typer.Argument(None, help="folders of records (default: the reference cache and results)"),
+            references: Optional[Path] = ReferencesOpt, results: Optional[Path] = ResultsOpt) -> None:
+    """Rewrite every record under the folders in the current schema (atomically; contents kept,
+    only the layout changes; a version-1 record made with other settings is marked stale)."""
+    import json as _json
+
+    from .records import RECORD_SCHEMA_VERSION
+    from .store import read, record_paths, write
+
+    store = _store(references, results)
+    n = changed = 0
+    for folder in folders or [store.references, store.results]:
+        for p in record_paths(folder):
+            n += 1
+            if _json.loads(p.read_text()).get("schema_version", 1) < RECORD_SCHEMA_VERSION:
+                write(read(p), p)
+                changed += 1
+    console.print(f"{changed} of {n} records rewritten in schema version {RECORD_SCHEMA_VERSION}")
 
 
 @app.command()
 def info() -> None:
-    """Versions, git commit and cache locations."""
-    from .build import cache_dir
-    from .catalog import systems_dir
+    """Versions, git commit, folders (catalog, suites, references, results, reports, cache) and methods."""
+    from .config import folders
+    from .methods import methods
     from .records import git_commit, versions
 
-    console.print(json.dumps({"versions": versions(), "git_commit": git_commit(),
-                              "catalog": str(systems_dir()), "cache": str(cache_dir())}, indent=2))
+    print(json.dumps({"versions": versions(), "git_commit": git_commit(), "folders": folders(),
+                      "methods": {n: m.summary for n, m in methods().items()}}, indent=2, ensure_ascii=False))
 
 
 def main() -> None:  # pragma: no cover

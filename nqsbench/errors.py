@@ -15,3 +15,7 @@ class SectorTooLargeError(NqsbenchError):
 
 class RecordError(NqsbenchError):
     """A result record is missing, corrupt or fails its schema."""
+
+
+class SuiteError(NqsbenchError):
+    """A suite file is invalid (one line naming the file, field and fix)."""

@@ -110,8 +110,14 @@ class SectorResult:
     matvecs: int = 0
 
 
-class Sector:
-    """The (N↑, N↓, K) sector: block layout, H application, eigensolver."""
+class SectorBlock:
+    """One exact-diagonalization block, the (N↑, N↓, K) sector of the determinant space.
+
+    Holds the α and β string spaces, the determinant basis of the block (one dense
+    (α strings with k_α) × (β strings with K − k_α) array per k_α, concatenated into a vector),
+    H applied matrix-free (:meth:`matvec`) and the eigensolver (:meth:`solve`). Not to be
+    confused with :class:`nqsbench.nqs.hilbert.Sector`, the occupation sector the NQS samples in.
+    """
 
     def __init__(self, ham: Hamiltonian, n_alpha: int, n_beta: int, k: int,
                  spaces: dict | None = None, max_dim: int = DEFAULT_MAX_DIM):
@@ -141,7 +147,7 @@ class Sector:
         return [vec[self.offsets[i]:self.offsets[i + 1]].reshape(self.shapes[i]) for i in range(self.ham.nk)]
 
     def to_full(self, vec: np.ndarray) -> np.ndarray:
-        """Sector vector → dense (all α strings) × (all β strings) array."""
+        """Block vector → dense (all α strings) × (all β strings) array."""
         full = np.zeros((len(self.alpha), len(self.beta)), dtype=complex)
         for ka, blk in enumerate(self.blocks(vec)):
             kb = self.kb[ka]
@@ -411,8 +417,8 @@ def sector_dim(ham: Hamiltonian, n_alpha: int, n_beta: int) -> int:
 
 
 # -------------------------------------------------------------------- one-particle operators
-def apply_ladder(src: Sector, vec: np.ndarray, orbital: int, spin: int, create: bool,
-                 dst: Sector) -> np.ndarray:
+def apply_ladder(src: SectorBlock, vec: np.ndarray, orbital: int, spin: int, create: bool,
+                 dst: SectorBlock) -> np.ndarray:
     """c†_{orbital,spin} (create) or c_{orbital,spin} applied to a vector of ``src`` → ``dst``."""
     full = src.to_full(vec)
     if spin == 0:
@@ -527,8 +533,8 @@ class ExactDiagonalization:
                     f"~{est:,} determinants each, above the exact-diagonalization limit {self.max_dim:,}; "
                     "use the beyond-tier runners (`nqsbench reference ccsd|dmrg ...`) or a smaller --kmesh")
 
-    def sector(self, n_alpha: int, n_beta: int, k: int) -> Sector:
-        return Sector(self.ham, n_alpha, n_beta, k, spaces=self.spaces, max_dim=self.max_dim)
+    def sector(self, n_alpha: int, n_beta: int, k: int) -> SectorBlock:
+        return SectorBlock(self.ham, n_alpha, n_beta, k, spaces=self.spaces, max_dim=self.max_dim)
 
     def run(self) -> "ExactDiagonalization":
         from threadpoolctl import threadpool_limits

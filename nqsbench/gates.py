@@ -18,7 +18,10 @@ kind is a pydantic model in :data:`GATE_KINDS` with an ``evaluate`` method, so n
   or ``exact_state_subspace``: the same excitation subspace built on the exact ground state (the
   control in a band record), so the gate measures the NQS alone, not the subspace method.
 - ``v_score``: V = N·Var(E)/(E − E∞)² ≤ max.
-- Every record of a suite is also checked present and fresh (:func:`nqsbench.suites.status`).
+- Every record of a suite is also checked present and fresh (:func:`nqsbench.suites.check`).
+
+Gates know jobs only by their attributes (system, params, kmesh, name, path, geom) and read
+references through the record store, so this module sits below the suites.
 """
 from __future__ import annotations
 
@@ -28,9 +31,10 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .suites import CHEMICAL_ACCURACY_MHA, Job, Roots, Suite, SuiteError, jobs, read, status
+from .errors import SuiteError
+from .store import Store
+from .units import CHEMICAL_ACCURACY_MHA, HARTREE_TO_MEV
 
-HARTREE_TO_MEV = 27211.386245988
 CONTROL = "exact_state_subspace"
 
 
@@ -41,7 +45,7 @@ class _Frozen(BaseModel):
 @dataclass
 class Row:
     gate: str
-    job: Job
+    job: Any                  # a nqsbench.suites.Job
     status: Literal["PASS", "FAIL", "WARN"]
     value: str = ""
     limit: str = ""
@@ -51,7 +55,7 @@ class Row:
     def as_dict(self) -> dict:
         j = self.job
         return {"gate": self.gate, "system": j.system, "geometry": ",".join(f"{k}={v:g}" for k, v in j.params),
-                "kmesh": "x".join(map(str, j.kmesh)), "method": j.method, "value": self.value,
+                "kmesh": "x".join(map(str, j.kmesh)), "method": j.name, "value": self.value,
                 "limit": self.limit, "reference": self.reference, "status": self.status,
                 "detail": self.detail, "path": str(j.path)}
 
@@ -61,25 +65,24 @@ class GateBase(_Frozen):
     methods: list[str] | None = Field(None, description="reference tasks: the methods gated "
                                       "(default: every method of the task not in 'against')")
     note: str = ""
-    applies_to: ClassVar[tuple[str, ...]] = ()
+    applies_to: ClassVar[tuple[str, ...]] = ()     # record kinds
 
-    def evaluate(self, job: Job, rec, roots: Roots) -> Row:
+    def evaluate(self, job, rec, store: Store) -> Row:
         raise NotImplementedError
 
 
-def _reference(job: Job, methods, roots: Roots, need_bands: bool = False):
+def _reference(job, methods, store: Store, need_bands: bool = False):
     """First fresh, converged reference record among ``methods`` → (method, record, why-not-others)."""
-    from .references import cache_status
-    from .records import ReferenceRecord, read_record
+    from .store import read
 
-    geom = job.geometry()
+    geom = job.geom
     why = []
     for m in methods:
-        st = cache_status(geom, m, roots.references)
+        st = store.status(m, geom)
         if not st.fresh:
             why.append(f"{m}: {st.reason}")
             continue
-        rec = read_record(st.path, ReferenceRecord)
+        rec = read(store.path(m, geom))
         if not rec.converged:
             why.append(f"{m}: failed record")
         elif need_bands and not rec.bands:
@@ -96,10 +99,10 @@ class EnergyGate(GateBase):
     sigmas: float = Field(2.0, ge=0)
     applies_to: ClassVar[tuple[str, ...]] = ("reference", "nqs")
 
-    def evaluate(self, job, rec, roots):
+    def evaluate(self, job, rec, store):
         if not rec.converged or rec.energy_per_cell is None:
             return Row("energy", job, "FAIL", detail=f"failed record: {rec.failure}")
-        m, ref, why = _reference(job, self.against, roots)
+        m, ref, why = _reference(job, self.against, store)
         if ref is None:
             return Row("energy", job, "FAIL", detail=f"no fresh converged reference ({why})")
         if abs(rec.madelung - ref.madelung) > 1e-8:
@@ -136,9 +139,9 @@ class BandGate(GateBase):
     against: list[str] = Field(["exact"], min_length=1)
     max_mae_mev: float = Field(gt=0)
     sigmas: float = Field(2.0, ge=0)
-    applies_to: ClassVar[tuple[str, ...]] = ("reference", "bands")
+    applies_to: ClassVar[tuple[str, ...]] = ("reference", "nqs-bands")
 
-    def evaluate(self, job, rec, roots):
+    def evaluate(self, job, rec, store):
         from .bandstructure import band_errors
 
         if not rec.converged or not rec.bands:
@@ -148,7 +151,7 @@ class BandGate(GateBase):
             if not ref_bands:
                 return Row("bands", job, "FAIL", detail=f"the record has no {CONTROL} control bands")
         else:
-            m, ref, why = _reference(job, [a for a in self.against if a != CONTROL], roots, need_bands=True)
+            m, ref, why = _reference(job, [a for a in self.against if a != CONTROL], store, need_bands=True)
             if ref is None:
                 return Row("bands", job, "FAIL", detail=f"no fresh converged band reference ({why})")
             ref_bands = ref.bands
@@ -169,7 +172,7 @@ class VScoreGate(GateBase):
     max: float = Field(gt=0)
     applies_to: ClassVar[tuple[str, ...]] = ("nqs",)
 
-    def evaluate(self, job, rec, roots):
+    def evaluate(self, job, rec, store):
         v = rec.v_score
         if v is None or not math.isfinite(v):
             return Row("v_score", job, "FAIL", detail="no V-score in the record")
@@ -190,32 +193,6 @@ def parse_gate(data: dict[str, Any] | str) -> GateBase:
     if kind not in GATE_KINDS:
         raise SuiteError(f"kind {kind!r} is not a gate kind; choose one of {', '.join(GATE_KINDS)}")
     return GATE_KINDS[kind].model_validate(data)
-
-
-def check(suite: Suite, roots: Roots | None = None) -> list[Row]:
-    """Every record present and fresh, and every gate of every record → rows."""
-    from .errors import RecordError
-
-    roots = roots or Roots.default()
-    rows = []
-    for job in jobs(suite, roots):
-        st = status(job, roots)
-        if not st.fresh:
-            rows.append(Row("fresh", job, "FAIL", detail=st.error or st.reason))
-            for g in job.gates:
-                rows.append(Row(parse_gate(g).kind, job, "FAIL", detail="record not present and fresh"))
-            continue
-        try:
-            rec = read(job)
-        except RecordError as exc:   # changed under us
-            rows.append(Row("fresh", job, "FAIL", detail=str(exc)))
-            continue
-        failed = getattr(rec, "converged", True) is False
-        rows.append(Row("fresh", job, "WARN" if failed and not job.gates else "PASS",
-                        detail=st.reason if not failed else f"failed record: {rec.failure}"))
-        for g in job.gates:
-            rows.append(parse_gate(g).evaluate(job, rec, roots))
-    return rows
 
 
 def rows_frame(rows: list[Row]):

@@ -1,10 +1,22 @@
-"""Schema-checked result records with provenance, written atomically.
+"""Typed, schema-checked records with provenance: what every method produces.
 
 Every number nqsbench produces ends in one of these frozen pydantic models (unknown fields are
-rejected) carrying versions, git commit, host, wall time, peak memory and the Hamiltonian hash.
+rejected) carrying versions, git commit, host, wall time, peak memory, the input hash of the
+Hamiltonian it solved and the hash of the method settings that made it (``settings_hash``).
+
+- :class:`MethodSettings`: the frozen, hashed inputs of one method (one subclass per method,
+  registered by name with :func:`register_settings`, so a record's ``settings`` parse back into
+  their model). The built-in methods' settings live here, next to the records that embed them.
+- :class:`Estimate`: a Monte Carlo energy with its statistics.
+- :class:`ReferenceRecord`, :class:`ResultRecord`, :class:`BandRecord`: reference methods, NQS
+  ground states and NQS quasiparticle bands; each names its ``schema_name``.
+- :func:`migrate`: schema-version-1 records (free settings dicts) to the current schema.
+
+Where records live and when one is fresh is :mod:`nqsbench.store`'s business, not this module's.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import resource
@@ -14,17 +26,20 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, WithJsonSchema,
+                      field_validator, model_validator)
 
+from .config import source_root
 from .errors import RecordError
 from .io import atomic_write_json
 
-RECORD_SCHEMA_VERSION = 1
+RECORD_SCHEMA_VERSION = 2
 
 
 class Provenance(BaseModel):
+    """Who made a record, when, how long it took and how much memory it needed."""
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     versions: dict[str, str]
@@ -48,7 +63,10 @@ def versions() -> dict[str, str]:
 
 
 def git_commit() -> str:
-    root = Path(__file__).resolve().parent.parent
+    """HEAD of the source checkout (``-dirty`` with uncommitted changes), "unknown" for a wheel."""
+    root = source_root()
+    if root is None:
+        return "unknown"
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                              timeout=5)
@@ -82,9 +100,18 @@ def provenance(wall_time_s: float) -> Provenance:
                       wall_time_s=round(wall_time_s, 3), peak_memory_mb=round(peak_memory_mb(), 1))
 
 
-class Band(BaseModel):
-    """Quasiparticle energies at one k (Hartree, ewald convention) with spectral weights."""
+class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def canonical_hash(obj: Any, n: int = 16) -> str:
+    """sha256 of the canonical JSON of ``obj`` (sorted keys, no spaces), first ``n`` hex digits."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:n]
+
+
+class Band(_Frozen):
+    """Quasiparticle energies at one k (Hartree, ewald convention) with spectral weights."""
 
     k: int
     kvec: tuple[int, int, int]
@@ -96,12 +123,239 @@ class Band(BaseModel):
     hole_error: list[float] = Field([], description="Monte Carlo standard errors (jackknife), Ha")
 
 
-class CellRecord(BaseModel):
-    """Fields every record shares: what was solved (system, geometry, k-mesh, Hamiltonian hash),
-    the headline and raw energies per cell, and provenance."""
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class Estimate(_Frozen):
+    """A Monte Carlo energy: mean and error per cell (Ha, raw exxdiv=None H), the variance of the
+    local energy of the simulation cell (Ha²), integrated autocorrelation time, split-chain R̂ and
+    the number of samples behind it. Exact enumeration: error 0, tau_corr 0, r_hat 1."""
 
+    mean: float
+    error: float
+    variance: float
+    tau_corr: float | None = None
+    r_hat: float | None = None
+    n_samples: int | None = None
+
+
+# ============================================================================ method settings
+class MethodSettings(_Frozen):
+    """The inputs that define a method's record, besides the Hamiltonian: frozen and hashed.
+
+    Subclass once per method with ``method: Literal["name"] = "name"`` and register it with
+    :func:`register_settings` (the method registry does this). ``version`` is the algorithm
+    version: bump it when the method's numbers change, and every old record turns stale."""
+
+    method: str
+    version: int = 1
+
+    def settings_hash(self) -> str:
+        return canonical_hash(self.model_dump(mode="json"))
+
+    def flat(self) -> dict[str, Any]:
+        """``{"optimizer.lr": 0.25, ...}``: for messages that say which setting differs."""
+        out: dict[str, Any] = {}
+
+        def walk(prefix, obj):
+            if isinstance(obj, dict):
+                for k, v in obj.items():
+                    walk(f"{prefix}{k}.", v)
+            else:
+                out[prefix[:-1]] = obj
+        walk("", self.model_dump(mode="json"))
+        return out
+
+
+class UnregisteredSettings(MethodSettings):
+    """Settings of a method this process does not know (a plug-in not installed): read as they
+    are, so the record still lists and tables; never fresh (no settings to compare with)."""
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+_SETTINGS: dict[str, type[MethodSettings]] = {}
+
+
+def register_settings(model: type[MethodSettings]) -> type[MethodSettings]:
+    """Make records whose ``settings.method`` names this model parse into it."""
+    name = model.model_fields["method"].default
+    if not isinstance(name, str):
+        raise TypeError(f"{model.__name__}: give 'method' a default (the method's registry name)")
+    _SETTINGS[name] = model
+    return model
+
+
+def parse_settings(data: Any) -> MethodSettings:
+    if isinstance(data, MethodSettings):
+        return data
+    if not isinstance(data, dict):
+        raise ValueError("settings must be a table with a 'method' key")
+    model = _SETTINGS.get(data.get("method"), UnregisteredSettings)
+    return model.model_validate(data)
+
+
+def _settings_field(description: str):
+    """A settings field typed by its ``method`` key (any registered MethodSettings subclass)."""
+    return Annotated[SerializeAsAny[MethodSettings], WithJsonSchema(
+        {"type": "object", "required": ["method"], "properties": {"method": {"type": "string"}},
+         "description": description})]
+
+
+@register_settings
+class ExactSettings(MethodSettings):
+    """Exact diagonalization of the N (and N±1) sectors; v2: bands on the lowest singlet by a
+    Krylov quasiparticle search, time-reversal shortcut."""
+    method: Literal["exact"] = "exact"
+    version: int = 2
+    n_roots: int = Field(2, ge=1, description="eigenvalues per sector")
+    bands: bool = Field(True, description="also the N±1 sectors and quasiparticle bands")
+
+
+@register_settings
+class HFSettings(MethodSettings):
+    """KRHF energy (the Hamiltonian's own orbitals) and Koopmans bands."""
+    method: Literal["hf"] = "hf"
+
+
+@register_settings
+class MP2Settings(MethodSettings):
+    """KMP2 with the exxdiv=None Fock operator's denominators (the Hamiltonian's own)."""
+    method: Literal["mp2"] = "mp2"
+
+
+@register_settings
+class CCSDSettings(MethodSettings):
+    """KRCCSD convergence settings (PySCF attribute names)."""
+    method: Literal["ccsd"] = "ccsd"
+    conv_tol: float = Field(1e-10, gt=0)
+    conv_tol_normt: float = Field(1e-7, gt=0)
+    max_cycle: int = Field(300, ge=1)
+    diis_space: int = Field(10, ge=1)
+
+
+@register_settings
+class CCSDTSettings(CCSDSettings):
+    """KRCCSD(T) on converged CCSD amplitudes, exxdiv=None Fock denominators."""
+    method: Literal["ccsd_t"] = "ccsd_t"
+
+
+class EOMRoots(_Frozen):
+    """Davidson settings and root selection of EOM-IP/EA-KRCCSD at each k."""
+    conv_tol: float = Field(1e-9, gt=0)
+    max_cycle: int = Field(200, ge=1)
+    max_space: int = Field(100, ge=1)
+    min_roots: int = Field(3, ge=1, description="at least this many lowest roots per k")
+    extra_roots: int = Field(2, ge=0, description="lowest roots asked for: bands + this")
+    koopmans_roots: bool = Field(True, description="also follow the Koopmans (1h/1p) guesses")
+    retry_max_cycle: int = Field(600, ge=1, description="second try for an unconverged selected root")
+    retry_max_space: int = Field(250, ge=1)
+    drop_unconverged_nonfrontier: bool = True
+    min_weight: float = Field(0.1, ge=0, le=1, description="one-particle weight below which a root "
+                              "is a satellite, never a band")
+
+
+@register_settings
+class EOMCCSDSettings(CCSDSettings):
+    """EOM-IP/EA-KRCCSD quasiparticle bands; roots by one-particle weight |r1|²/|r|²."""
+    method: Literal["eom_ccsd"] = "eom_ccsd"
+    eom: EOMRoots = EOMRoots()
+
+
+@register_settings
+class DMRGSettings(MethodSettings):
+    """block2 DMRG (SU2) on the real Γ-supercell Hamiltonian, extrapolated in discarded weight."""
+    method: Literal["dmrg"] = "dmrg"
+    max_bond_dim: int = Field(500, ge=1)
+    schedule: tuple[tuple[int, int, float], ...] = ((50, 4, 1e-4), (100, 4, 1e-5), (250, 4, 1e-6), (500, 6, 0.0))
+    reverse_bond_dims: tuple[int, ...] = (400, 300, 200, 150, 100)
+    sweep_tol: float = Field(1e-9, gt=0)
+    n_threads: int = Field(2, ge=1)
+    max_error_per_cell: float = Field(1e-4, gt=0, description="a larger extrapolation error (Ha per "
+                                      "cell) is a failed record, not a reference")
+
+
+class ModelSettings(_Frozen):
+    """The variational model (issue 15 turns this into a registry of models)."""
+    kind: Literal["rbm"] = "rbm"
+    alpha: float = Field(2.0, gt=0, description="hidden-unit density of the RBM")
+
+
+class SamplerSettings(_Frozen):
+    """``exact``: enumerate the sector; ``mcmc``: Metropolis chains of |ψ|^(2β) with importance
+    weights. ``n_samples`` is rounded up to a multiple of ``n_chains`` (what the sampler draws)."""
+    kind: Literal["exact", "mcmc"] = "exact"
+    n_samples: int | None = Field(None, ge=2)
+    n_chains: int | None = Field(None, ge=1)
+    beta: float | None = Field(None, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        mc = (self.n_samples, self.n_chains, self.beta)
+        if self.kind == "exact" and any(v is not None for v in mc):
+            raise ValueError("samples/chains/beta apply to sampler 'mcmc' only; remove them")
+        if self.kind == "mcmc":
+            if any(v is None for v in mc):
+                raise ValueError("sampler 'mcmc' needs n_samples, n_chains and beta")
+            rounded = -(-self.n_samples // self.n_chains) * self.n_chains
+            if rounded != self.n_samples:
+                object.__setattr__(self, "n_samples", rounded)
+        return self
+
+
+class OptimizerSettings(_Frozen):
+    """Stochastic reconfiguration: learning rate ``lr`` (cosine-decayed to ``lr_final`` over the
+    run when > 0), diagonal shift, trust region ``max_norm`` on |δ| (0 = none)."""
+    kind: Literal["sr"] = "sr"
+    lr: float = Field(gt=0)
+    lr_final: float = Field(0.0, ge=0)
+    max_norm: float = Field(0.0, ge=0)
+    diag_shift: float = Field(gt=0)
+
+
+@register_settings
+class NQSSettings(MethodSettings):
+    """An NQS ground state: model, sampler, optimizer, steps, seed and start."""
+    method: Literal["nqs"] = "nqs"
+    model: ModelSettings = ModelSettings()
+    sampler: SamplerSettings = SamplerSettings()
+    optimizer: OptimizerSettings
+    steps: int = Field(ge=1)
+    seed: int = Field(0, ge=0)
+    init: Literal["hf", "random"] = "hf"
+
+
+@register_settings
+class NQSBandsSettings(MethodSettings):
+    """Quasiparticle bands of an NQS ground state (``ground_state``) from its excitation
+    subspace, with the exact or the Monte Carlo estimator."""
+    method: Literal["nqs_bands"] = "nqs_bands"
+    ground_state: NQSSettings
+    estimator: Literal["exact", "monte_carlo"] = "exact"
+    n_samples: int | None = Field(None, ge=2, description="monte_carlo: samples of |ψ|²")
+    n_chains: int | None = Field(None, ge=2, description="monte_carlo: Markov chains (jackknife blocks)")
+    seed: int | None = Field(None, ge=0, description="monte_carlo: sampling seed")
+    s_threshold: float = Field(1e-3, gt=0, description="S eigenvalues at or below this are dropped")
+    control: bool = Field(True, description="also the same subspace on the exact ground state")
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        mc = (self.n_samples, self.n_chains, self.seed)
+        if self.estimator == "exact" and any(v is not None for v in mc):
+            raise ValueError("samples/chains/seed apply to estimator 'monte_carlo' only; remove them")
+        if self.estimator == "monte_carlo":
+            if any(v is None for v in mc):
+                raise ValueError("estimator 'monte_carlo' needs n_samples, n_chains and seed")
+            if self.n_samples < 2 * self.n_chains:
+                raise ValueError(f"n_samples {self.n_samples} < 2·n_chains {self.n_chains}: need at "
+                                 "least two samples per chain")
+        return self
+
+
+# ============================================================================ records
+class CellRecord(_Frozen):
+    """Fields every record shares: what was solved (system, geometry, k-mesh, Hamiltonian hash),
+    by which settings (typed, hashed), the headline and raw energies per cell, and provenance."""
+
+    schema_name: ClassVar[str] = "nqsbench.record"
     schema_version: int = RECORD_SCHEMA_VERSION
+    kind: str
     method: str
     system: str
     params: dict[str, float]
@@ -109,6 +363,8 @@ class CellRecord(BaseModel):
     basis: str
     frozen_core: int
     exxdiv: Literal[None] = None
+    settings: _settings_field("the method's settings (nqsbench.records.<Method>Settings)")
+    settings_hash: str = Field("", description="hash of settings (empty: computed on creation)")
     converged: bool
     failure: str | None = None
     energy_per_cell: float | None = Field(None, description="Hartree per cell, ewald convention")
@@ -116,22 +372,48 @@ class CellRecord(BaseModel):
     madelung: float
     hamiltonian_hash: str
     input_hash: str
+    details: dict[str, Any] = Field({}, description="solver diagnostics (outputs, not inputs)")
     provenance: Provenance
 
+    @field_validator("settings", mode="before")
+    @classmethod
+    def _typed_settings(cls, v):
+        return parse_settings(v)
 
-def geometry_folder(geom, root: Path) -> Path:
-    """<root>/<system>/<params>_k<mesh>: where every record of one geometry lives."""
-    params = "_".join(f"{k}{v:g}" for k, v in sorted(geom.params.items()))
-    return Path(root) / geom.spec.id / f"{params}_k{'x'.join(map(str, geom.kmesh))}"
+    @model_validator(mode="before")
+    @classmethod
+    def _schema(cls, data):
+        if isinstance(data, dict):
+            name = data.get("schema_name")
+            if name is not None and name != cls.schema_name:
+                raise ValueError(f"schema_name {name!r} is not {cls.schema_name!r}")
+            data = {k: v for k, v in data.items() if k != "schema_name"}
+        return data
+
+    @model_validator(mode="after")
+    def _hash(self):
+        if not self.settings_hash:
+            object.__setattr__(self, "settings_hash", self.settings.settings_hash())
+        return self
+
+    def model_dump(self, **kw) -> dict:   # schema_name first in every written record
+        return {"schema_name": self.schema_name, **super().model_dump(**kw)}
+
+    @classmethod
+    def model_json_schema(cls, *args, **kw) -> dict:
+        schema = super().model_json_schema(*args, **kw)
+        schema["properties"] = {"schema_name": {"const": cls.schema_name, "type": "string"},
+                                **schema["properties"]}
+        return schema
 
 
 class ReferenceRecord(CellRecord):
-    """A reference calculation (exact, HF, CCSD, ...) on one system, geometry and k-mesh."""
+    """A reference calculation (exact, HF, CCSD, DMRG, ...) on one system, geometry and k-mesh."""
 
+    schema_name: ClassVar[str] = "nqsbench.reference-record"
     kind: Literal["reference"] = "reference"
-    settings: dict[str, Any] = {}
     e_hf_per_cell: float
-    sectors: list[dict[str, Any]] = []
+    sectors: list[dict[str, Any]] = Field([], description="exact: lowest energies of every sector")
     bands: list[Band] = []
     gap: float | None = None
     e_corr_per_cell: float | None = Field(None, description="correlation energy per cell (Hartree), "
@@ -140,44 +422,23 @@ class ReferenceRecord(CellRecord):
                                        "e.g. DMRG extrapolation")
 
 
-def write_record(record: BaseModel, path: str | Path) -> Path:
-    return atomic_write_json(path, json.loads(record.model_dump_json()))
-
-
-def read_record(path: str | Path, model: type[BaseModel] = ReferenceRecord) -> BaseModel:
-    path = Path(path)
-    try:
-        return model.model_validate_json(path.read_text())
-    except FileNotFoundError:
-        raise RecordError(f"{path}: record not found") from None
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        raise RecordError(f"{path}: invalid record: field '{loc}': {err['msg']}") from None
-
-
-# ---------------------------------------------------------------------------- NQS results
-RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
-
-
 class ResultRecord(CellRecord):
     """A neural-network quantum state run on one system, geometry and k-mesh.
 
     The optimization trace (one row per step) lives in a CSV beside the JSON (``trace_file``,
-    relative to the record). Energies are per primitive cell; ``energy_per_cell`` is in the ewald
-    convention, ``energy_per_cell_raw`` that of the exxdiv=None Hamiltonian (design.md).
+    relative to the record), the final parameters in ``<stem>.params.npz``. ``details`` holds
+    what the driver reports of itself (model class and parameter count, sampler internals).
     """
+    schema_name: ClassVar[str] = "nqsbench.nqs-record"
     kind: Literal["nqs"] = "nqs"
     method: str = Field("nqs-rbm", description="nqs-<model>")
-    model: dict[str, Any] = Field(description="model settings (kind, alpha, n_parameters, ...)")
-    sampler: dict[str, Any] = Field(description="sampler settings (kind, n_samples, n_chains, ...)")
-    optimizer: dict[str, Any] = Field(description="optimizer settings (SR learning rate, diag shift, ...)")
-    sector: dict[str, Any] = {}
-    init: str = "hf"
-    seed: int
+    settings: NQSSettings
+    sector: dict[str, int] = Field({}, description="n_up, n_dn, k_total of the state")
+    n_parameters: int | None = None
     n_steps: int = Field(description="optimization steps done (resumed steps included)")
     converged: bool = Field(description="the run finished its steps (or stopped early) without diverging")
     stopped_early: bool = False
+    estimate: Estimate | None = Field(None, description="the final energy estimate and its statistics")
     energy_error: float | None = Field(None, description="Monte Carlo error of the mean (Hartree per "
                                        "cell); 0 for exact sampling")
     variance: float | None = Field(None, description="Var(E_loc) of the simulation cell (Ha²)")
@@ -186,20 +447,147 @@ class ResultRecord(CellRecord):
     trace_file: str | None = Field(None, description="CSV of the optimization trace, beside the record")
 
 
-def results_root() -> Path:
-    """Where NQS results go: ``$NQSBENCH_RESULTS`` when set (tests, CI scratch), else results/."""
-    import os
+class BandRecord(CellRecord):
+    """Quasiparticle bands of an NQS ground state from its excitation subspace.
 
-    env = os.environ.get("NQSBENCH_RESULTS")
-    return Path(env) if env else RESULTS_DIR
+    ``bands`` come from the NQS state, ``control_bands`` from the same subspace built on the
+    exact ground state (ansatz error = bands − control_bands; subspace error = control_bands −
+    exact N±1 bands). ``errors`` maps "<what>_vs_<reference>" to band_errors() dicts (meV).
+    ``energy_per_cell`` is E(N) of the NQS state as estimated here (ewald convention).
+    """
+    schema_name: ClassVar[str] = "nqsbench.band-record"
+    kind: Literal["nqs-bands"] = "nqs-bands"
+    method: str = "nqs-rbm-bands"
+    settings: NQSBandsSettings
+    ground_state: dict[str, Any] = Field(description="the NQS result record used: path, seed, sampler, "
+                                         "n_steps, energy_per_cell")
+    estimator: Literal["exact", "monte_carlo"]
+    s_threshold: float = Field(description="S eigenvalues at or below this are dropped")
+    ranks: dict[str, list[int]] = Field(description="kept rank of S per k, electron and hole")
+    n_samples: int | None = None
+    n_blocks: int | None = Field(None, description="jackknife blocks (Markov chains)")
+    seed: int | None = Field(None, description="sampling seed of the Monte Carlo estimator")
+    energy_error: float | None = Field(None, description="Monte Carlo error of E(N) per cell (Ha)")
+    bands: list[Band]
+    gap: float | None = None
+    control_bands: list[Band] = []
+    control_gap: float | None = None
+    errors: dict[str, dict[str, Any]] = {}
+    figure: str | None = Field(None, description="band figure stem (PNG + SVG beside the record)")
 
 
-def results_path(geom, model: str, sampler: str, seed: int, root: Path | None = None) -> Path:
-    """results/<system>/<params>_k<mesh>/nqs-<model>-<sampler>-s<seed>.json (mirrors
-    :func:`nqsbench.references.record_path`)."""
-    return geometry_folder(geom, root or results_root()) / f"nqs-{model}-{sampler}-s{seed}.json"
+RECORD_MODELS: dict[str, type[CellRecord]] = {"reference": ReferenceRecord, "nqs": ResultRecord,
+                                              "nqs-bands": BandRecord}
 
 
+def record_model(kind: str) -> type[CellRecord] | None:
+    return RECORD_MODELS.get(kind)
+
+
+# ============================================================================ reading, writing
+def write_record(record: CellRecord, path: str | Path) -> Path:
+    return atomic_write_json(path, record.model_dump(mode="json"))
+
+
+def read_record(path: str | Path, model: type[CellRecord] | None = None) -> CellRecord:
+    """A record file of any kind (its ``kind`` picks the model; ``model`` insists on one),
+    schema version 1 migrated on the fly. RecordError names the file and the field."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RecordError(f"{path}: record not found") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RecordError(f"{path}: not a JSON record ({exc})") from None
+    if not isinstance(data, dict):
+        raise RecordError(f"{path}: not a JSON record (top level is not an object)")
+    kind = data.get("kind", "reference")
+    chosen = model or record_model(kind)
+    if chosen is None:
+        raise RecordError(f"{path}: invalid record: field 'kind': unknown kind {kind!r}")
+    try:
+        return chosen.model_validate(migrate(data))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        raise RecordError(f"{path}: invalid record: field '{loc}': {err['msg']}") from None
+
+
+# ============================================================================ schema migration
+# The config hashes that version-1 records carried when their runner settings equalled today's
+# defaults (nqsbench 0.1.0 at 0abd4fd); any other value means the record was stale already.
+_V1_CONFIG_HASHES = {"exact": "31d7ded2f295", "hf": "8e3e2e1bca29", "mp2": "6305e3f3bcec",
+                     "ccsd": "c7a378b465e7", "ccsd_t": "78f35e23fb22", "eom_ccsd": "cfc652cbdadf",
+                     "dmrg": "b744a077c790"}
+_V1_INPUT_KEYS = {"config_hash", "n_roots", "bands", "conv_tol", "conv_tol_normt", "max_cycle",
+                  "diis_space", "frozen", "denominators", "eom", "symmetry", "max_bond_dim", "schedule",
+                  "reverse_bond_dims", "sweep_tol", "ordering", "n_threads", "max_error_per_cell"}
+STALE = "stale-v1"
+
+
+def migrate(data: dict) -> dict:
+    """A record dict of any schema version → the current one (idempotent). Version 1 kept free
+    settings dicts: reference settings become the method's settings model when the record's
+    config hash shows it was made with today's defaults (else it is marked stale), diagnostics
+    move to ``details``; NQS settings are rebuilt from the model/sampler/optimizer dicts; band
+    records cannot name their ground-state settings and are marked stale (recomputed in seconds)."""
+    if data.get("schema_version", 1) >= 2:
+        return data
+    d = dict(data, schema_version=RECORD_SCHEMA_VERSION)
+    kind = d.get("kind", "reference")
+    if kind == "reference":
+        old = dict(d.pop("settings", {}) or {})
+        method = d.get("method")
+        model = _SETTINGS.get(method, UnregisteredSettings)
+        settings = model() if model is not UnregisteredSettings else UnregisteredSettings(method=method)
+        if method == "exact":
+            settings = ExactSettings(n_roots=old.get("n_roots", 2), bands=old.get("bands", True))
+        d["settings"] = settings.model_dump(mode="json")
+        ok = old.get("config_hash") == _V1_CONFIG_HASHES.get(method)
+        d["settings_hash"] = settings.settings_hash() if ok else STALE
+        details = {k: v for k, v in old.items() if k not in _V1_INPUT_KEYS}
+        if method == "dmrg":
+            details["ordering"] = old.get("ordering")
+        d["details"] = details
+    elif kind == "nqs":
+        model, sampler, opt = d.pop("model", {}), d.pop("sampler", {}), d.pop("optimizer", {})
+        lr = opt.get("learning_rate")
+        lr, lr_final = (lr["init"], lr["final"]) if isinstance(lr, dict) else (lr, 0.0)
+        mcmc = sampler.get("kind") in ("metropolis", "mcmc")
+        try:
+            settings = NQSSettings(
+                model=ModelSettings(alpha=model.get("alpha", 2.0)),
+                sampler=SamplerSettings(kind="mcmc", n_samples=sampler.get("n_samples"),
+                                        n_chains=sampler.get("n_chains"), beta=sampler.get("beta"))
+                if mcmc else SamplerSettings(),
+                optimizer=OptimizerSettings(lr=lr, lr_final=lr_final, max_norm=opt.get("max_norm") or 0.0,
+                                            diag_shift=opt.get("diag_shift")),
+                steps=max(int(d.get("n_steps", 1)), 1), seed=d.get("seed", 0), init=d.pop("init", "hf"))
+            d["settings"] = settings.model_dump(mode="json")
+        except (ValidationError, TypeError) as exc:
+            raise RecordError(f"version-1 NQS record with unreadable settings ({exc}); recompute it") from None
+        d.pop("seed", None)
+        d["n_parameters"] = model.get("n_parameters")
+        d["details"] = {"model": model, "sampler": sampler, "optimizer": opt}
+        if d.get("energy_per_cell_raw") is not None:
+            d["estimate"] = {"mean": d["energy_per_cell_raw"], "error": d.get("energy_error") or 0.0,
+                             "variance": d.get("variance") or 0.0,
+                             "n_samples": sampler.get("n_eval_samples", sampler.get("n_samples"))}
+    elif kind == "nqs-bands":
+        gs = d.get("ground_state", {})
+        placeholder = NQSBandsSettings(
+            ground_state=NQSSettings(optimizer=OptimizerSettings(lr=1.0, diag_shift=1.0),
+                                     steps=max(int(gs.get("n_steps") or 1), 1)),
+            estimator=d.get("estimator", "exact"),
+            **({"n_samples": d.get("n_samples") or 64, "n_chains": d.get("n_blocks") or 2,
+                "seed": d.get("seed") or 0} if d.get("estimator") == "monte_carlo" else {}))
+        d["settings"] = placeholder.model_dump(mode="json")
+        d["settings_hash"] = STALE
+        d["method"] = d.get("method", "nqs-rbm-bands")
+    return d
+
+
+# ============================================================================ bulk data beside records
 def trace_path(record_path: str | Path) -> Path:
     """The trace CSV beside a record: ``<stem>.trace.csv``."""
     p = Path(record_path)
@@ -221,44 +609,3 @@ def read_trace_csv(path: str | Path):
     import pandas as pd
 
     return pd.read_csv(path)
-
-
-def write_result(record: ResultRecord, path: str | Path, trace: dict | None = None) -> Path:
-    """Write the trace CSV (if given) and then the JSON record, each atomically."""
-    path = Path(path)
-    if trace is not None:
-        write_trace_csv(trace_path(path), trace)
-    return write_record(record, path)
-
-
-class BandRecord(CellRecord):
-    """Quasiparticle bands of an NQS ground state from its excitation subspace (issue 5).
-
-    ``bands`` come from the NQS state, ``control_bands`` from the same subspace built on the
-    exact ground state (ansatz error = bands − control_bands; subspace error = control_bands −
-    exact N±1 bands). ``errors`` maps "<what>_vs_<reference>" to band_errors() dicts (meV).
-    ``energy_per_cell`` is E(N) of the NQS state as estimated here (ewald convention).
-    """
-    kind: Literal["nqs-bands"] = "nqs-bands"
-    method: str = "nqs-rbm-bands"
-    ground_state: dict[str, Any] = Field(description="the NQS result record used: path, seed, sampler, "
-                                         "n_steps, energy_per_cell")
-    estimator: Literal["exact", "monte_carlo"]
-    s_threshold: float = Field(description="S eigenvalues at or below this are dropped")
-    ranks: dict[str, list[int]] = Field(description="kept rank of S per k, electron and hole")
-    n_samples: int | None = None
-    n_blocks: int | None = Field(None, description="jackknife blocks (Markov chains)")
-    seed: int | None = Field(None, description="sampling seed of the Monte Carlo estimator")
-    energy_error: float | None = Field(None, description="Monte Carlo error of E(N) per cell (Ha)")
-    bands: list[Band]
-    gap: float | None = None
-    control_bands: list[Band] = []
-    control_gap: float | None = None
-    errors: dict[str, dict[str, Any]] = {}
-    figure: str | None = Field(None, description="band figure stem (PNG + SVG beside the record)")
-
-
-def bands_path(result_path: str | Path, estimator: str) -> Path:
-    """``<result stem>.bands-<estimator>.json`` beside the NQS result record."""
-    p = Path(result_path)
-    return p.with_name(f"{p.stem}.bands-{estimator}.json")

@@ -1,18 +1,13 @@
-"""Suites as data: ``suites/<name>.toml`` → a validated :class:`Suite` → jobs → records.
+"""Suites as data: ``suites/<name>.toml`` → a validated :class:`Suite` → jobs → records → gates.
 
 A suite lists *tasks* (what to compute) and, with each task, the *gates* its records must pass
 (:mod:`nqsbench.gates`). Every task kind is a plug-in: a pydantic model registered in
-:data:`TASK_KINDS` that expands into :class:`Job` s, one per record; every record kind has a
-:class:`JobKind` in :data:`JOB_KINDS` that says whether its record is present and fresh, reads it
-and computes it. Shipped kinds: ``reference`` (exact/HF/MP2/CCSD/... through
-:func:`nqsbench.references.run_reference`), ``nqs`` (an NQS ground state, as ``nqsbench run``)
-and ``bands`` (an NQS ground state and its quasiparticle bands, :mod:`nqsbench.bands`).
-
-Fresh means: the record parses against its schema, its ``input_hash`` equals the hash of the
-current build inputs (geometry, k-mesh, basis, SCF settings, PySCF version; computed without
-building anything) and its settings equal the suite's. The ``hamiltonian_hash`` is *not*
-compared across machines: Bloch-orbital phases are arbitrary, so the same inputs on another
-thread count give another (equivalent) integral file and another hash (design.md).
+:data:`TASK_KINDS` that expands into :class:`Job` s, one per record. A job names a registered
+method (:mod:`nqsbench.methods`), its typed settings and the record path; whether the record is
+present and fresh, and computing it, is the record store's business (:mod:`nqsbench.store`), the
+same for every kind. Shipped task kinds: ``reference`` (any registered reference method),
+``nqs`` (an NQS ground state, as ``nqsbench run``) and ``bands`` (an NQS ground state and its
+quasiparticle bands, as ``nqsbench bands``).
 
 Running is resumable: every record is written atomically (temporary file + rename) and fresh
 records are skipped, so a suite killed mid-way and restarted recomputes only what is missing;
@@ -24,57 +19,27 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import product
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Literal
+from typing import Any, Callable, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from . import catalog
-from .errors import CatalogError, NqsbenchError, RecordError
+from . import catalog, config
+from .errors import CatalogError, NqsbenchError, RecordError, SuiteError
+from .gates import Row, parse_gate
 from .io import read_toml
+from .methods import RunContext, registry
+from .methods.nqs import nqs_settings
+from .methods.nqs_bands import bands_settings
+from .records import MethodSettings
+from .store import Status, Store
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-SUITES_DIR = REPO_ROOT / "suites"
-CHEMICAL_ACCURACY_MHA = 1.6      # 1 kcal/mol = 1.5936 mHa, per primitive cell (design.md)
-
-
-class SuiteError(NqsbenchError):
-    """A suite file is invalid (one line naming the file, field and fix)."""
-
-
-# ----------------------------------------------------------------------------- roots
-def suites_dir() -> Path:
-    env = os.environ.get("NQSBENCH_SUITES")
-    return Path(env) if env else SUITES_DIR
-
-
-def references_root() -> Path:
-    """``$NQSBENCH_REFERENCES`` when set (tests), else the committed cache ``references/``."""
-    from .references import REFERENCES_DIR
-
-    env = os.environ.get("NQSBENCH_REFERENCES")
-    return Path(env) if env else REFERENCES_DIR
-
-
-def results_root() -> Path:
-    from .records import results_root as _root
-
-    return _root()
-
-
-@dataclass(frozen=True)
-class Roots:
-    references: Path
-    results: Path
-
-    @classmethod
-    def default(cls, references: Path | None = None, results: Path | None = None) -> "Roots":
-        return cls(Path(references) if references else references_root(),
-                   Path(results) if results else results_root())
+__all__ = ["Suite", "Job", "Status", "Store", "SuiteError", "TASK_KINDS", "register_task_kind", "load_suite",
+           "jobs", "status", "read", "plan", "run_suite", "check"]
 
 
 # ----------------------------------------------------------------------------- models
@@ -98,8 +63,18 @@ class TaskBase(_Frozen):
 
 
 class ReferenceTask(TaskBase):
+    """Reference records by registered method name (``nqsbench.methods.names("reference")``)."""
     kind: Literal["reference"]
-    methods: list[Literal["exact", "hf", "mp2", "ccsd", "ccsd_t", "eom_ccsd", "dmrg"]] = Field(min_length=1)
+    methods: list[str] = Field(min_length=1)
+
+    @field_validator("methods")
+    @classmethod
+    def _registered(cls, v):
+        known = registry.names("reference")
+        for m in v:
+            if m not in known:
+                raise ValueError(f"{m!r} is not a reference method; choose from {', '.join(known)}")
+        return v
 
 
 class NQSTask(TaskBase):
@@ -128,22 +103,33 @@ class NQSTask(TaskBase):
             raise ValueError("samples/chains/beta apply to sampler = 'mcmc' only; remove them")
         return self
 
+    def settings(self):
+        """The :class:`~nqsbench.records.NQSSettings` this task asks for (defaults resolved)."""
+        return nqs_settings(self.sampler, alpha=self.alpha, steps=self.steps, seed=self.seed, init=self.init,
+                            lr=self.lr, lr_final=self.lr_final, max_norm=self.max_norm,
+                            diag_shift=self.diag_shift, samples=self.samples, chains=self.chains,
+                            beta=self.beta, model=self.model)
+
 
 class BandsTask(NQSTask):
     """An NQS ground state (same fields as ``nqs``) and its quasiparticle bands from the
-    excitation subspace (:func:`nqsbench.bands.compute_bands`)."""
+    excitation subspace (:mod:`nqsbench.methods.nqs_bands`)."""
     kind: Literal["bands"]
     estimator: Literal["exact", "monte_carlo"] = "exact"
     band_samples: int = Field(8192, ge=2)
     band_chains: int = Field(32, ge=2)
+
+    def band_settings(self):
+        return bands_settings(self.settings(), estimator=self.estimator, samples=self.band_samples,
+                              chains=self.band_chains, seed=self.seed)
 
 
 TASK_KINDS: dict[str, type[TaskBase]] = {"reference": ReferenceTask, "nqs": NQSTask, "bands": BandsTask}
 
 
 def register_task_kind(name: str, model: type[TaskBase], expand: Callable | None = None) -> None:
-    """Plug in a task kind: ``model`` validates its TOML table, ``expand(task, geom, roots)``
-    returns its jobs (default: the model's own ``jobs`` method)."""
+    """Plug in a task kind: ``model`` validates its TOML table, ``expand(task, index, geom, store)``
+    returns its jobs."""
     TASK_KINDS[name] = model
     if expand is not None:
         _EXPANDERS[name] = expand
@@ -173,16 +159,17 @@ def _one_line(path: Path, prefix: str, exc: ValidationError) -> SuiteError:
     return SuiteError(f"{path}: field '{where}': {err['msg'].removeprefix('Value error, ')}")
 
 
+def available() -> list[str]:
+    return sorted(q.stem for q in config.suites_dir().glob("*.toml"))
+
+
 def load_suite(name_or_path: str | Path) -> Suite:
     """A suite by name (``suites/NAME.toml``) or path; errors name the file and field."""
-    from .gates import parse_gate
-
     p = Path(name_or_path)
     if p.suffix != ".toml" and not p.exists():
-        p = suites_dir() / f"{name_or_path}.toml"
+        p = config.suites_dir() / f"{name_or_path}.toml"
         if not p.exists():
-            names = ", ".join(sorted(q.stem for q in suites_dir().glob("*.toml")))
-            raise SuiteError(f"unknown suite {str(name_or_path)!r}; available: {names}")
+            raise SuiteError(f"unknown suite {str(name_or_path)!r}; available: {', '.join(available())}")
     data = read_toml(p, SuiteError, "suite file")
     raw_tasks = data.pop("tasks", None)
     if not isinstance(raw_tasks, list) or not raw_tasks:
@@ -216,34 +203,50 @@ def load_suite(name_or_path: str | Path) -> Suite:
 
 
 # ----------------------------------------------------------------------------- jobs
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Job:
-    """One record to produce: kind (of record), where, with which settings, under which gates."""
-    kind: str
-    system: str
-    params: tuple[tuple[str, float], ...]
-    kmesh: Mesh
+    """One record to produce: which method with which settings, on which geometry, where, under
+    which gates (canonical JSON of each gate), after which other record (``depends``)."""
     method: str
+    geom: catalog.Geometry
+    settings: MethodSettings
     path: Path
-    settings: str                       # canonical JSON of the settings that define the record
     task: int
-    gates: tuple[str, ...] = ()         # canonical JSON of each gate (nqsbench.gates.parse_gate)
-    depends: str | None = None          # path of a record this one is computed from
+    kind: str                            # record kind ("reference", "nqs", "nqs-bands")
+    record_label: str | None = None      # a task's 'label': suffix of the record name
+    gates: tuple[str, ...] = ()
+    depends: Path | None = None
 
     @property
-    def settings_dict(self) -> dict:
-        return json.loads(self.settings)
+    def name(self) -> str:
+        """The record's name: ``exact``, ``nqs-rbm-exact-s0``, ``nqs-rbm-exact-s0.bands-exact``."""
+        return self.path.stem
+
+    @property
+    def system(self) -> str:
+        return self.geom.spec.id
+
+    @property
+    def params(self) -> tuple[tuple[str, float], ...]:
+        return tuple(sorted(self.geom.params.items()))
+
+    @property
+    def kmesh(self) -> Mesh:
+        return self.geom.kmesh
 
     @property
     def group(self) -> str:
         return f"{self.system}|{self.params}|{self.kmesh}"
 
     def geometry(self) -> catalog.Geometry:
-        return catalog.load(self.system).geometry(dict(self.params), self.kmesh)
+        return self.geom
 
     def label(self) -> str:
         p = ",".join(f"{k}={v:g}" for k, v in self.params)
-        return f"{self.system} {p} k{'x'.join(map(str, self.kmesh))} {self.method}".replace("  ", " ")
+        return f"{self.system} {p} k{'x'.join(map(str, self.kmesh))} {self.name}".replace("  ", " ")
+
+    def __repr__(self) -> str:
+        return f"Job({self.label()})"
 
 
 def _canon(obj) -> str:
@@ -290,85 +293,52 @@ def _geometries(task: TaskBase):
             yield spec.geometry(p, km)
 
 
-def nqs_settings(task: NQSTask) -> dict:
-    """The settings an NQS record must carry to count as this task's (defaults resolved)."""
-    from .nqs.defaults import resolve_settings
-
-    r = resolve_settings(task.sampler, lr=task.lr, lr_final=task.lr_final, max_norm=task.max_norm,
-                         diag_shift=task.diag_shift, n_samples=task.samples, n_chains=task.chains,
-                         beta=task.beta)
-    s = {"model": task.model, "alpha": task.alpha, "sampler": task.sampler, "steps": task.steps,
-         "seed": task.seed, "init": task.init, "lr": r["lr"], "lr_final": r["lr_final"],
-         "max_norm": r["max_norm"], "diag_shift": r["diag_shift"]}
-    if task.sampler == "mcmc":
-        s.update(samples=r["n_samples"], chains=r["n_chains"], beta=r["beta"])
-    return s
-
-
-def _nqs_job(task: NQSTask, index: int, geom, roots: Roots, gates) -> Job:
-    from .records import results_path
-
-    path = results_path(geom, task.model, task.sampler, task.seed, root=roots.results)
-    if task.label:
-        path = path.with_name(f"{path.stem}-{task.label}.json")
-    return Job("nqs", geom.spec.id, tuple(sorted(geom.params.items())), geom.kmesh, path.stem, path,
-               _canon(nqs_settings(task)), index, gates)
-
-
-def _gate_kinds(gates) -> dict[str, tuple[str, ...]]:
-    from .gates import parse_gate
-
-    out: dict[str, list[str]] = {}
+def _gates_for(gates, record_kind: str, method: str | None = None, task_methods=()) -> tuple[str, ...]:
+    """Canonical JSON of the gates that apply to a record of this kind (reference tasks: the
+    gate's ``methods``, default every method of the task not named in its ``against``)."""
+    out = []
     for g in gates:
         gate = parse_gate(g)
-        for kind in gate.applies_to:
-            out.setdefault(kind, []).append(_canon(gate.model_dump()))
-    return {k: tuple(v) for k, v in out.items()}
+        if record_kind not in gate.applies_to:
+            continue
+        if record_kind == "reference":
+            mine = gate.methods if gate.methods is not None else [
+                x for x in task_methods if x not in getattr(gate, "against", ())]
+            if method not in mine:
+                continue
+        out.append(_canon(gate.model_dump()))
+    return tuple(out)
 
 
-def _expand_reference(task: ReferenceTask, index: int, geom, roots: Roots) -> list[Job]:
-    from .gates import parse_gate
-    from .references import record_path
-
-    out = []
-    for m in task.methods:
-        gates = []
-        for g in task.gates:
-            gate = parse_gate(g)
-            mine = gate.methods if gate.methods is not None else [x for x in task.methods
-                                                                 if x not in getattr(gate, "against", ())]
-            if "reference" in gate.applies_to and m in mine:
-                gates.append(_canon(gate.model_dump()))
-        out.append(Job("reference", geom.spec.id, tuple(sorted(geom.params.items())), geom.kmesh, m,
-                       record_path(geom, m, roots.references), _canon({"method": m}), index, tuple(gates)))
-    return out
+def _job(method: str, geom, settings, store: Store, index: int, gates=(), label=None, depends=None) -> Job:
+    m = registry.get(method)
+    return Job(method, geom, settings, store.path(m, geom, settings, label), index, m.kind, label,
+               tuple(gates), depends)
 
 
-def _expand_nqs(task: NQSTask, index: int, geom, roots: Roots) -> list[Job]:
-    return [_nqs_job(task, index, geom, roots, _gate_kinds(task.gates).get("nqs", ()))]
+def _expand_reference(task: ReferenceTask, index: int, geom, store: Store) -> list[Job]:
+    return [_job(m, geom, registry.get(m).default_settings(), store, index,
+                 _gates_for(task.gates, "reference", m, task.methods)) for m in task.methods]
 
 
-def _expand_bands(task: BandsTask, index: int, geom, roots: Roots) -> list[Job]:
-    from .records import bands_path
+def _expand_nqs(task: NQSTask, index: int, geom, store: Store) -> list[Job]:
+    return [_job("nqs", geom, task.settings(), store, index, _gates_for(task.gates, "nqs"), task.label)]
 
-    kinds = _gate_kinds(task.gates)
-    gs = _nqs_job(task, index, geom, roots, kinds.get("nqs", ()))
-    path = bands_path(gs.path, task.estimator)
-    s = {"estimator": task.estimator, "ground_state": gs.path.name, "steps": task.steps}
-    if task.estimator == "monte_carlo":
-        s.update(samples=task.band_samples, chains=task.band_chains, seed=task.seed)
-    bj = Job("bands", gs.system, gs.params, gs.kmesh, path.stem, path, _canon(s), index,
-             kinds.get("bands", ()), depends=str(gs.path))
-    return [gs, bj]
+
+def _expand_bands(task: BandsTask, index: int, geom, store: Store) -> list[Job]:
+    gs = _expand_nqs(task, index, geom, store)[0]
+    bands = _job("nqs_bands", geom, task.band_settings(), store, index, _gates_for(task.gates, "nqs-bands"),
+                 task.label, depends=gs.path)
+    return [gs, bands]
 
 
 _EXPANDERS: dict[str, Callable] = {"reference": _expand_reference, "nqs": _expand_nqs, "bands": _expand_bands}
 
 
-def jobs(suite: Suite, roots: Roots | None = None) -> list[Job]:
+def jobs(suite: Suite, store: Store | None = None) -> list[Job]:
     """Every record of the suite, in task order, each once (a record asked for by two tasks with
     the same settings is one job with the union of their gates; different settings are an error)."""
-    roots = roots or Roots.default()
+    store = store or Store.default()
     out: dict[Path, Job] = {}
     for i, task in enumerate(suite.tasks):
         try:
@@ -378,212 +348,67 @@ def jobs(suite: Suite, roots: Roots | None = None) -> list[Job]:
         except ValueError as exc:
             raise SuiteError(f"{suite.path}: field 'tasks[{i}].kmesh': {exc}") from None
         for geom in geoms:
-            for job in _EXPANDERS[task.kind](task, i, geom, roots):
+            for job in _EXPANDERS[task.kind](task, i, geom, store):
                 old = out.get(job.path)
                 if old is None:
                     out[job.path] = job
                 elif old.settings != job.settings:
                     raise SuiteError(
                         f"{suite.path}: field 'tasks[{i}]': {job.label()} is also made by tasks[{old.task}] "
-                        f"with other settings ({old.settings} vs {job.settings}); give one a 'label'")
+                        f"with other settings ({old.settings.settings_hash()} vs "
+                        f"{job.settings.settings_hash()}); give one a 'label'")
                 else:
-                    out[job.path] = Job(**{**old.__dict__, "gates": old.gates + tuple(
-                        g for g in job.gates if g not in old.gates)})
+                    out[job.path] = replace(old, gates=old.gates + tuple(g for g in job.gates if g not in old.gates))
     return list(out.values())
 
 
-# ----------------------------------------------------------------------------- job kinds
-@dataclass
-class Status:
-    fresh: bool
-    reason: str
-    error: str | None = None        # a corrupt/invalid record, named by path
+# ----------------------------------------------------------------------------- status, gates
+_INPUT_HASHES: dict[str, str] = {}
 
 
-class JobKind:
-    """What a record kind must provide: status, read, run (subclass and add to JOB_KINDS)."""
-    record_model: ClassVar[type]
-
-    def read(self, job: Job):
-        from .records import read_record
-
-        return read_record(job.path, self.record_model)
-
-    def status(self, job: Job, roots: Roots) -> Status:
-        raise NotImplementedError
-
-    def run(self, job: Job, roots: Roots, on_step: Callable | None = None):
-        raise NotImplementedError
-
-    def read_same_inputs(self, job: Job):
-        """(record, None) when the record exists, parses and was made from the current inputs,
-        else (None, the Status saying why not)."""
-        if not job.path.exists():
-            return None, Status(False, "missing")
-        try:
-            rec = self.read(job)
-        except RecordError as exc:
-            return None, Status(False, "unreadable", str(exc))
-        bad = _input_hash_ok(rec, job.geometry())
-        return (None, Status(False, bad)) if bad else (rec, None)
-
-
-def _input_hash_ok(rec, geom) -> str | None:
+def _input_hash(geom) -> str:
+    """The geometry's current input hash, memoised for one process (status checks of a suite)."""
     from .build import cache_key
 
-    key = cache_key(geom)
-    if rec.input_hash != key:
-        return f"input hash {rec.input_hash} != {key} (inputs or PySCF changed)"
-    return None
+    key = f"{geom.label()}|{json.dumps(geom.as_dict(), sort_keys=True)}"
+    if key not in _INPUT_HASHES:
+        _INPUT_HASHES[key] = cache_key(geom)
+    return _INPUT_HASHES[key]
 
 
-class ReferenceKind(JobKind):
-    @property
-    def record_model(self):
-        from .records import ReferenceRecord
-        return ReferenceRecord
-
-    def status(self, job, roots):
-        from .references import cache_status
-
-        st = cache_status(job.geometry(), job.method, roots.references, job.path)
-        if st.reason.startswith("unreadable"):
-            return Status(False, "unreadable", st.reason[len("unreadable ("):-1])
-        return Status(st.fresh, "fresh" if st.fresh else st.reason)
-
-    def run(self, job, roots, on_step=None):
-        from .references import run_reference
-
-        _, rec, _ = run_reference(job.method, job.system, dict(job.params), job.kmesh, out=job.path,
-                                  force=True, root=roots.references)
-        return rec
-
-
-class NQSKind(JobKind):
-    @property
-    def record_model(self):
-        from .records import ResultRecord
-        return ResultRecord
-
-    @staticmethod
-    def record_settings(rec) -> dict:
-        """The suite-comparable settings of a result record (see :func:`nqs_settings`)."""
-        kind = {"metropolis": "mcmc"}.get(rec.sampler.get("kind"), rec.sampler.get("kind"))
-        lr = rec.optimizer.get("learning_rate")
-        lr, lr_final = (lr["init"], lr["final"]) if isinstance(lr, dict) else (lr, 0.0)   # 0.0: off
-        s = {"model": rec.method.removeprefix("nqs-"), "alpha": rec.model.get("alpha"), "sampler": kind,
-             "steps": rec.n_steps, "seed": rec.seed, "init": rec.init, "lr": lr, "lr_final": lr_final,
-             "max_norm": rec.optimizer.get("max_norm") or 0.0, "diag_shift": rec.optimizer.get("diag_shift")}
-        if kind == "mcmc":
-            s.update(samples=rec.sampler.get("n_samples"), chains=rec.sampler.get("n_chains"),
-                     beta=rec.sampler.get("beta"))
-        return s
-
-    def status(self, job, roots):
-        rec, why_not = self.read_same_inputs(job)
-        if why_not:
-            return why_not
-        want, have = job.settings_dict, self.record_settings(rec)
-        if want.get("sampler") == "mcmc" and have.get("samples") is not None:
-            # the sampler rounds samples up to a multiple of the chains
-            want = dict(want, samples=-(-want["samples"] // want["chains"]) * want["chains"])
-        diff = [k for k in want if want[k] != have.get(k)]
-        if diff:
-            return Status(False, "settings differ: " + ", ".join(f"{k} {have.get(k)!r} ≠ {want[k]!r}" for k in diff))
-        if not rec.converged:
-            return Status(True, f"fresh, failed: {rec.failure}")
-        return Status(True, "fresh")
-
-    def run(self, job, roots, on_step=None):
-        return run_nqs_job(job, on_step=on_step)
-
-
-class BandsKind(JobKind):
-    @property
-    def record_model(self):
-        from .records import BandRecord
-        return BandRecord
-
-    def status(self, job, roots):
-        from .records import ResultRecord, read_record
-
-        rec, why_not = self.read_same_inputs(job)
-        if why_not:
-            return why_not
-        s = job.settings_dict
-        if rec.estimator != s["estimator"] or rec.ground_state.get("path") != s["ground_state"]:
-            return Status(False, "settings differ (estimator or ground state)")
-        try:
-            gs = read_record(job.depends, ResultRecord)
-        except RecordError:
-            return Status(False, "its ground-state record is missing or unreadable")
-        # bands belong to one ground-state run: a rerun NQS makes them stale
-        if (rec.ground_state.get("n_steps") != gs.n_steps
-                or rec.ground_state.get("energy_per_cell") != gs.energy_per_cell):
-            return Status(False, "computed from another ground-state run")
-        return Status(True, "fresh")
-
-    def run(self, job, roots, on_step=None):
-        from .bands import compute_bands
-
-        s = job.settings_dict
-        _, rec = compute_bands(job.geometry(), job.depends, estimator=s["estimator"],
-                               n_samples=s.get("samples", 8192), n_chains=s.get("chains", 32),
-                               seed=s.get("seed", 0), out=job.path, figure=True)
-        return rec
-
-
-JOB_KINDS: dict[str, JobKind] = {"reference": ReferenceKind(), "nqs": NQSKind(), "bands": BandsKind()}
-
-
-def run_nqs_job(job: Job, on_step: Callable | None = None):
-    """``nqsbench run`` for one suite job: resumes from a checkpoint with the same settings,
-    checkpoints every minute, writes the record atomically. Raises DivergenceError (nothing
-    written) when the optimization diverges."""
-    from .build import get_hamiltonian
-    from .nqs import Checkpoint, DivergenceGuard, latest_checkpoint, load_checkpoint
-    from .nqs.defaults import make_driver
-    from .nqs.results import save_result
-
-    s = job.settings_dict
-    geom = job.geometry()
-    t0 = time.perf_counter()
-    ham = get_hamiltonian(geom)
-    driver = make_driver(ham, sampler=s["sampler"], alpha=s["alpha"], seed=s["seed"], lr=s["lr"],
-                         lr_final=s["lr_final"], max_norm=s["max_norm"], n_steps=s["steps"],
-                         diag_shift=s["diag_shift"], n_samples=s.get("samples"), n_chains=s.get("chains"),
-                         beta=s.get("beta"), init=s["init"])
-    ckpt_dir = job.path.with_name(job.path.stem + ".ckpt")
-    resume = None
-    ck = latest_checkpoint(ckpt_dir)
-    if ck is not None:
-        try:
-            meta = load_checkpoint(ck)["meta"]
-            mine = driver._meta()
-            same = all(meta.get(k) == mine[k] for k in ("hamiltonian_hash", "seed", "n_parameters", "flags"))
-        except Exception as exc:  # noqa: BLE001 - a checkpoint cut short by a kill is just discarded
-            log.info("discarding unreadable checkpoint %s: %s", ck, exc)
-            same = False
-        if same:
-            resume = ckpt_dir
-        else:
-            for p in ckpt_dir.glob("ckpt_*.npz"):
-                p.unlink()
-    callbacks = [DivergenceGuard(), Checkpoint(ckpt_dir, every_seconds=60.0)]
-    if on_step is not None:
-        callbacks.append(lambda driver, step, log: on_step(step + 1, s["steps"]) or False)
-    driver.run(s["steps"], callbacks=callbacks, resume=resume)
-    _, rec = save_result(driver, geom, time.perf_counter() - t0, job.path, model_name=s["model"],
-                         sampler_name=s["sampler"])
-    return rec
-
-
-def status(job: Job, roots: Roots) -> Status:
-    return JOB_KINDS[job.kind].status(job, roots)
+def status(job: Job, store: Store) -> Status:
+    return store.status(job.method, job.geom, job.settings, job.path, job.record_label,
+                        input_hash=_input_hash(job.geom))
 
 
 def read(job: Job):
-    return JOB_KINDS[job.kind].read(job)
+    from .store import read as read_record
+
+    return read_record(job.path)
+
+
+def check(suite: Suite, store: Store | None = None) -> list[Row]:
+    """Every record present and fresh, and every gate of every record → rows."""
+    store = store or Store.default()
+    rows = []
+    for job in jobs(suite, store):
+        st = status(job, store)
+        if not st.fresh:
+            rows.append(Row("fresh", job, "FAIL", detail=st.error or st.reason))
+            for g in job.gates:
+                rows.append(Row(parse_gate(g).kind, job, "FAIL", detail="record not present and fresh"))
+            continue
+        try:
+            rec = read(job)
+        except RecordError as exc:   # changed under us
+            rows.append(Row("fresh", job, "FAIL", detail=str(exc)))
+            continue
+        failed = getattr(rec, "converged", True) is False
+        rows.append(Row("fresh", job, "WARN" if failed and not job.gates else "PASS",
+                        detail=st.reason if not failed else f"failed record: {rec.failure}"))
+        for g in job.gates:
+            rows.append(parse_gate(g).evaluate(job, rec, store))
+    return rows
 
 
 # ----------------------------------------------------------------------------- running
@@ -604,9 +429,8 @@ def _estimate_s(job: Job) -> float:
     except (OSError, ValueError, KeyError, TypeError):
         pass
     if job.kind == "nqs":
-        s = job.settings_dict
-        nk = job.kmesh[0] * job.kmesh[1] * job.kmesh[2]
-        return s["steps"] * (0.05 * nk if s["sampler"] == "exact" else 0.5)
+        s = job.settings
+        return s.steps * (0.05 * job.geom.nk if s.sampler.kind == "exact" else 0.5)
     return 10.0
 
 
@@ -624,12 +448,14 @@ def _clean_stale_tmp(folder: Path, older_than_s: float = 60.0) -> None:
             pass
 
 
-def run_job(job: Job, roots: Roots, on_step: Callable | None = None) -> Outcome:
+def run_job(job: Job, store: Store, on_step: Callable | None = None) -> Outcome:
+    """Compute one record (its dependencies are already fresh or computed by the store)."""
     t0 = time.perf_counter()
     _clean_stale_tmp(job.path.parent)
     _clean_stale_tmp(job.path.with_name(job.path.stem + ".ckpt"))
     try:
-        rec = JOB_KINDS[job.kind].run(job, roots, on_step=on_step)
+        rec = store.run(job.method, job.geom, job.settings, path=job.path, label=job.record_label, force=True,
+                        ctx=RunContext(resume="auto", checkpoint_every=60.0, on_step=on_step)).record
     except NqsbenchError as exc:          # divergence, a missing input record, ...: nothing written
         return Outcome(job, "failed", f"{type(exc).__name__}: {exc}", time.perf_counter() - t0)
     msg = ""
@@ -640,7 +466,7 @@ def run_job(job: Job, roots: Roots, on_step: Callable | None = None) -> Outcome:
     return Outcome(job, "done", msg, time.perf_counter() - t0)
 
 
-def _run_group(group: list[Job], roots: Roots) -> list[Outcome]:
+def _run_group(group: list[Job], store: Store) -> list[Outcome]:
     """Worker entry point: the jobs of one geometry in order (references, then NQS, then bands)."""
     out = []
     for job in group:
@@ -648,7 +474,7 @@ def _run_group(group: list[Job], roots: Roots) -> list[Outcome]:
             out.append(Outcome(job, "failed", "its ground-state run failed"))
             continue
         try:
-            out.append(run_job(job, roots))
+            out.append(run_job(job, store))
         except Exception as exc:  # noqa: BLE001 - one broken job must not take the suite down;
             # nothing was written for it, so the next `nqsbench suite` retries it
             out.append(Outcome(job, "failed", f"{type(exc).__name__}: {exc}"))
@@ -670,12 +496,12 @@ class Plan:
     reasons: dict[Path, Status] = field(default_factory=dict)
 
 
-def plan(suite: Suite, roots: Roots, force: bool = False) -> Plan:
+def plan(suite: Suite, store: Store, force: bool = False) -> Plan:
     """Which jobs must run (missing, stale, unreadable) and which are fresh."""
     p = Plan()
     recomputed: set[Path] = set()
-    for job in jobs(suite, roots):
-        st = status(job, roots)
+    for job in jobs(suite, store):
+        st = status(job, store)
         # a record computed from one that is about to be recomputed is stale too
         if st.fresh and not force and not (job.depends and Path(job.depends) in recomputed):
             p.skipped.append((job, st))
@@ -686,11 +512,11 @@ def plan(suite: Suite, roots: Roots, force: bool = False) -> Plan:
     return p
 
 
-def run_suite(suite: Suite, roots: Roots | None = None, n_jobs: int = 1, force: bool = False,
+def run_suite(suite: Suite, store: Store | None = None, n_jobs: int = 1, force: bool = False,
               echo: Callable[[str], None] = print, progress: bool = True) -> list[Outcome]:
     """Compute every missing or stale record of ``suite`` (fresh ones are skipped)."""
-    roots = roots or Roots.default()
-    pl = plan(suite, roots, force)
+    store = store or Store.default()
+    pl = plan(suite, store, force)
     outcomes = [Outcome(j, "skipped", st.reason) for j, st in pl.skipped]
     for job in pl.todo:
         st = pl.reasons[job.path]
@@ -732,7 +558,7 @@ def run_suite(suite: Suite, roots: Roots | None = None, n_jobs: int = 1, force: 
                         o = Outcome(job, "failed", "its ground-state run failed")
                     else:
                         try:
-                            o = run_job(job, roots, on_step=on_step)
+                            o = run_job(job, store, on_step=on_step)
                         except Exception as exc:  # noqa: BLE001 - see _run_group
                             o = Outcome(job, "failed", f"{type(exc).__name__}: {exc}")
                     done_paths[job.path] = o.state
@@ -745,7 +571,7 @@ def run_suite(suite: Suite, roots: Roots | None = None, n_jobs: int = 1, force: 
             # spawn, never fork: JAX (threads, XLA state) is not fork-safe
             with ProcessPoolExecutor(max_workers=n_jobs, mp_context=mp.get_context("spawn"),
                                      initializer=_worker_init) as pool:
-                futs = {pool.submit(_run_group, g, roots): g for g in groups.values()}
+                futs = {pool.submit(_run_group, g, store): g for g in groups.values()}
                 bar.update(tid, now=f"{min(n_jobs, len(groups))} workers")
                 for fut in as_completed(futs):
                     g = futs[fut]

@@ -1,6 +1,7 @@
 """A tidy pandas table of records: one row per record file, one column per quantity.
 
-Every ``*.json`` under the given roots is read against the schema its ``kind`` names
+Every record under the given roots (the reference cache and the results folder: every method
+of the registry, ours and external) is read against the schema its ``kind`` names
 (reference, nqs, nqs-bands); a file that is not valid JSON or fails its schema is returned as an
 error naming the path, never silently dropped. Energies are per primitive cell (Hartree, ewald
 convention, plus the raw exxdiv=None value); ``delta_vs_exact_mha`` joins each record with the
@@ -20,31 +21,11 @@ COLUMNS = ["kind", "system", "geometry", "kmesh", "nk", "method", "sampler", "se
            "hamiltonian_hash", "git_commit", "created", "failure", "record", "path"]
 
 
-def _model(kind: str):
-    from .records import BandRecord, ReferenceRecord, ResultRecord
-
-    return {"reference": ReferenceRecord, "nqs": ResultRecord, "nqs-bands": BandRecord}.get(kind)
-
-
 def read_any(path: str | Path):
     """A record of any kind (chosen by its ``kind`` field); RecordError names the path."""
-    from .records import read_record
+    from .store import read
 
-    path = Path(path)
-    try:
-        kind = json.loads(path.read_text()).get("kind", "reference")
-    except (ValueError, AttributeError) as exc:
-        raise RecordError(f"{path}: not a JSON record ({exc})") from None
-    model = _model(kind)
-    if model is None:
-        raise RecordError(f"{path}: invalid record: field 'kind': unknown kind {kind!r}")
-    return read_record(path, model)
-
-
-def record_paths(root: str | Path) -> list[Path]:
-    """Record files under ``root``: ``*.json``, not the temporary ``.*.tmp`` files of writers."""
-    root = Path(root)
-    return sorted(p for p in root.rglob("*.json") if not p.name.startswith(".")) if root.is_dir() else []
+    return read(path)
 
 
 def _n_atoms(system: str) -> int | None:
@@ -74,8 +55,8 @@ def record_row(rec, path: Path) -> dict:
     if rec.kind == "reference":
         row.update(e_hf_per_cell=rec.e_hf_per_cell, e_corr_per_cell=rec.e_corr_per_cell, gap=rec.gap)
     elif rec.kind == "nqs":
-        row.update(sampler={"metropolis": "mcmc"}.get(rec.sampler.get("kind"), rec.sampler.get("kind")),
-                   seed=rec.seed, init=rec.init, n_steps=rec.n_steps, v_score=rec.v_score,
+        s = rec.settings
+        row.update(sampler=s.sampler.kind, seed=s.seed, init=s.init, n_steps=rec.n_steps, v_score=rec.v_score,
                    variance=rec.variance)
     elif rec.kind == "nqs-bands":
         row.update(gap=rec.gap, seed=rec.ground_state.get("seed"), sampler=rec.ground_state.get("sampler"),
@@ -87,6 +68,8 @@ def records_table(roots, strict: bool = False):
     """(DataFrame, errors): every record under ``roots``; errors are 'path: why' strings
     (raised instead with ``strict``)."""
     import pandas as pd
+
+    from .store import record_paths
 
     rows, errors = [], []
     for root in roots:

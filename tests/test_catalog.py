@@ -107,11 +107,11 @@ def test_unknown_system_and_bad_param():
 
 
 def test_sector_dims_match_string_enumeration(ham_factory):
-    from nqsbench.exact import Sector
+    from nqsbench.exact import SectorBlock
     from nqsbench.sectors import sector_dims
 
     ham = ham_factory("h-chain", (1, 1, 3))
     na = ham.n_alpha
     for a in (na, na + 1, na - 1):
         dims = sector_dims(ham.kvec, ham.mesh, ham.n_orb, a, na)
-        assert dims == [Sector(ham, a, na, k).dim for k in range(ham.nk)]
+        assert dims == [SectorBlock(ham, a, na, k).dim for k in range(ham.nk)]

@@ -7,7 +7,7 @@ import pytest
 from pyscf import fci
 from typer.testing import CliRunner
 
-from nqsbench.exact import ExactDiagonalization, Sector, apply_ladder
+from nqsbench.exact import ExactDiagonalization, SectorBlock, apply_ladder
 
 CASES = [("h-chain", (1, 1, 2)), ("h-chain", (1, 1, 3)), ("h-chain", (1, 1, 4)),
          ("lih", (1, 1, 1)), ("graphene", (1, 1, 1))]
@@ -36,7 +36,7 @@ def test_n_plus_minus_one_sectors_equal_pyscf_fci(ham_factory, kmesh):
     h, eri = ham.real_supercell()
     na = ham.n_alpha
     for da in (+1, -1):
-        ours = min(Sector(ham, na + da, na, k).solve(1).energies[0] for k in range(ham.nk))
+        ours = min(SectorBlock(ham, na + da, na, k).solve(1).energies[0] for k in range(ham.nk))
         assert abs(ours - pyscf_lowest(h, eri, ham.n_spatial, (na + da, na))) < 1e-8
 
 
@@ -67,7 +67,7 @@ def test_independent_pyscf_supercell_agrees_per_cell(ham_factory, nk):
 
 def test_davidson_and_lanczos_agree(ham_factory):
     ham = ham_factory("h-chain", (1, 1, 4))
-    sec = Sector(ham, ham.n_alpha, ham.n_beta, 0)
+    sec = SectorBlock(ham, ham.n_alpha, ham.n_beta, 0)
     a = sec.solve(3, solver="davidson").energies
     b = sec.solve(3, solver="lanczos").energies
     dense = np.linalg.eigvalsh(sec.dense_matrix())[:3]
@@ -79,10 +79,10 @@ def test_sector_matrix_is_hermitian_and_time_reversal_degenerate(ham_factory):
     na = ham.n_alpha
     for da in (0, 1):
         for k in range(ham.nk):
-            m = Sector(ham, na + da, na, k).dense_matrix() if ham.nk else None
+            m = SectorBlock(ham, na + da, na, k).dense_matrix() if ham.nk else None
             assert np.abs(m - m.conj().T).max() < 1e-12
-    e1 = Sector(ham, na, na, 1).solve(2).energies
-    e3 = Sector(ham, na, na, 3).solve(2).energies
+    e1 = SectorBlock(ham, na, na, 1).solve(2).energies
+    e3 = SectorBlock(ham, na, na, 3).solve(2).energies
     assert np.abs(e1 - e3).max() < 1e-9     # K and −K: complex-conjugate blocks
 
 
@@ -92,12 +92,12 @@ def test_quasiparticles_are_eigenstates_with_their_spectral_weight(ham_factory):
     ham = ham_factory("h-chain", (1, 1, 3))
     ed = ExactDiagonalization(ham).run()
     na, k0 = ham.n_alpha, ed.k_ground
-    src = Sector(ham, na, na, k0)
+    src = SectorBlock(ham, na, na, k0)
     assert ed.s2_ground < 1e-8 and ed.band_reference[0] == "singlet" and ed.band_reference[2] == k0
     for create, branch in ((True, ed.electron), (False, ed.hole)):
         for qp in branch:
             kt = ham.k_add(k0, qp.k) if create else ham.k_sub(k0, qp.k)
-            dst = Sector(ham, na + (1 if create else -1), na, kt)
+            dst = SectorBlock(ham, na + (1 if create else -1), na, kt)
             w, v = np.linalg.eigh(dst.dense_matrix())
             starts = np.stack([apply_ladder(src, ed.psi_ground, qp.k * ham.n_orb + p, 0, create, dst)
                                for p in range(ham.n_orb)], axis=1)

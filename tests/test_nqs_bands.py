@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import hchain
-from nqsbench.exact import ExactDiagonalization, Sector as EDSector
+from nqsbench.exact import ExactDiagonalization, SectorBlock
 from nqsbench.nqs import RBM, Sector
 from nqsbench.nqs.excitations import (nqs_vector, solve_subspace, subspace_exact, subspace_monte_carlo)
 from nqsbench.runners.kpoint import run_hf
@@ -28,7 +28,7 @@ class Determinant:
 
 def _hf_vector(ham):
     sec = Sector.from_hamiltonian(ham)
-    ed = EDSector(ham, ham.n_alpha, ham.n_beta, ham.k0_sector())
+    ed = SectorBlock(ham, ham.n_alpha, ham.n_beta, ham.k0_sector())
     m = ham.n_spatial
     pw = np.int64(1) << np.arange(m)
     hf = sec.hf_config.astype(np.int64)
@@ -71,7 +71,7 @@ def test_two_electrons_gamma_subspace_is_exact():
     sb = subspace_exact(ham, ed.psi_singlet, k0=ed.k_singlet)
     assert abs(sb.e_ground - ed.e_singlet) < 1e-10
     for create, branch in ((True, sb.electron), (False, sb.hole)):
-        dst = EDSector(ham, ham.n_alpha + (1 if create else -1), ham.n_beta, 0)
+        dst = SectorBlock(ham, ham.n_alpha + (1 if create else -1), ham.n_beta, 0)
         exact = np.linalg.eigvalsh(dst.dense_matrix())
         assert dst.dim == 2 and branch[0].rank == 2
         np.testing.assert_allclose(np.sort(branch[0].e_total), exact, atol=1e-10, rtol=0)
@@ -140,7 +140,7 @@ def test_monte_carlo_code_path_with_exact_weights_equals_exact_estimator():
     configs = sec.enumerate()
     m = ham.n_spatial
     pw = np.int64(1) << np.arange(m)
-    eds = EDSector(ham, ham.n_alpha, ham.n_beta, ed.k_singlet)
+    eds = SectorBlock(ham, ham.n_alpha, ham.n_beta, ed.k_singlet)
     full = eds.to_full(ed.psi_singlet)
     amp = full[eds.alpha.index(configs[:, :m].astype(np.int64) @ pw),
                eds.beta.index(configs[:, m:].astype(np.int64) @ pw)]

@@ -23,9 +23,9 @@ def test_run_writes_valid_record_and_trace(tmp_path):
     assert res.exit_code == 0, res.output
     assert "E = " in res.output and "vs exact" in res.output and "mHa/cell" in res.output
     rec = read_record(out, ResultRecord)
-    assert rec.kind == "nqs" and rec.method == "nqs-rbm" and rec.n_steps == 4 and rec.seed == 3
+    assert rec.kind == "nqs" and rec.method == "nqs-rbm" and rec.n_steps == 4 and rec.settings.seed == 3
     assert rec.kmesh == (1, 1, 2) and rec.params == {"d": 1.8} and rec.converged
-    assert rec.energy_error == 0.0 and rec.sampler["kind"] == "exact"
+    assert rec.energy_error == 0.0 and rec.settings.sampler.kind == "exact"
     n_el = rec.sector["n_up"] + rec.sector["n_dn"]
     # ewald convention = raw − m·N0/2 per cell (neutral sector)
     assert abs(rec.energy_per_cell - (rec.energy_per_cell_raw - rec.madelung * n_el / 2 / 2)) < 1e-10
@@ -53,7 +53,7 @@ def test_mcmc_run_has_error_bar(tmp_path):
     res = invoke("--sampler", "mcmc", "--steps", 2, "--samples", 64, "--chains", 8, "--out", out)
     assert res.exit_code == 0, res.output
     rec = read_record(out, ResultRecord)
-    assert rec.sampler["kind"] == "metropolis" and rec.energy_error > 0 and "±" in res.output
+    assert rec.settings.sampler.kind == "mcmc" and rec.energy_error > 0 and "±" in res.output
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")

@@ -86,7 +86,8 @@ def test_kpoint_methods_equal_supercell_methods_per_cell(ham_factory, system, km
     mycc.conv_tol, mycc.conv_tol_normt = 1e-11, 1e-8
     mycc.kernel()
     e_t = mycc.ccsd_t()
-    res = {m: kpoint.RUNNERS[m](geom, ham, mf) for m in ("mp2", "ccsd", "ccsd_t")}
+    runners = {"mp2": kpoint.run_mp2, "ccsd": kpoint.run_ccsd, "ccsd_t": kpoint.run_ccsd_t}
+    res = {m: runners[m](geom, ham, mf) for m in ("mp2", "ccsd", "ccsd_t")}
     assert abs(res["mp2"].e_corr_per_cell - e_mp2 / nk) < 1e-7
     assert abs(res["ccsd"].e_corr_per_cell - mycc.e_corr / nk) < 1e-7
     assert abs(res["ccsd_t"].e_corr_per_cell - (mycc.e_corr + e_t) / nk) < 1e-7
@@ -96,11 +97,11 @@ def test_kpoint_methods_equal_supercell_methods_per_cell(ham_factory, system, km
 
 def test_headline_ccsd_matches_pyscf_ewald_convention(ham_factory):
     """Our ewald headline = PySCF's KRCCSD e_tot with exxdiv='ewald' = E_HF(ewald) + E_corr."""
-    from nqsbench.references import run_method
+    from nqsbench.methods import compute, get
 
     geom = geometry("h-chain", (1, 1, 3), d=2.2)
     ham = ham_factory("h-chain", (1, 1, 3), d=2.2)
-    rec, _ = run_method("ccsd", geom, ham)
+    rec = compute(get("ccsd"), geom, ham=ham)
     assert rec.converged
     e_hf_ewald = ham.meta["e_hf_ewald_pyscf"]
     assert rec.energy_per_cell == pytest.approx(e_hf_ewald + rec.e_corr_per_cell, abs=1e-8)
@@ -171,13 +172,13 @@ def test_reference_cli_writes_record_and_skips_when_hash_matches(tmp_path):
 
 
 def test_unconverged_ccsd_is_a_failed_record(ham_factory, monkeypatch):
-    from nqsbench.references import run_method
+    from nqsbench.methods import compute, get
+    from nqsbench.records import CCSDSettings
 
     geom = geometry("h-chain", (1, 1, 2), d=2.4)
     ham = ham_factory("h-chain", (1, 1, 2), d=2.4)
-    monkeypatch.setitem(kpoint.CC_SETTINGS, "max_cycle", 1)
     monkeypatch.setattr(kpoint, "_CC_MEMO", {})
-    rec, _ = run_method("ccsd", geom, ham)
+    rec = compute(get("ccsd"), geom, CCSDSettings(max_cycle=1), ham=ham)
     assert not rec.converged and "did not converge" in rec.failure
     assert rec.energy_per_cell is None and rec.bands == []
 

@@ -94,9 +94,10 @@ def clone(base: Path, dest: Path) -> Path:
 def test_shipped_suites_validate_and_agree():
     """quick, paper, full and nqs-accuracy load; a record asked for by two suites has the same
     settings in both (else each suite would recompute the other's record forever)."""
-    from nqsbench.suites import Roots, jobs, load_suite
+    from nqsbench.store import Store
+    from nqsbench.suites import jobs, load_suite
 
-    roots = Roots(Path("/refs"), Path("/res"))
+    roots = Store(Path("/refs"), Path("/res"))
     seen: dict = {}
     counts = {}
     for name in ("quick", "paper", "full", "nqs-accuracy"):
@@ -181,9 +182,10 @@ def test_gate_fails_on_2_mha_perturbation(tiny, tmp_path, shift_mha):
 def test_energy_gate_widens_with_the_monte_carlo_error_bar(tiny):
     """|ΔE| ≤ 1.6 + 2σ: a 2 mHa deviation passes with σ = 0.3 mHa, fails with σ = 0.1 mHa."""
     from nqsbench.gates import EnergyGate
-    from nqsbench.suites import Roots, jobs, load_suite, read
+    from nqsbench.store import Store
+    from nqsbench.suites import jobs, load_suite, read
 
-    roots = Roots(tiny / "references", tiny / "results")
+    roots = Store(tiny / "references", tiny / "results")
     job = next(j for j in jobs(load_suite(tiny / "tiny.toml"), roots) if j.kind == "nqs" and j.gates)
     rec = read(job)
     exact = read_record(tiny / "references" / "h-chain" / "d2.2_k1x1x2" / "exact.json")
@@ -378,18 +380,18 @@ def test_lr_schedule_and_trust_region_settings_round_trip(tmp_path):
     """A record made with a decaying lr and a trust region reads back as the task that asked for
     it (so the freshness gate sees it as current), and as a different one without them."""
     from nqsbench import catalog
-    from nqsbench.build import get_hamiltonian
-    from nqsbench.nqs.defaults import make_driver
-    from nqsbench.nqs.results import save_result
-    from nqsbench.suites import NQSKind, NQSTask, nqs_settings
+    from nqsbench.store import Store
+    from nqsbench.suites import NQSTask
 
     task = NQSTask(kind="nqs", system="h-chain", kmesh=[1, 1, 2], params={"d": 2.2}, steps=3,
                    lr=0.2, lr_final=0.05, max_norm=2.0)
     geom = catalog.load("h-chain").geometry({"d": 2.2}, (1, 1, 2))
-    mf = make_driver(get_hamiltonian(geom), lr=0.2, lr_final=0.05, max_norm=2.0, n_steps=3).run(3)
-    path, _ = save_result(mf, geom, 1.0, tmp_path / "r.json")
+    store = Store(tmp_path / "references", tmp_path / "results")
+    path = store.run("nqs", geom, task.settings()).path
     rec = read_record(path, ResultRecord)
-    assert rec.optimizer["learning_rate"] == {"schedule": "cosine", "init": 0.2, "final": 0.05, "steps": 3}
-    assert NQSKind.record_settings(rec) == nqs_settings(task)
-    assert NQSKind.record_settings(rec) != nqs_settings(task.model_copy(update={"lr_final": 0.0}))
-    assert NQSKind.record_settings(rec) != nqs_settings(task.model_copy(update={"max_norm": None}))
+    assert rec.details["optimizer"]["learning_rate"] == {"schedule": "cosine", "init": 0.2, "final": 0.05, "steps": 3}
+    assert rec.settings == task.settings()
+    assert rec.settings != task.model_copy(update={"lr_final": 0.0}).settings()
+    assert rec.settings != task.model_copy(update={"max_norm": None}).settings()
+    assert store.status("nqs", geom, task.settings()).fresh
+    assert not store.status("nqs", geom, task.model_copy(update={"lr_final": 0.0}).settings(), path).fresh

@@ -35,11 +35,11 @@ class NQS:
     ----------
     ham : :class:`nqsbench.hamiltonian.Hamiltonian`.
     model : a model (default ``RBM(2M, alpha)``).
-    sampler : 'exact' (full enumeration), 'metropolis', or a sampler object.
+    sampler : 'exact' (full enumeration), 'mcmc' (Metropolis chains), or a sampler object.
     optimizer : an :class:`SR` (default lr 0.25, diag_shift 1e-3).
     seed : integer seed (parameters and sampling).
     init : 'hf' (visible bias ±model.bias towards the HF determinant) or 'random'.
-    n_samples, n_chains : Metropolis settings when ``sampler='metropolis'``.
+    n_samples, n_chains : Markov-chain settings when ``sampler='mcmc'``.
     eval_batches : sampler calls pooled for the final estimate (Markov chains; default 8).
     chunk_size : configurations per local-energy batch.
     exact_matrix : with the exact sampler, build the sector matrix once from the same
@@ -63,10 +63,10 @@ class NQS:
         if isinstance(sampler, str):
             if sampler == "exact":
                 sampler = ExactSampler(self.sector)
-            elif sampler == "metropolis":
+            elif sampler == "mcmc":
                 sampler = MetropolisSampler(self.sector, n_chains=n_chains, n_samples=n_samples)
             else:
-                raise ValueError(f"sampler must be 'exact', 'metropolis' or a sampler, not {sampler!r}")
+                raise ValueError(f"sampler must be 'exact', 'mcmc' or a sampler, not {sampler!r}")
         self.sampler = sampler
         self.optimizer = optimizer or SR(learning_rate=0.25, diag_shift=1e-3)
         self.seed = int(seed)
@@ -137,7 +137,7 @@ class NQS:
         lr = lr if isinstance(lr, (int, float)) else lr.to_dict() if hasattr(lr, "to_dict") else repr(lr)
         s = self.sampler
         samp = ({"kind": "exact", "n_samples": s.n_samples} if self._exact else
-                {"kind": "metropolis", "n_chains": s.n_chains, "n_samples": s.n_per_chain * s.n_chains,
+                {"kind": "mcmc", "n_chains": s.n_chains, "n_samples": s.n_per_chain * s.n_chains,
                  "sweep_size": s._sweep, "n_discard_per_chain": s.n_discard_per_chain,
                  "p_single": s.p_single, "beta": getattr(s, "beta", 1.0),
                  "n_eval_samples": self.eval_batches * s.n_per_chain * s.n_chains})

@@ -12,7 +12,7 @@ Two estimators of S, H and E(N):
 
 * :func:`subspace_exact` — sums over the sectors: Ψ as a vector of the exact-diagonalization
   layout (:func:`nqs_vector` converts an NQS), c†/c applied with :func:`nqsbench.exact.apply_ladder`
-  and H with the matrix-free :meth:`nqsbench.exact.Sector.matvec`. The same function with the
+  and H with the matrix-free :meth:`nqsbench.exact.SectorBlock.matvec`. The same function with the
   exact ground state is the *control* that splits the band error into ansatz and subspace parts.
 * :func:`subspace_monte_carlo` — samples x ~ |Ψ|² of the N sector. With L_p = c†_p (or c_p),
   y = L_p x, s_p its Jordan–Wigner sign and φ_q(y') = ⟨y'|L_q|Ψ⟩:
@@ -128,11 +128,11 @@ def _branch(k, create, e_n, s_mat, h_mat, s_threshold) -> SubspaceBranch:
 def nqs_vector(ham, model, params, sector: Sector | None = None, ed_sector=None):
     """The NQS amplitudes over its whole (N↑, N↓, K) sector as a normalized vector of the
     exact-diagonalization layout. Returns (psi, ed_sector)."""
-    from ..exact import Sector as EDSector
+    from ..exact import SectorBlock
 
     sector = sector or Sector.from_hamiltonian(ham)
     if ed_sector is None:
-        ed_sector = EDSector(ham, sector.n_up, sector.n_dn, sector.k_total)
+        ed_sector = SectorBlock(ham, sector.n_up, sector.n_dn, sector.k_total)
     configs = sector.enumerate()
     lp = np.asarray(model.log_psi(params, jnp.asarray(configs, dtype=jnp.int32)))
     amp = np.exp(lp - lp.real.max())
@@ -151,13 +151,13 @@ def subspace_exact(ham, psi: np.ndarray, k0: int | None = None, n_alpha: int | N
                    spaces: dict | None = None) -> SubspaceBands:
     """Excitation-subspace bands of the state ``psi`` (exact-diagonalization layout of the
     (n_alpha, n_beta, k0) sector; default: HF electron counts and momentum), by exact sums."""
-    from ..exact import Sector as EDSector, apply_ladder
+    from ..exact import SectorBlock, apply_ladder
 
     na = ham.n_alpha if n_alpha is None else n_alpha
     nb = ham.n_beta if n_beta is None else n_beta
     k0 = ham.k0_sector() if k0 is None else k0
     spaces = {} if spaces is None else spaces
-    src = EDSector(ham, na, nb, k0, spaces=spaces)
+    src = SectorBlock(ham, na, nb, k0, spaces=spaces)
     psi = np.asarray(psi, dtype=complex)
     norm2 = float(np.vdot(psi, psi).real)
     e_n = float(np.vdot(psi, src.matvec(psi)).real) / norm2
@@ -168,7 +168,7 @@ def subspace_exact(ham, psi: np.ndarray, k0: int | None = None, n_alpha: int | N
             if not 0 <= n_target <= ham.n_spatial:
                 continue
             kt = ham.k_add(k0, k) if create else ham.k_sub(k0, k)
-            dst = EDSector(ham, n_target, nb, kt, spaces=spaces)
+            dst = SectorBlock(ham, n_target, nb, kt, spaces=spaces)
             vecs = np.stack([apply_ladder(src, psi, k * ham.n_orb + p, 0, create, dst)
                              for p in range(ham.n_orb)], axis=1)
             hv = np.stack([dst.matvec(vecs[:, j]) for j in range(vecs.shape[1])], axis=1)

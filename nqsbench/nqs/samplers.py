@@ -34,7 +34,7 @@ class ExactSampler:
         if len(self.configs) > self.max_dim:
             raise SectorTooLargeError(
                 f"exact sampling over {len(self.configs)} configurations exceeds max_dim={self.max_dim}; "
-                "use sampler='metropolis' (or raise max_dim)")
+                "use sampler='mcmc' (metropolis chains) or raise max_dim")
 
     @property
     def n_samples(self) -> int:

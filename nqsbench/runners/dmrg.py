@@ -21,14 +21,9 @@ import numpy as np
 from ..catalog import Geometry
 from ..errors import NqsbenchError
 from ..hamiltonian import Hamiltonian
+from ..records import DMRGSettings
 from .kpoint import RunnerResult
 
-DMRG_SETTINGS = {"symmetry": "SU2", "max_bond_dim": 500,
-                 "schedule": [[50, 4, 1e-4], [100, 4, 1e-5], [250, 4, 1e-6], [500, 6, 0.0]],
-                 "reverse_bond_dims": [400, 300, 200, 150, 100],
-                 "sweep_tol": 1e-9, "ordering": "fiedler (exchange matrix)", "n_threads": 2,
-                 # An extrapolation error above this (Ha per cell) is not a reference: failed record.
-                 "max_error_per_cell": 1e-4}
 
 
 class MissingExtraError(NqsbenchError):
@@ -44,9 +39,13 @@ def _import_block2():
     return DMRGDriver, SymmetryTypes
 
 
-def run_dmrg(geom: Geometry, ham: Hamiltonian, settings: dict | None = None) -> RunnerResult:
+def run_dmrg(geom: Geometry, ham: Hamiltonian, settings: DMRGSettings | dict | None = None) -> RunnerResult:
+    """Settings: :class:`nqsbench.records.DMRGSettings` (schedule rows: bond dimension, sweeps,
+    noise; an extrapolation error above ``max_error_per_cell`` is a failed record)."""
     DMRGDriver, SymmetryTypes = _import_block2()
-    cfg = dict(DMRG_SETTINGS, **(settings or {}))
+    if not isinstance(settings, DMRGSettings):    # None, or a dict of fields to change
+        settings = DMRGSettings(**(settings or {}))
+    cfg = settings.model_dump()
     h, eri = ham.real_supercell()
     n = h.shape[0]
     n_elec = ham.n_alpha + ham.n_beta
@@ -93,9 +92,9 @@ def run_dmrg(geom: Geometry, ham: Hamiltonian, settings: dict | None = None) -> 
                        "raise the bond dimension or improve the orbital ordering")
         return RunnerResult(converged=ok, e_supercell_raw=e_ext if ok else None, n_active=n_elec,
                             failure=failure,
-                            settings=dict(cfg, ordering_indices=[int(i) for i in idx],
-                                          e_variational_raw=e_var, extrapolation=[list(p) for p in points],
-                                          n_orbitals=n),
+                            details=dict(ordering="fiedler (exchange matrix)",
+                                         ordering_indices=[int(i) for i in idx], e_variational_raw=e_var,
+                                         extrapolation=[list(p) for p in points], n_orbitals=n),
                             e_corr_per_cell=(e_ext / ham.nk - ham.e_hf) if ok else None,
                             energy_error=err / ham.nk)
     finally:

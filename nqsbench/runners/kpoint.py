@@ -1,4 +1,7 @@
-"""PySCF k-point runners: KRHF (Koopmans bands), KMP2, KRCCSD, KRCCSD(T), EOM-IP/EA-KRCCSD.
+"""PySCF k-point engines: KRHF (Koopmans bands), KMP2, KRCCSD, KRCCSD(T), EOM-IP/EA-KRCCSD.
+
+Pure computations (geometry, Hamiltonian, settings) → :class:`RunnerResult`; the registered
+methods of :mod:`nqsbench.methods.pyscf_kpoint` turn results into records.
 
 All of them run on the *same* orbitals as the cached :class:`Hamiltonian` (its ``mo_coeff``,
 frozen core passed to PySCF as ``frozen=``) with the exxdiv=None energy expression, so their
@@ -28,21 +31,19 @@ import numpy as np
 
 from ..catalog import Geometry
 from ..hamiltonian import Hamiltonian
+from ..records import CCSDSettings, EOMCCSDSettings, EOMRoots, HFSettings, MP2Settings
 
 log = logging.getLogger(__name__)
 
-CC_SETTINGS = {"conv_tol": 1e-10, "conv_tol_normt": 1e-7, "max_cycle": 300, "diis_space": 10}
-EOM_SETTINGS = {"conv_tol": 1e-9, "max_cycle": 200, "max_space": 100, "min_roots": 3, "extra_roots": 2,
-                "koopmans_roots": True,
-                # high-lying quasiparticles among satellites (graphene 2x2x1, LiH 2x2x2 conduction
-                # bands) need a larger Davidson space; a band still unconverged is left out of the
-                # record (listed in settings) unless it is the frontier band at its k
-                "retry": {"max_cycle": 600, "max_space": 250}, "drop_unconverged_nonfrontier": True,
-                # like the exact bands' Krylov search: a root with one-particle weight below this
-                # is a satellite, never a band (so a k may list fewer bands than HF has)
-                "min_weight": 0.1, "degenerate_roots": "kept with their multiplicity",
-                "selection": "largest one-particle weight |r1|^2/|r|^2 among the lowest and the "
-                             "Koopmans-targeted roots, then sorted by energy"}
+# Settings are the typed models of nqsbench.records (CCSDSettings, EOMCCSDSettings: defaults and
+# meaning there). EOM notes: high-lying quasiparticles among satellites (graphene 2x2x1, LiH
+# 2x2x2 conduction bands) need a larger Davidson space (the retry); a band still unconverged is
+# left out of the record (listed in details) unless it is the frontier band at its k; like the
+# exact bands' Krylov search, a root with one-particle weight below min_weight is a satellite,
+# never a band (so a k may list fewer bands than HF has); degenerate roots are kept with their
+# multiplicity.
+EOM_SELECTION = ("largest one-particle weight |r1|^2/|r|^2 among the lowest and the Koopmans-targeted "
+                 "roots, then sorted by energy")
 
 
 @dataclass
@@ -52,15 +53,15 @@ class RunnerResult:
     e_supercell_raw: float | None = None      # supercell total, ham.constant included
     n_active: int = 0                          # active electrons of that state
     failure: str | None = None
-    settings: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)   # diagnostics for the record
     bands: list[dict] = field(default_factory=list)
     gap: float | None = None
     e_corr_per_cell: float | None = None
     energy_error: float | None = None
 
 
-def failed(reason: str, **settings) -> RunnerResult:
-    return RunnerResult(converged=False, failure=reason, settings=settings)
+def failed(reason: str, **details) -> RunnerResult:
+    return RunnerResult(converged=False, failure=reason, details=details)
 
 
 # --------------------------------------------------------------------------- SCF on cached orbitals
@@ -114,7 +115,7 @@ def _per_cell_raw_to_supercell(ham: Hamiltonian, e_per_cell: float) -> float:
 
 
 # --------------------------------------------------------------------------- HF
-def run_hf(geom: Geometry, ham: Hamiltonian) -> RunnerResult:
+def run_hf(geom: Geometry, ham: Hamiltonian, settings: HFSettings | None = None) -> RunnerResult:
     """KRHF energy (stored HF of the Hamiltonian) and Koopmans bands (ε_h = ε_i − m, ε_e = ε_a)."""
     n0 = _n0(ham)
     d_hole = ham.ewald_shift(n0) - ham.ewald_shift(n0 - 1)
@@ -128,7 +129,7 @@ def run_hf(geom: Geometry, ham: Hamiltonian) -> RunnerResult:
                       "electron": sorted(float(e + d_elec) for e in eps[~occ]),
                       "hole_weight": [1.0] * int(occ.sum()), "electron_weight": [1.0] * int((~occ).sum())})
     return RunnerResult(converged=True, e_supercell_raw=ham.e_hf * ham.nk, n_active=n0,
-                        settings={"bands": "Koopmans (exxdiv=None orbital energies + sector constants)"},
+                        details={"bands": "Koopmans (exxdiv=None orbital energies + sector constants)"},
                         bands=bands, gap=_gap(bands), e_corr_per_cell=0.0)
 
 
@@ -153,7 +154,7 @@ def mp2_corr_per_cell(ham: Hamiltonian) -> float:
     return float(total) / nk ** 3   # 1/N_k² from the two ERIs, 1/N_k for per cell
 
 
-def run_mp2(geom: Geometry, ham: Hamiltonian, mf=None) -> RunnerResult:
+def run_mp2(geom: Geometry, ham: Hamiltonian, mf=None, settings: MP2Settings | None = None) -> RunnerResult:
     """KMP2. PySCF's density-fitted KMP2 refuses 2D cells (its 2D DF tensors are indefinite), so
     2D systems use the same formula on the stored integrals (checked equal to PySCF in 1D/3D)."""
     if geom.spec.dimension == 2:
@@ -167,8 +168,8 @@ def run_mp2(geom: Geometry, ham: Hamiltonian, mf=None) -> RunnerResult:
         e_corr, _ = pt.kernel(with_t2=False)
         e_corr, engine = float(np.real(e_corr)), "pyscf KMP2"
     return RunnerResult(converged=True, e_supercell_raw=(ham.e_hf + e_corr) * ham.nk, n_active=_n0(ham),
-                        settings={"denominators": "exxdiv=None Fock (the Hamiltonian's own)",
-                                  "frozen": ham.n_core, "engine": engine},
+                        details={"denominators": "exxdiv=None Fock (the Hamiltonian's own)",
+                                 "engine": engine},
                         e_corr_per_cell=e_corr)
 
 
@@ -176,9 +177,15 @@ def run_mp2(geom: Geometry, ham: Hamiltonian, mf=None) -> RunnerResult:
 _CC_MEMO: dict[str, Any] = {}
 
 
-def get_ccsd(geom: Geometry, ham: Hamiltonian, mf=None):
-    """Converged KRCCSD object (memoised per Hamiltonian, so (T) and EOM reuse the amplitudes)."""
-    key = ham.hash
+def _cc(settings) -> CCSDSettings:
+    return settings if settings is not None else CCSDSettings()
+
+
+def get_ccsd(geom: Geometry, ham: Hamiltonian, mf=None, settings: CCSDSettings | None = None):
+    """Converged KRCCSD object (memoised per Hamiltonian and convergence settings, so (T) and EOM
+    reuse the amplitudes)."""
+    cfg = {k: getattr(_cc(settings), k) for k in ("conv_tol", "conv_tol_normt", "max_cycle", "diis_space")}
+    key = (ham.hash, tuple(sorted(cfg.items())))
     if key in _CC_MEMO:
         return _CC_MEMO[key]
     from pyscf.pbc import cc
@@ -186,7 +193,7 @@ def get_ccsd(geom: Geometry, ham: Hamiltonian, mf=None):
     mf = mf or scf_from_hamiltonian(geom, ham)
     mycc = cc.KRCCSD(mf, frozen=ham.n_core or None)
     mycc.verbose = 0
-    for k, v in CC_SETTINGS.items():
+    for k, v in cfg.items():
         setattr(mycc, k, v)
     eris = mycc.ao2mo()
     mycc.kernel(eris=eris)
@@ -196,24 +203,23 @@ def get_ccsd(geom: Geometry, ham: Hamiltonian, mf=None):
     return mycc
 
 
-def run_ccsd(geom: Geometry, ham: Hamiltonian, mf=None) -> RunnerResult:
-    mycc = get_ccsd(geom, ham, mf)
-    settings = dict(CC_SETTINGS, frozen=ham.n_core)
+def run_ccsd(geom: Geometry, ham: Hamiltonian, mf=None, settings: CCSDSettings | None = None) -> RunnerResult:
+    mycc = get_ccsd(geom, ham, mf, settings)
     if not mycc.converged:
-        return failed(f"KRCCSD did not converge in {CC_SETTINGS['max_cycle']} iterations "
-                      f"(last E_corr {float(np.real(mycc.e_corr)):.8f} Ha/cell)", **settings)
+        return failed(f"KRCCSD did not converge in {_cc(settings).max_cycle} iterations "
+                      f"(last E_corr {float(np.real(mycc.e_corr)):.8f} Ha/cell)")
     e_corr = float(np.real(mycc.e_corr))
     return RunnerResult(converged=True, e_supercell_raw=(ham.e_hf + e_corr) * ham.nk, n_active=_n0(ham),
-                        settings=settings, e_corr_per_cell=e_corr)
+                        e_corr_per_cell=e_corr)
 
 
-def run_ccsd_t(geom: Geometry, ham: Hamiltonian, mf=None) -> RunnerResult:
+def run_ccsd_t(geom: Geometry, ham: Hamiltonian, mf=None, settings: CCSDSettings | None = None) -> RunnerResult:
     from pyscf.pbc.cc import kccsd_t_rhf
 
-    mycc = get_ccsd(geom, ham, mf)
-    settings = dict(CC_SETTINGS, frozen=ham.n_core, denominators="exxdiv=None Fock (the Hamiltonian's own)")
+    mycc = get_ccsd(geom, ham, mf, settings)
+    details = {"denominators": "exxdiv=None Fock (the Hamiltonian's own)"}
     if not mycc.converged:
-        return failed("KRCCSD did not converge; no (T) on unconverged amplitudes", **settings)
+        return failed("KRCCSD did not converge; no (T) on unconverged amplitudes", **details)
     eris = mycc._nqs_eris
     # (T) uses eris.mo_energy, whose occupied levels KRCCSD shifted by the Madelung constant;
     # use the unshifted Fock diagonal so (T) is that of our Hamiltonian.
@@ -232,17 +238,18 @@ def run_ccsd_t(geom: Geometry, ham: Hamiltonian, mf=None) -> RunnerResult:
         eris.mo_energy = shifted
     e_corr = float(np.real(mycc.e_corr)) + e_t
     return RunnerResult(converged=True, e_supercell_raw=(ham.e_hf + e_corr) * ham.nk, n_active=_n0(ham),
-                        settings=dict(settings, e_t_per_cell=e_t), e_corr_per_cell=e_corr)
+                        details=dict(details, e_t_per_cell=e_t), e_corr_per_cell=e_corr)
 
 
-def run_eom(geom: Geometry, ham: Hamiltonian, mf=None) -> RunnerResult:
+def run_eom(geom: Geometry, ham: Hamiltonian, mf=None, settings: EOMCCSDSettings | None = None) -> RunnerResult:
     """EOM-IP/EA-KRCCSD at every k → CCSD quasiparticle bands (ewald convention, like exact)."""
     from pyscf.pbc.cc import eom_kccsd_rhf
 
-    mycc = get_ccsd(geom, ham, mf)
-    settings = dict(CC_SETTINGS, frozen=ham.n_core, eom=EOM_SETTINGS)
+    settings = settings if settings is not None else EOMCCSDSettings()
+    mycc = get_ccsd(geom, ham, mf, settings)
+    details: dict[str, Any] = {"selection": EOM_SELECTION}
     if not mycc.converged:
-        return failed("KRCCSD did not converge; no EOM on unconverged amplitudes", **settings)
+        return failed("KRCCSD did not converge; no EOM on unconverged amplitudes", **details)
     n0 = _n0(ham)
     d_hole = ham.ewald_shift(n0) - ham.ewald_shift(n0 - 1)
     d_elec = ham.ewald_shift(n0 + 1) - ham.ewald_shift(n0)
@@ -256,13 +263,13 @@ def run_eom(geom: Geometry, ham: Hamiltonian, mf=None) -> RunnerResult:
         band = {"k": k, "kvec": ham.kvec[k].tolist(), "hole": [], "electron": [], "hole_weight": [],
                 "electron_weight": []}
         if n_h:
-            e, w, c, info = _eom_branch_imds(ip, imds_ip, "ip", k, n_h)
+            e, w, c, info = _eom_branch_imds(ip, imds_ip, "ip", k, n_h, settings.eom)
             band["hole"] = [float(-x + d_hole) for x in e][::-1]
             band["hole_weight"] = [float(x) for x in w][::-1]
             ok &= c
             roots.append(info)
         if n_e:
-            e, w, c, info = _eom_branch_imds(ea, imds_ea, "ea", k, n_e)
+            e, w, c, info = _eom_branch_imds(ea, imds_ea, "ea", k, n_e, settings.eom)
             band["electron"] = [float(x + d_elec) for x in e]
             band["electron_weight"] = [float(x) for x in w]
             ok &= c
@@ -271,25 +278,24 @@ def run_eom(geom: Geometry, ham: Hamiltonian, mf=None) -> RunnerResult:
         band["hole"] = [band["hole"][i] for i in order_h]
         band["hole_weight"] = [band["hole_weight"][i] for i in order_h]
         bands.append(band)
-    settings["eom_roots"] = roots
-    settings["weights"] = "one-particle weight |r1|^2/|r|^2 (not the exact spectral weight Z)"
+    details["eom_roots"] = roots
+    details["weights"] = "one-particle weight |r1|^2/|r|^2 (not the exact spectral weight Z)"
     e_corr = float(np.real(mycc.e_corr))
     if not ok:
         return RunnerResult(converged=False, failure="EOM-CCSD Davidson did not converge for a selected root",
-                            settings=settings)
+                            details=details)
     return RunnerResult(converged=True, e_supercell_raw=(ham.e_hf + e_corr) * ham.nk, n_active=n0,
-                        settings=settings, bands=bands, gap=_gap(bands), e_corr_per_cell=e_corr)
+                        details=details, bands=bands, gap=_gap(bands), e_corr_per_cell=e_corr)
 
 
-def _eom_branch_imds(eom, imds, kind, k, n_bands):
+def _eom_branch_imds(eom, imds, kind, k, n_bands, cfg: EOMRoots):
     """Roots of one EOM branch at one k: the lowest ``max(3, n_bands + 2)`` roots and the
     ``n_bands`` roots that follow the Koopmans (1h / 1p) guesses (a high-lying quasiparticle, e.g.
     the top of an antibonding band, sits above many satellites); keep the ``n_bands`` with the
     largest one-particle weight."""
     size = eom.vector_size()
-    nroots = int(min(size, max(EOM_SETTINGS["min_roots"], n_bands + EOM_SETTINGS["extra_roots"])))
-    eom.conv_tol, eom.max_cycle, eom.max_space = (EOM_SETTINGS["conv_tol"], EOM_SETTINGS["max_cycle"],
-                                                  EOM_SETTINGS["max_space"])
+    nroots = int(min(size, max(cfg.min_roots, n_bands + cfg.extra_roots)))
+    eom.conv_tol, eom.max_cycle, eom.max_space = cfg.conv_tol, cfg.max_cycle, cfg.max_space
     energies, weights, convs = [], [], []
 
     def collect(n, koopmans):
@@ -316,13 +322,15 @@ def _eom_branch_imds(eom, imds, kind, k, n_bands):
 
     def select(w):
         """The n_bands roots of largest one-particle weight, satellites (weight < min) excluded."""
-        order = [i for i in np.argsort(-np.asarray(w)) if w[i] >= EOM_SETTINGS["min_weight"]]
+        order = [i for i in np.argsort(-np.asarray(w)) if w[i] >= cfg.min_weight]
         return np.array(order[:n_bands], dtype=int)
 
     for n, koopmans in ((nroots, False), (min(size, n_bands), True)):
+        if koopmans and not cfg.koopmans_roots:
+            continue
         collect(n, koopmans)
     if not all(convs[i] for i in select(weights)):
-        eom.max_cycle, eom.max_space = EOM_SETTINGS["retry"]["max_cycle"], EOM_SETTINGS["retry"]["max_space"]
+        eom.max_cycle, eom.max_space = cfg.retry_max_cycle, cfg.retry_max_space
         collect(min(size, n_bands), True)
     e, w, conv = np.array(energies), np.array(weights), np.array(convs)
     chosen = select(w)
@@ -331,11 +339,9 @@ def _eom_branch_imds(eom, imds, kind, k, n_bands):
     # so the lowest root is the frontier for both branches)
     frontier_ok = bool(conv[chosen[0]]) if len(chosen) else True
     dropped = [float(e[i]) for i in chosen if not conv[i]]
-    if EOM_SETTINGS["drop_unconverged_nonfrontier"] and frontier_ok:
+    if cfg.drop_unconverged_nonfrontier and frontier_ok:
         chosen = np.array([i for i in chosen if conv[i]], dtype=int)
     return e[chosen], w[chosen], bool(conv[chosen].all()) if len(chosen) else False, {
         "k": k, "kind": kind, "roots": e.tolist(), "weights": w.tolist(), "converged": conv.tolist(),
         "dropped_unconverged": dropped if frontier_ok else []}
 
-
-RUNNERS = {"hf": run_hf, "mp2": run_mp2, "ccsd": run_ccsd, "ccsd_t": run_ccsd_t, "eom_ccsd": run_eom}

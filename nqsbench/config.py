@@ -1,0 +1,97 @@
+"""Every nqsbench setting and folder, read here and nowhere else.
+
+Environment variables (``NQSBENCH_*``) override the defaults; ``nqsbench info`` prints the
+resolved values. Read afresh on every call (cheap), so tests and subprocesses that change the
+environment see their own folders.
+
+| variable               | what                                   | default                                       |
+|------------------------|----------------------------------------|-----------------------------------------------|
+| NQSBENCH_SYSTEMS       | the system catalog (``*.toml``)        | the packaged catalog (``systems/`` in a checkout) |
+| NQSBENCH_SUITES        | suite files                            | the packaged suites (``suites/``)             |
+| NQSBENCH_REFERENCES    | the reference record cache             | the packaged cache (``references/``)          |
+| NQSBENCH_RESULTS       | NQS results (records, traces, params)  | ``results/`` of the checkout, else ``./results`` |
+| NQSBENCH_REPORTS       | generated reports                      | ``reports/`` of the checkout, else ``./reports`` |
+| NQSBENCH_CACHE         | Hamiltonian cache                      | ``~/.cache/nqsbench``                         |
+
+The catalog, the suites and the committed reference cache ship inside the package
+(``nqsbench/data/``, found through :mod:`importlib.resources`); in a source checkout those are
+links to the top-level ``systems/``, ``suites/`` and ``references/``.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """The ``NQSBENCH_*`` environment, validated (a folder is a path or unset)."""
+    model_config = SettingsConfigDict(env_prefix="NQSBENCH_", frozen=True, extra="ignore", env_ignore_empty=True)
+
+    systems: Path | None = None
+    suites: Path | None = None
+    references: Path | None = None
+    results: Path | None = None
+    reports: Path | None = None
+    cache: Path | None = None
+
+
+def settings() -> Settings:
+    return Settings()
+
+
+@lru_cache(maxsize=1)
+def source_root() -> Path | None:
+    """The repository root when nqsbench runs from a source checkout, else None (wheel)."""
+    root = Path(__file__).resolve().parent.parent
+    pyproject = root / "pyproject.toml"
+    try:
+        return root if 'name = "nqsbench"' in pyproject.read_text() else None
+    except OSError:
+        return None
+
+
+def data_dir() -> Path:
+    """The package's data folder (catalog, suites, reference cache)."""
+    return Path(str(resources.files("nqsbench") / "data"))
+
+
+def _work_dir(name: str) -> Path:
+    root = source_root()
+    return (root if root is not None else Path.cwd()) / name
+
+
+def _packaged(name: str) -> Path:
+    return (data_dir() / name).resolve()   # through the checkout's links to the top-level folders
+
+
+def systems_dir() -> Path:
+    return settings().systems or _packaged("systems")
+
+
+def suites_dir() -> Path:
+    return settings().suites or _packaged("suites")
+
+
+def references_dir() -> Path:
+    return settings().references or _packaged("references")
+
+
+def results_dir() -> Path:
+    return settings().results or _work_dir("results")
+
+
+def reports_dir() -> Path:
+    return settings().reports or _work_dir("reports")
+
+
+def cache_dir() -> Path:
+    return settings().cache or Path.home() / ".cache" / "nqsbench"
+
+
+def folders() -> dict[str, str]:
+    """Every resolved folder (``nqsbench info``)."""
+    return {"systems": str(systems_dir()), "suites": str(suites_dir()), "references": str(references_dir()),
+            "results": str(results_dir()), "reports": str(reports_dir()), "cache": str(cache_dir())}

@@ -1,0 +1,56 @@
+"""Exact diagonalization in every (N↑, N↓, K) sector (:mod:`nqsbench.exact`) as a method."""
+from __future__ import annotations
+
+from ..catalog import Geometry
+from ..errors import SectorTooLargeError
+from ..records import Band, ExactSettings, ReferenceRecord
+from .base import Method, RunContext
+from .registry import register
+
+MAX_DIM = 3_000_000     # default largest sector diagonalized (RunContext.options["max_dim"])
+
+
+def check_exact_feasible(geom: Geometry, max_dim: int, bands: bool) -> None:
+    """Refuse before any PySCF work when a sector is too large for exact diagonalization."""
+    from ..build import make_cell, pyscf_kmesh
+    from ..sectors import kmesh_grid, sector_dims
+
+    spec = geom.spec
+    n_act = int(make_cell(geom).nao_nr()) - spec.frozen_core
+    na = (spec.n_electrons_cell - 2 * spec.frozen_core) * geom.nk // 2
+    mesh = pyscf_kmesh(geom)
+    kvecs = kmesh_grid(mesh)
+    for a in ((na, na + 1, na - 1) if bands else (na,)):
+        if 0 <= a <= n_act * geom.nk:
+            dim = max(sector_dims(kvecs, mesh, n_act, a, na))
+            if dim > max_dim:
+                raise SectorTooLargeError(
+                    f"{spec.id} k-mesh {'x'.join(map(str, geom.kmesh))}: sector (N↑={a}, N↓={na}) has "
+                    f"{dim:,} determinants, above the exact-diagonalization limit {max_dim:,}; use the "
+                    "beyond-tier runners (CCSD(T), EOM-CCSD, DMRG) or a smaller --kmesh")
+
+
+@register
+class Exact(Method):
+    name = "exact"
+    Settings = ExactSettings
+    summary = "exact diagonalization of the N and N±1 sectors, quasiparticle bands by spectral weight"
+    record_model = ReferenceRecord
+
+    def preflight(self, geom, settings, ctx: RunContext) -> None:
+        check_exact_feasible(geom, ctx.options.get("max_dim", MAX_DIM), settings.bands)
+
+    def run(self, geom, ham, settings: ExactSettings, ctx: RunContext) -> ReferenceRecord:
+        from ..exact import ExactDiagonalization
+
+        ed = ExactDiagonalization(ham, n_roots=settings.n_roots, bands=settings.bands,
+                                  max_dim=ctx.options.get("max_dim", MAX_DIM)).run()
+        s = ed.summary()
+        return ReferenceRecord(
+            method=self.name, **self.common_fields(geom, ham), settings=settings,
+            details={"solver": ed.solver, "residual_tol": ed.tol, "k_ground": s["k_ground"],
+                     "s2_ground": s["s2_ground"], "energy_per_cell_singlet": s["energy_per_cell_singlet"],
+                     "band_reference": s.get("band_reference"), "timings": s["timings"]},
+            converged=True, energy_per_cell=s["energy_per_cell"], energy_per_cell_raw=s["energy_per_cell_raw"],
+            e_hf_per_cell=ham.e_hf, sectors=s["sectors"], bands=[Band(**b) for b in s.get("bands", [])],
+            gap=s.get("gap"))

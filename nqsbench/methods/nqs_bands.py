@@ -1,0 +1,171 @@
+"""NQS quasiparticle bands as a method: a trained NQS → excitation subspace → errors → record.
+
+Reads the NQS ground-state record and the parameters saved beside it (dependency
+``ground_state``), builds the excitation subspace on the NQS state with the exact or the Monte
+Carlo estimator (:mod:`nqsbench.nqs.excitations`), builds the same subspace on the exact ground
+state (the control), compares both with the exact, EOM-CCSD and HF band records (dependencies;
+EOM-CCSD and HF only when present) and writes a :class:`~nqsbench.records.BandRecord` plus a band
+figure (PNG + SVG) beside the record ``<ground-state stem>.bands-<estimator>.json``.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from ..bandstructure import CONTROL_STYLE, NQS_STYLE, band_errors, gap, plot_bands
+from ..errors import RecordError
+from ..records import Band, BandRecord, NQSBandsSettings, ResultRecord
+from .base import Dependency, Method, RunContext
+from .nqs import nqs_settings
+from .registry import get, register
+
+log = logging.getLogger(__name__)
+
+REFERENCE_BANDS = ("exact", "eom_ccsd", "hf")
+DEFAULT_SAMPLES = 8192
+DEFAULT_CHAINS = 32
+REFERENCE_STYLES = {"exact": ("exact", {"color": "k", "marker": "s", "ms": 3, "lw": 1.0}),
+                    "eom_ccsd": ("EOM-CCSD", {"color": "C0", "marker": "^", "ms": 3, "lw": 0.8, "ls": "--"}),
+                    "hf": ("HF (Koopmans)", {"color": "0.5", "marker": ".", "lw": 0.8, "ls": "-."})}
+
+
+def bands_settings(ground_state=None, estimator: str = "exact", samples: int | None = None,
+                   chains: int | None = None, seed: int | None = None,
+                   s_threshold: float | None = None, control: bool = True) -> NQSBandsSettings:
+    """Band settings with defaults (Monte Carlo: 8192 samples in 32 chains, the ground state's seed)."""
+    gs = ground_state if ground_state is not None else nqs_settings()
+    mc = estimator == "monte_carlo"
+    return NQSBandsSettings(
+        ground_state=gs, estimator=estimator, control=control,
+        s_threshold=1e-3 if s_threshold is None else s_threshold,
+        n_samples=(samples or DEFAULT_SAMPLES) if mc else None,
+        n_chains=(chains or DEFAULT_CHAINS) if mc else None,
+        seed=(gs.seed if seed is None else seed) if mc else None)
+
+
+def nqs_subspace(ham, result: ResultRecord, params, s: NQSBandsSettings):
+    """Excitation-subspace bands of the NQS state with the chosen estimator."""
+    import jax
+
+    from ..nqs.excitations import nqs_vector, subspace_exact, subspace_monte_carlo
+    from ..nqs.hilbert import Sector
+    from ..nqs.models import RBM
+    from ..nqs.samplers import MetropolisSampler
+
+    sector = Sector.from_hamiltonian(ham, result.sector.get("n_up"), result.sector.get("n_dn"),
+                                     result.sector.get("k_total"))
+    model = RBM(sector.n_spin_orbitals, alpha=float(result.settings.model.alpha))
+    if s.estimator == "exact":
+        psi, ed_sector = nqs_vector(ham, model, params, sector)
+        sb = subspace_exact(ham, psi, k0=sector.k_total, n_alpha=sector.n_up, n_beta=sector.n_dn,
+                            s_threshold=s.s_threshold)
+        # bands are defined on a singlet; an unconstrained NQS can land on a triplet (H chain N_k = 2)
+        sb.meta["s2"] = float(ed_sector.s_squared(psi))
+        return sb
+    # |ψ|² chains (beta = 1: the subspace estimators assume samples of |ψ|²), long burn-in
+    sampler = MetropolisSampler(sector, n_chains=s.n_chains, n_samples=s.n_samples, n_discard_per_chain=64)
+    key = jax.random.PRNGKey(s.seed)
+    state = sampler.init_state(model, params, key)
+    xs, *_ = sampler.sample(model, params, state, jax.random.fold_in(key, 1))
+    return subspace_monte_carlo(ham, model, params, np.asarray(xs), sector=sector, s_threshold=s.s_threshold)
+
+
+def exact_control(ham, s_threshold: float):
+    """The subspace built on the exact ground state (lowest singlet of the N sector)."""
+    from ..exact import ExactDiagonalization
+    from ..nqs.excitations import subspace_exact
+
+    ed = ExactDiagonalization(ham, n_roots=2, bands=False).run()
+    if ed.psi_singlet is not None:
+        psi, k0 = ed.psi_singlet, ed.k_singlet
+    else:
+        psi, k0 = ed.psi_ground, ed.k_ground
+    return subspace_exact(ham, psi, k0=k0, s_threshold=s_threshold)
+
+
+@register
+class NQSBands(Method):
+    name = "nqs_bands"
+    Settings = NQSBandsSettings
+    kind = "nqs-bands"
+    record_model = BandRecord
+    summary = "quasiparticle bands of an NQS ground state from its excitation subspace"
+
+    def default_settings(self) -> NQSBandsSettings:
+        return bands_settings()
+
+    def record_name(self, s: NQSBandsSettings, label: str | None = None) -> str:
+        return f"{get('nqs').record_name(s.ground_state, label)}.bands-{s.estimator}"
+
+    def dependencies(self, s: NQSBandsSettings, label: str | None = None) -> list[Dependency]:
+        return [Dependency("ground_state", "nqs", s.ground_state, label, required=True, pinned=True),
+                Dependency("exact", "exact", required=True),
+                Dependency("eom_ccsd", "eom_ccsd", required=False),
+                Dependency("hf", "hf", required=False)]
+
+    def stale_reason(self, record: BandRecord, inputs) -> str | None:
+        if "ground_state" not in inputs:
+            return "its ground-state record is missing or unreadable"
+        path, gs = inputs["ground_state"]
+        # bands belong to one ground-state run: a rerun NQS makes them stale
+        if (record.ground_state.get("n_steps") != gs.n_steps
+                or record.ground_state.get("energy_per_cell") != gs.energy_per_cell
+                or record.ground_state.get("path") != Path(path).name):
+            return "computed from another ground-state run"
+        return None
+
+    def run(self, geom, ham, s: NQSBandsSettings, ctx: RunContext) -> BandRecord:
+        from ..nqs.results import load_params, params_path
+
+        result_path, result = ctx.inputs["ground_state"]
+        result_path = Path(result_path)
+        ppath = params_path(result_path)
+        if not ppath.exists():
+            raise RecordError(f"{ppath}: parameters of {result_path.name} not found; rerun `nqsbench run`")
+        try:
+            params, _ = load_params(ppath, ham)
+        except ValueError as exc:
+            raise RecordError(str(exc)) from None
+        sb = nqs_subspace(ham, result, params, s)
+        bands = sb.bands(ham)
+        refs = {m: ctx.inputs[m][1] for m in REFERENCE_BANDS
+                if m in ctx.inputs and ctx.inputs[m][1].converged and ctx.inputs[m][1].bands}
+        ctrl = exact_control(ham, sb.s_threshold) if s.control else None
+        ctrl_bands = ctrl.bands(ham) if ctrl is not None else []
+        errors = {}
+        for name, rec in refs.items():
+            errors[f"nqs_vs_{name}"] = band_errors(bands, rec.bands)
+            if ctrl is not None:
+                errors[f"exact_state_subspace_vs_{name}"] = band_errors(ctrl_bands, rec.bands)
+            if name != "exact" and "exact" in refs:
+                errors[f"{name}_vs_exact"] = band_errors(rec.bands, refs["exact"].bands)
+        if ctrl is not None:
+            errors["nqs_vs_exact_state_subspace"] = band_errors(bands, ctrl_bands)
+        n0 = ham.n_alpha + ham.n_beta
+        fig_stem = None
+        if ctx.path is not None and ctx.options.get("figure", True):
+            series = {"NQS subspace": (bands, NQS_STYLE)}
+            if ctrl is not None:
+                series["exact-state subspace"] = (ctrl_bands, CONTROL_STYLE)
+            for name, rec in refs.items():
+                label, style = REFERENCE_STYLES[name]
+                series[label] = (rec.bands, style)
+            plot_bands(series, ctx.path.with_suffix(""), f"{geom.label()} — {s.estimator} estimator")
+            fig_stem = ctx.path.with_suffix("").name
+        mc = s.estimator == "monte_carlo"
+        return BandRecord(
+            method=f"nqs-{result.settings.model.kind}-bands", **self.common_fields(geom, ham), settings=s,
+            converged=True, energy_per_cell=(sb.e_ground + ham.constant + ham.ewald_shift(n0)) / ham.nk,
+            energy_per_cell_raw=(sb.e_ground + ham.constant) / ham.nk,
+            energy_error=sb.e_ground_error / ham.nk if mc else None,
+            ground_state={"path": result_path.name, "seed": result.settings.seed,
+                          "sampler": result.settings.sampler.kind, "n_steps": result.n_steps,
+                          "energy_per_cell": result.energy_per_cell,
+                          **({"s2": round(sb.meta["s2"], 6)} if "s2" in sb.meta else {})},
+            estimator=s.estimator, s_threshold=sb.s_threshold, ranks=sb.ranks(), n_samples=sb.n_samples,
+            n_blocks=sb.n_blocks, seed=s.seed if mc else None,
+            bands=[Band(**b) for b in bands], gap=gap(bands),
+            control_bands=[Band(**b) for b in ctrl_bands], control_gap=gap(ctrl_bands) if ctrl_bands else None,
+            errors=errors, figure=fig_stem)

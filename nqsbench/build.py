@@ -6,6 +6,8 @@ keyed by a hash of every input, so a cache hit never starts PySCF.
 from __future__ import annotations
 
 import logging
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,7 @@ import numpy as np
 from .catalog import Geometry
 from .config import cache_dir
 from .hamiltonian import FORMAT_VERSION, Hamiltonian
+from .io import inside
 
 log = logging.getLogger(__name__)
 
@@ -57,15 +60,23 @@ def cache_key(geom: Geometry) -> str:
 
 
 def cache_path(geom: Geometry) -> Path:
-    return cache_dir() / "hamiltonians" / f"{geom.label()}-{cache_key(geom)}.npz"
+    root = cache_dir() / "hamiltonians"
+    return inside(root / f"{geom.label()}-{cache_key(geom)}.npz", root, "Hamiltonian cache entry", depth=1)
 
 
 def get_hamiltonian(geom: Geometry, use_cache: bool = True) -> Hamiltonian:
     """Load from the cache, or build with PySCF and store."""
     path = cache_path(geom)
     if use_cache and path.exists():
-        log.info("Hamiltonian cache hit %s", path)
-        return Hamiltonian.load(path)
+        try:
+            ham = Hamiltonian.load(path)
+            log.info("Hamiltonian cache hit %s", path)
+            return ham
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, KeyError) as exc:
+            # cut short or damaged on disk: a cache entry is rebuilt, never trusted
+            log.warning("rebuilding unreadable Hamiltonian cache entry %s (%s: %s)", path,
+                        type(exc).__name__, exc)
+            path.unlink(missing_ok=True)
     ham = build_hamiltonian(geom)
     if use_cache:
         ham.save(path)

@@ -10,6 +10,7 @@ import ast
 import hashlib
 import json
 import math
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -24,6 +25,14 @@ from .units import ANGSTROM_TO_BOHR
 
 MIN_ATOM_DISTANCE_BOHR = 0.5
 SCHEMA_VERSION = 1
+# Bounds on input that is evaluated or allocated from: longer expressions, larger exponents,
+# longer lattice vectors, more k-points are refused with one line, never tried.
+MAX_EXPRESSION_CHARS = 200
+MAX_EXPRESSION_NODES = 100
+MAX_EXPONENT = 64.0
+MAX_VECTOR_BOHR = 200.0          # lattice vectors and atom positions (vacuum included)
+MAX_KPOINTS = 1000
+PARAMETER_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 # Atomic numbers of the elements the catalog may use (STO-3G covers H–Kr).
 _Z = {s: i + 1 for i, s in enumerate(
@@ -34,7 +43,7 @@ Expr = float | str
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Parameter(_Frozen):
@@ -42,6 +51,28 @@ class Parameter(_Frozen):
     unit: str
     description: str = ""
     scan: tuple[float, ...] = ()
+    min: float | None = Field(None, description="smallest allowed value (checked before any PySCF call)")
+    max: float | None = Field(None, description="largest allowed value (checked before any PySCF call)")
+
+    @model_validator(mode="after")
+    def _in_bounds(self) -> "Parameter":
+        if self.min is not None and self.max is not None and self.min >= self.max:
+            raise ValueError(f"min {self.min:g} ≥ max {self.max:g}; give min < max")
+        for what, v in [("default", self.default)] + [(f"scan value", x) for x in self.scan]:
+            why = self.out_of_bounds(v)
+            if why:
+                raise ValueError(f"{what} {why}")
+        return self
+
+    def out_of_bounds(self, v: float) -> str | None:
+        """Why ``v`` is not an allowed value (non-finite, below min, above max), else None."""
+        if not math.isfinite(v):
+            return f"{v} is not a finite number"
+        if self.min is not None and v < self.min:
+            return f"{v:g} is below the minimum {self.min:g} {self.unit}"
+        if self.max is not None and v > self.max:
+            return f"{v:g} is above the maximum {self.max:g} {self.unit}"
+        return None
 
 
 class Atom(_Frozen):
@@ -78,7 +109,9 @@ class SystemSpec(_Frozen):
     kmeshes: KMeshes = KMeshes()
     frozen_core: int = Field(default=0, ge=0)
     tier: Literal["exact", "beyond"]
-    parameters: dict[str, Parameter] = {}
+    parameters: dict[str, Parameter] = Field(
+        {}, json_schema_extra={"propertyNames": {"pattern": PARAMETER_NAME}},
+        description="named geometry parameters; names are identifiers (they make record folder names)")
 
     @model_validator(mode="after")
     def _consistent(self) -> "SystemSpec":
@@ -88,6 +121,9 @@ class SystemSpec(_Frozen):
             raise ValueError(f"periodic_axes {list(axes)} must list {self.dimension} distinct "
                              "lattice-vector indices in 0..2")
         for name in self.parameters:
+            if not re.fullmatch(PARAMETER_NAME, name):
+                raise ValueError(f"parameter name {name!r} is not an identifier (letters, digits, '_'; "
+                                 "not starting with a digit); rename it")
             if name in _FUNCTIONS or name in _CONSTANTS:
                 raise ValueError(f"parameter name {name!r} shadows a built-in; rename it")
         if self.n_electrons_cell % 2:
@@ -113,6 +149,9 @@ class SystemSpec(_Frozen):
         km = tuple(int(k) for k in kmesh)
         if len(km) != 3 or any(k < 1 for k in km):
             raise ValueError(f"k-mesh {list(kmesh)} must be three positive integers")
+        if math.prod(km) > MAX_KPOINTS:
+            raise ValueError(f"k-mesh {list(km)} has {math.prod(km)} k-points, more than nqsbench's "
+                             f"limit of {MAX_KPOINTS}; use a smaller mesh")
         bad = [i for i in range(3) if km[i] > 1 and i not in self.axes]
         if bad:
             raise ValueError(f"k-mesh {list(km)} samples non-periodic axis {bad[0]} of a "
@@ -127,6 +166,11 @@ class SystemSpec(_Frozen):
             raise CatalogError(f"{self.id}: unknown parameter {unknown[0]!r}; known: "
                                f"{sorted(self.parameters)}")
         values = {k: float(params.get(k, p.default)) for k, p in self.parameters.items()}
+        for k, v in values.items():
+            why = self.parameters[k].out_of_bounds(v)
+            if why:
+                raise CatalogError(f"{self.id}: parameter {k} = {why} (field 'parameters.{k}'); "
+                                   "choose a value inside the bounds")
         scale = ANGSTROM_TO_BOHR if self.unit == "angstrom" else 1.0
         where = f"{self.id}"
         lattice = np.array([[scale * _evaluate(e, values, f"{where}: lattice[{i}][{j}]")
@@ -151,9 +195,23 @@ class Geometry:
         self.lattice, self.symbols, self.coords = lattice, symbols, coords
 
     def validate(self) -> None:
-        if abs(np.linalg.det(self.lattice)) < 1e-6:
+        for what, vecs in (("lattice", self.lattice), ("atoms", self.coords)):
+            biggest = float(np.max(np.abs(vecs)))    # first: the norm of 1e200 overflows
+            longest = float(np.max(np.linalg.norm(vecs, axis=1))) if biggest <= MAX_VECTOR_BOHR else biggest
+            if not longest <= MAX_VECTOR_BOHR:
+                raise CatalogError(f"{self.spec.id}: field '{what}': a vector of {longest:.4g} bohr at "
+                                   f"{self.params}, longer than nqsbench's limit of {MAX_VECTOR_BOHR:g} "
+                                   "bohr; check the parameters (and their units)")
+        # as PySCF takes them: periodic vectors first (nqsbench.build.pyscf_order)
+        order = list(self.spec.axes) + [i for i in range(3) if i not in self.spec.axes]
+        det = np.linalg.det(self.lattice[order])
+        if abs(det) < 1e-6:
             raise CatalogError(f"{self.spec.id}: field 'lattice': vectors are linearly dependent "
                                f"at {self.params}; check the lattice expressions")
+        if det < 0:
+            taken = "" if order == [0, 1, 2] else f" taken periodic first (order {order})"
+            raise CatalogError(f"{self.spec.id}: field 'lattice': the vectors{taken} are left-handed "
+                               f"(a1·(a2×a3) < 0) at {self.params}; flip the sign of one vector")
         # Minimum distance over periodic images along the periodic axes.
         shifts = [np.zeros(3)]
         for ax in self.spec.axes:
@@ -202,25 +260,61 @@ class Geometry:
 # ---------------------------------------------------------------- safe arithmetic expressions
 _FUNCTIONS = {"sqrt": math.sqrt, "sin": math.sin, "cos": math.cos, "tan": math.tan}
 _CONSTANTS = {"pi": math.pi}
+
+
+def _power(a: float, b: float) -> float:
+    if abs(b) > MAX_EXPONENT:
+        raise ValueError(f"exponent {b:g} is larger than {MAX_EXPONENT:g}")
+    return float(a) ** float(b)     # floats: overflow raises at once, never a huge integer
+
+
 _BINOPS = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
-           ast.Div: lambda a, b: a / b, ast.Pow: lambda a, b: a ** b}
+           ast.Div: lambda a, b: a / b, ast.Pow: _power}
 
 
 def _evaluate(expr: Expr, values: dict[str, float], where: str) -> float:
+    """A finite float, or CatalogError naming ``where``. Bounded: at most MAX_EXPRESSION_CHARS
+    characters and MAX_EXPRESSION_NODES syntax nodes, float arithmetic only (no integer powers
+    that run for ever), exponents up to MAX_EXPONENT, every intermediate value finite."""
     if isinstance(expr, (int, float)):
-        return float(expr)
+        v = float(expr)
+        if not math.isfinite(v):
+            raise CatalogError(f"{where}: {v} is not a finite number")
+        return v
+    shown = expr if len(expr) <= 40 else expr[:37] + "..."
+    if len(expr) > MAX_EXPRESSION_CHARS:
+        raise CatalogError(f"{where}: expression {shown!r} has {len(expr)} characters, more than "
+                           f"{MAX_EXPRESSION_CHARS}; write a shorter one")
     try:
         tree = ast.parse(expr, mode="eval")
-        return float(_walk(tree.body, values))
-    except (SyntaxError, KeyError, ValueError, TypeError, ZeroDivisionError) as exc:
-        msg = exc.args[0] if exc.args else type(exc).__name__
-        raise CatalogError(f"{where}: cannot evaluate {expr!r}: {msg}; use numbers, + - * / **, "
+        n_nodes = sum(1 for _ in ast.walk(tree))
+        if n_nodes > MAX_EXPRESSION_NODES:
+            raise ValueError(f"{n_nodes} terms, more than {MAX_EXPRESSION_NODES}")
+        v = float(_walk(tree.body, values))
+    except (SyntaxError, KeyError, ValueError, TypeError, ZeroDivisionError, OverflowError,
+            RecursionError, MemoryError) as exc:
+        msg = exc.args[0] if exc.args and isinstance(exc.args[0], str) else type(exc).__name__
+        if isinstance(exc, OverflowError):
+            msg = "the result is too large"
+        raise CatalogError(f"{where}: cannot evaluate {shown!r}: {msg}; use numbers, + - * / **, "
                            f"sqrt/sin/cos/tan, pi and the declared parameters") from None
+    return v
+
+
+def _finite(v):
+    if isinstance(v, complex) or not math.isfinite(v):
+        raise ValueError(f"not a finite real number ({v})")
+    return v
 
 
 def _walk(node, values):
-    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
-        return node.value
+    return _finite(_walk1(node, values))
+
+
+def _walk1(node, values):
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) \
+            and not isinstance(node.value, bool):
+        return float(node.value)
     if isinstance(node, ast.Name):
         if node.id in values:
             return values[node.id]
@@ -316,6 +410,8 @@ def parse_params(items: list[str] | None) -> dict[str, float]:
             out[key.strip()] = float(val)
         except ValueError:
             raise CatalogError(f"--param {item!r}: expected NAME=NUMBER, e.g. d=2.4") from None
+        if not math.isfinite(out[key.strip()]):
+            raise CatalogError(f"--param {item!r}: {val.strip()} is not a finite number; give one, e.g. d=2.4")
     return out
 
 

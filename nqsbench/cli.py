@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Table as _RichTable
 
 from .errors import NqsbenchError
 
@@ -22,8 +22,37 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Benchmark and validation suite for neural-network quantum states on solids.")
 reference_app = typer.Typer(help="Reference calculations: every registered reference method (nqsbench info lists them).")
 app.add_typer(reference_app, name="reference")
-console = Console()
-err_console = Console(stderr=True)
+PIPE_WIDTH = 100_000
+
+
+class _Console(Console):
+    """rich's Console at the terminal's width; when the output is not a terminal (a pipe, a file)
+    and ``$COLUMNS`` is unset, as wide as what is printed (rich would otherwise render at 80
+    columns, or at the width of another stream's terminal, and cut table cells: ``polyacet…``).
+    Tables fold their cells (``Table``, below), so a narrow terminal wraps, never cuts."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        dims = super().size
+        if self._width is None and not self.is_terminal and not self._environ.get("COLUMNS", "").isdigit():
+            return ConsoleDimensions(PIPE_WIDTH, dims.height)
+        return dims
+
+    @size.setter
+    def size(self, new_size) -> None:
+        Console.size.fset(self, new_size)
+
+
+class Table(_RichTable):
+    """rich's Table whose columns fold long cells instead of cutting them with an ellipsis."""
+
+    def add_column(self, *args, **kwargs) -> None:
+        kwargs.setdefault("overflow", "fold")
+        super().add_column(*args, **kwargs)
+
+
+console = _Console()
+err_console = _Console(stderr=True)
 
 
 
@@ -44,12 +73,29 @@ ParamOpt = typer.Option(None, "--param", "-p", help="geometry parameter NAME=VAL
 KmeshOpt = typer.Option(None, "--kmesh", "-k", help="k-mesh as three integers, e.g. 1,1,4")
 
 
+JsonOpt = typer.Option(False, "--json", help="print one JSON document on stdout (for scripts) instead of the table")
+
+
+def _print_json(doc) -> None:
+    """One JSON document on stdout, no rich markup or wrapping."""
+    sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+
+
 @app.command("list")
 @user_errors
-def list_systems() -> None:
+def list_systems(as_json: bool = JsonOpt) -> None:
     """List the system catalog."""
     from . import catalog
 
+    if as_json:
+        specs = [catalog.load(name) for name in catalog.available()]
+        _print_json({"catalog": str(catalog.systems_dir()), "systems": [
+            {"id": s.id, "description": s.description, "dimension": s.dimension, "basis": s.basis,
+             "atoms": [a.symbol for a in s.atoms], "kmesh": list(s.kmesh), "tier": s.tier,
+             "frozen_core": s.frozen_core,
+             "parameters": {k: {"default": p.default, "unit": p.unit, "scan": list(p.scan)}
+                            for k, p in s.parameters.items()}} for s in specs]})
+        return
     table = Table(title=f"nqsbench catalog ({catalog.systems_dir()})")
     for col in ("id", "dim", "basis", "atoms", "default k-mesh", "tier", "frozen core", "parameters"):
         table.add_column(col)
@@ -64,40 +110,55 @@ def list_systems() -> None:
 
 @app.command()
 @user_errors
-def show(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[str] = KmeshOpt) -> None:
+def show(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[str] = KmeshOpt,
+         as_json: bool = JsonOpt) -> None:
     """Show a system: spec, orbitals and electrons per cell, and the size of every sector."""
     from . import catalog
     from .build import make_cell, pyscf_kmesh, pyscf_order
-    from .sectors import kmesh_grid, sector_dims
+    from .sectors import check_countable, kmesh_grid, sector_dims
 
     spec = catalog.load(system)
     geom = spec.geometry(catalog.parse_params(param), catalog.parse_kmesh(kmesh))
+    check_countable(geom.kmesh)     # before printing anything: one line for an absurd mesh
     cell = make_cell(geom)
     nao = int(cell.nao_nr())
     n_act = nao - spec.frozen_core
     n_el = spec.n_electrons_cell - 2 * spec.frozen_core
+    m = n_act * geom.nk
+    na = n_el * geom.nk // 2
+    mesh = pyscf_kmesh(geom)
+    kvecs = kmesh_grid(mesh)
+    order = pyscf_order(geom)
+    ks = []
+    for k in kvecs:  # PySCF keeps periodic axes first; show K in the catalog's axis order
+        user = [0, 0, 0]
+        for i, ax in enumerate(order):
+            user[ax] = int(k[i])
+        ks.append(tuple(user))
+    sectors = [(a, b, [int(d) for d in sector_dims(kvecs, mesh, n_act, a, b)])
+               for a, b in ((na, na), (na + 1, na), (na - 1, na)) if 0 <= a <= m]
+    if as_json:
+        _print_json({"id": spec.id, "description": spec.description, "source": spec.source,
+                     "dimension": spec.dimension, "basis": spec.basis, "params": geom.params,
+                     "kmesh": list(geom.kmesh), "nk": geom.nk, "tier": geom.tier,
+                     "orbitals_per_cell": nao, "frozen_core": spec.frozen_core,
+                     "electrons_per_cell": spec.n_electrons_cell, "active_electrons_per_cell": n_el,
+                     "spatial_orbitals": m, "spin_orbitals": 2 * m, "n_up": na, "n_dn": na,
+                     "sectors": [{"n_up": a, "n_dn": b, "k_total": list(k), "dim": d}
+                                 for a, b, dims in sectors for k, d in zip(ks, dims)]})
+        return
     console.print(f"[bold]{spec.id}[/]: {spec.description}\n  source: {spec.source}")
     console.print(f"  {spec.dimension}D, basis {spec.basis}, parameters {geom.params}, k-mesh "
                   f"{'x'.join(map(str, geom.kmesh))} (N_k = {geom.nk}, tier {geom.tier})")
     console.print(f"  per cell: {nao} orbitals ({spec.frozen_core} frozen), {spec.n_electrons_cell} "
                   f"electrons ({n_el} active)")
-    m = n_act * geom.nk
-    na = n_el * geom.nk // 2
     console.print(f"  k-space problem: {m} spatial orbitals, {2 * m} spin-orbitals, N↑ = N↓ = {na}")
     table = Table(title="sector dimensions (determinants)")
     table.add_column("N↑, N↓")
-    mesh = pyscf_kmesh(geom)
-    kvecs = kmesh_grid(mesh)
-    order = pyscf_order(geom)
-    for k in kvecs:  # PySCF keeps periodic axes first; show K in the catalog's axis order
-        user = [0, 0, 0]
-        for i, ax in enumerate(order):
-            user[ax] = int(k[i])
-        table.add_column(f"K={tuple(user)}")
-    for a, b in ((na, na), (na + 1, na), (na - 1, na)):
-        if 0 <= a <= m:
-            dims = sector_dims(kvecs, mesh, n_act, a, b)
-            table.add_row(f"{a}, {b}", *[f"{d:,}" for d in dims])
+    for k in ks:
+        table.add_column(f"K={k}")
+    for a, b, dims in sectors:
+        table.add_row(f"{a}, {b}", *[f"{d:,}" for d in dims])
     console.print(table)
 
 
@@ -114,13 +175,30 @@ def _store(references: Optional[Path] = None, results: Optional[Path] = None):
     return Store.default(references, results)
 
 
-def _settings_error(flag: str, exc) -> NqsbenchError:
-    """A pydantic ValidationError of CLI-built settings → one line naming the option."""
+def _settings_error(flag: str, exc, options: dict[str, str] | None = None) -> NqsbenchError:
+    """A pydantic ValidationError of CLI-built settings → one line naming the option.
+
+    ``options``: settings field → the CLI option that sets it (``alpha`` → ``--alpha``); the
+    key ``""`` names the options of an error about several fields at once."""
     from .errors import CatalogError
 
     err = exc.errors()[0]
     loc = ".".join(str(p) for p in err["loc"])
-    return CatalogError(f"{flag}{' ' + loc if loc else ''}: {err['msg'].removeprefix('Value error, ')}")
+    msg = err["msg"].removeprefix("Value error, ")
+    if options is not None:
+        field = str(err["loc"][-1]) if err["loc"] else ""
+        if field in options:
+            value = f" {err['input']}" if field and not isinstance(err.get("input"), dict) else ""
+            return CatalogError(f"{options[field]}{value}: {msg}")
+    return CatalogError(f"{flag}{' ' + loc if loc else ''}: {msg}")
+
+
+# settings fields → the options of `nqsbench run` / `bands` that set them
+_NQS_OPTIONS = {"alpha": "--alpha", "n_samples": "--samples", "n_chains": "--chains", "beta": "--beta",
+                "lr": "--lr", "lr_final": "--lr-final", "max_norm": "--max-norm", "diag_shift": "--diag-shift",
+                "steps": "--steps", "seed": "--seed", "init": "--init", "": "--samples/--chains"}
+_BAND_OPTIONS = {"s_threshold": "--threshold", "n_samples": "--samples", "n_chains": "--chains",
+                 "seed": "--seed", "": "--samples/--chains"}
 
 
 def _parse_sets(items: Optional[List[str]]) -> dict:
@@ -168,15 +246,22 @@ ResultsOpt = typer.Option(None, "--results", help="results folder (default: $NQS
 
 
 def _make_method_command(name: str):
+    from .methods import get as _get
+
+    mpi_help = getattr(_get(name), "run_options", {}).get("mpi")
+
     def command(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[str] = KmeshOpt,
                 force: bool = typer.Option(False, help="recompute even if the cached record matches"),
                 sets: Optional[List[str]] = typer.Option(None, "--set", help="a setting KEY=VALUE (repeatable; "
                                                          "dotted keys for nested ones, e.g. eom.min_weight=0.2)"),
                 out: Optional[Path] = typer.Option(None, help="record path (default: references/...)"),
+                mpi: Optional[int] = typer.Option(None, "--mpi", min=1, hidden=mpi_help is None,
+                                                  help=mpi_help or "MPI ranks"),
                 references: Optional[Path] = ReferencesOpt) -> None:
         from pydantic import ValidationError
 
-        from .methods import get
+        from .errors import NqsbenchError
+        from .methods import RunContext, get
 
         method = get(name)
         try:
@@ -184,8 +269,11 @@ def _make_method_command(name: str):
                                                              _parse_sets(sets)))
         except ValidationError as exc:
             raise _settings_error("--set", exc) from None
+        if mpi is not None and mpi_help is None:
+            raise NqsbenchError(f"--mpi: {name} has no MPI build; remove --mpi")
         geom = _geometry(system, param, kmesh)
-        res = _store(references).run(method, geom, settings, path=out, force=force)
+        ctx = RunContext(options={"mpi": mpi} if mpi else {})
+        res = _store(references).run(method, geom, settings, path=out, force=force, ctx=ctx)
         _print_record(res.path, res.record, res.skipped)
     return command
 
@@ -252,6 +340,8 @@ def run_nqs(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[
             chains: Optional[int] = typer.Option(None, "--chains", help="Markov chains (mcmc)"),
             beta: Optional[float] = typer.Option(None, "--beta", help="mcmc: sample |ψ|^(2·beta) with importance weights (default 0.5)"),
             checkpoint_every: float = typer.Option(60.0, "--checkpoint-every", help="seconds between checkpoints"),
+            checkpoint_steps: int = typer.Option(50, "--checkpoint-steps", min=0,
+                                                 help="also checkpoint every this many steps (0: by time only)"),
             out: Optional[Path] = typer.Option(None, help="record path (default: results/...)"),
             progress: bool = typer.Option(True, help="show a progress bar"),
             results: Optional[Path] = ResultsOpt, references: Optional[Path] = ReferencesOpt,
@@ -267,7 +357,8 @@ def run_nqs(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[
     store = _store(references, results)
     try:
         res = store.run("nqs", geom, settings, path=out, force=True,
-                        ctx=RunContext(resume=resume, progress=progress, checkpoint_every=checkpoint_every))
+                        ctx=RunContext(resume=resume, progress=progress, checkpoint_every=checkpoint_every,
+                                       checkpoint_steps=checkpoint_steps))
     except DivergenceError as exc:
         err_console.print(f"[bold red]diverged:[/] {exc}; no record written", highlight=False, soft_wrap=True)
         raise typer.Exit(3)
@@ -304,7 +395,7 @@ def _nqs_settings(model, sampler, init, steps, **kw):
     try:
         return nqs_settings(sampler, steps=steps, init=init, model=model, **kw)
     except ValidationError as exc:
-        raise _settings_error("NQS setting", exc) from None
+        raise _settings_error("NQS setting", exc, _NQS_OPTIONS) from None
 
 
 def _compare_with_exact(store, geom, rec) -> None:
@@ -362,16 +453,21 @@ def bands_cmd(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optiona
     geom = _geometry(system, param, kmesh)
     store = _store(references, results)
     gs = _nqs_settings("rbm", sampler, init, steps, seed=seed)
+
+    def settings_for(gs):
+        try:
+            return bands_settings(gs, estimator=est, samples=samples, chains=chains, s_threshold=threshold,
+                                  control=control)
+        except ValidationError as exc:
+            raise _settings_error("band setting", exc, _BAND_OPTIONS) from None
+
+    settings_for(gs)           # bad options: one line before anything runs
     gs_path = store.path("nqs", geom, gs)
     if gs_path.exists():       # the run already made (whatever its steps): its bands
         gs = read(gs_path).settings
     else:
         console.print(f"no NQS result at {gs_path}: running the ground state first", highlight=False)
-    try:
-        bs = bands_settings(gs, estimator=est, samples=samples, chains=chains, s_threshold=threshold,
-                            control=control)
-    except ValidationError as exc:
-        raise _settings_error("band setting", exc) from None
+    bs = settings_for(gs)
     res = store.run("nqs_bands", geom, bs, force=True, ctx=RunContext(progress=True, options={"figure": plot}))
     path, rec = res.path, res.record
     table = Table(title=f"{geom.spec.id} {geom.params} k-mesh {'x'.join(map(str, geom.kmesh))}: band errors (meV)")
@@ -459,19 +555,38 @@ def compare_netket_cmd(system: str, param: Optional[List[str]] = ParamOpt, kmesh
 @user_errors
 def suite_cmd(name: str = typer.Argument(..., help="suite name (suites/NAME.toml) or path to a suite file"),
               jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="independent geometries run in this many processes"),
+              executor: str = typer.Option("local", "--executor", help="where tasks run: local (this machine) or "
+                                           "dask (dask.distributed, extra 'dask'; a LocalCluster of --jobs "
+                                           "single-threaded workers unless --scheduler)"),
+              scheduler: Optional[str] = typer.Option(None, "--scheduler", help="with --executor dask: the address "
+                                                      "(tcp://HOST:8786) or scheduler file of a running cluster"),
               dry_run: bool = typer.Option(False, "--dry-run", help="list what would run and why; compute nothing"),
+              as_json: bool = typer.Option(False, "--json", help="with --dry-run: the plan as one JSON document"),
               force: bool = typer.Option(False, "--force", help="recompute every record, fresh or not"),
               progress: bool = typer.Option(True, help="show the progress bar"),
               results: Optional[Path] = ResultsOpt, references: Optional[Path] = ReferencesOpt) -> None:
     """Compute every missing or stale record of a suite; fresh records are skipped (resumable)."""
     import time
 
+    from .executors import make_executor
     from .suites import load_suite, plan, run_suite
 
     suite = load_suite(name)
     store = _store(references, results)
+    ex = make_executor(executor, jobs, scheduler)
+    if as_json and not dry_run:
+        from .errors import CatalogError
+
+        raise CatalogError("--json goes with --dry-run (a suite run prints progress, not a document)")
     if dry_run:
         pl = plan(suite, store, force)
+        if as_json:
+            _print_json({"suite": suite.name, "to_run": len(pl.todo), "fresh": len(pl.skipped), "jobs": [
+                *({"job": job.label(), "path": str(job.path), "action": "run",
+                   "reason": pl.reasons[job.path].error or pl.reasons[job.path].reason} for job in pl.todo),
+                *({"job": job.label(), "path": str(job.path), "action": "fresh", "reason": ""}
+                  for job, _ in pl.skipped)]})
+            return
         for job, st in pl.skipped:
             console.print(f"fresh  {job.label()}", highlight=False)
         for job in pl.todo:
@@ -480,12 +595,12 @@ def suite_cmd(name: str = typer.Argument(..., help="suite name (suites/NAME.toml
         console.print(f"suite {suite.name}: {len(pl.todo)} to run, {len(pl.skipped)} fresh")
         return
     t0 = time.perf_counter()
-    out = run_suite(suite, store, n_jobs=jobs, force=force, progress=progress,
+    out = run_suite(suite, store, n_jobs=jobs, force=force, progress=progress, executor=ex,
                     echo=lambda line: console.print(line, highlight=False, soft_wrap=True))
     n = {s: sum(o.state == s for o in out) for s in ("done", "skipped", "failed")}
     wall = time.perf_counter() - t0
     console.print(f"suite {suite.name}: {len(out)} records ({n['done']} computed, {n['skipped']} fresh, "
-                  f"{n['failed']} failed) in {wall:.0f} s with --jobs {jobs}")
+                  f"{n['failed']} failed) in {wall:.0f} s with --executor {executor} --jobs {jobs}")
     if suite.budget_minutes and wall > 60 * suite.budget_minutes:
         console.print(f"[yellow]note:[/] over the suite's budget of {suite.budget_minutes:g} min "
                       "(a loaded machine, or a slower one?)", highlight=False)
@@ -497,6 +612,8 @@ def suite_cmd(name: str = typer.Argument(..., help="suite name (suites/NAME.toml
 @user_errors
 def check_cmd(name: str = typer.Argument(..., help="suite name or path"),
               show_all: bool = typer.Option(False, "--all", help="also list the fresh records one per row"),
+              as_json: bool = typer.Option(False, "--json", help="print one JSON document (every row, "
+                                           "fresh records included) instead of the table; exit status as without"),
               results: Optional[Path] = ResultsOpt, references: Optional[Path] = ReferencesOpt) -> None:
     """Every gate of a suite (chemical accuracy, band MAE, V-score, records present and fresh):
     a table, and exit status 1 on any failure."""
@@ -504,6 +621,17 @@ def check_cmd(name: str = typer.Argument(..., help="suite name or path"),
 
     suite = load_suite(name)
     rows = check(suite, _store(references, results))
+    if as_json:
+        n_fail = sum(r.status == "FAIL" for r in rows)
+        _print_json({"suite": suite.name, "passed": n_fail == 0,
+                     "records": {"fresh": sum(r.gate == "fresh" and r.status == "PASS" for r in rows),
+                                 "total": sum(r.gate == "fresh" for r in rows)},
+                     "gates": {"pass": sum(r.gate != "fresh" and r.status == "PASS" for r in rows),
+                               "total": sum(r.gate != "fresh" for r in rows)},
+                     "failures": n_fail, "rows": [r.as_dict() for r in rows]})
+        if n_fail:
+            raise typer.Exit(1)
+        return
     table = Table(title=f"nqsbench check {suite.name}")
     for col in ("gate", "system", "geometry", "k-mesh", "method", "value", "limit", "vs", "status", "detail"):
         table.add_column(col, overflow="fold")
@@ -544,7 +672,9 @@ def report_cmd(name: str = typer.Argument(..., help="suite name or path"),
 
 @app.command("table")
 @user_errors
-def table_cmd(fmt: str = typer.Option("csv", "--format", "-f", help="csv | parquet | md"),
+def table_cmd(fmt: str = typer.Option("csv", "--format", "-f", help="csv | json | parquet | md"),
+              as_json: bool = typer.Option(False, "--json", help="the same as --format json: one JSON document "
+                                           "{columns, records}"),
               out: Optional[Path] = typer.Option(None, help="output file (default: stdout; parquet needs it)"),
               skip_invalid: bool = typer.Option(False, "--skip-invalid",
                                                 help="list invalid record files on stderr and go on"),
@@ -560,11 +690,78 @@ def table_cmd(fmt: str = typer.Option("csv", "--format", "-f", help="csv | parqu
     if errors and not skip_invalid:
         raise RecordError(f"{len(errors)} invalid record file(s) (listed above); fix or remove them, "
                           "or pass --skip-invalid")
-    text = write_table(df, fmt, out)
+    text = write_table(df, "json" if as_json else fmt, out)
     if text is not None:
         sys.stdout.write(text)
     else:
         console.print(f"wrote {out} ({len(df)} records)")
+
+
+@app.command("export")
+@user_errors
+def export_cmd(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[str] = KmeshOpt,
+               fmt: str = typer.Option("all", "--format", "-f", help="fcidump | hdf5 | all"),
+               out: Path = typer.Option(..., "--out", "-o", help="output folder (FCIDUMP, instance.h5, manifest.json)"),
+               results: Optional[Path] = ResultsOpt, references: Optional[Path] = ReferencesOpt) -> None:
+    """Export an instance for other codes: FCIDUMP (real Γ supercell), HDF5 (complex k-resolved)
+    and a manifest (sha256 of each file, instance hash, conventions, reference values)."""
+    from .export import FORMATS, ExportError, export
+
+    if fmt not in FORMATS:
+        raise ExportError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    geom = _geometry(system, param, kmesh)
+    ex = export(geom, out, fmt, store=_store(references, results))
+    m = ex.manifest
+    table = Table(title=f"{geom.label()}: instance {m['instance_sha256']}")
+    for col in ("file", "bytes", "sha256"):
+        table.add_column(col)
+    for name, entry in m["files"].items():
+        table.add_row(str(ex.folder / name), f"{entry['bytes']:,}", entry["sha256"])
+    table.add_row(str(ex.manifest_path), "", "(the manifest)")
+    console.print(table)
+    refs = m["references"]
+    best = refs["best"]
+    line = (f"best reference: {best} E = {refs['records'][best]['energy_per_cell']:.10f} Ha/cell (ewald)"
+            if best else "no fresh converged reference (exact, dmrg, ccsd_t) in the store for this instance")
+    c = m["conventions"]
+    shift = next(x for x in c["sectors"] if x["sector"] == "N")["ewald_shift_per_cell"]
+    console.print(f"{line}; raw → ewald per cell: {shift:+.10f} Ha "
+                  f"(N = {m['sector']['n_active_electrons']} active electrons, N_k = {c['n_k']})", highlight=False)
+
+
+@app.command("score")
+@user_errors
+def score_cmd(files: List[Path] = typer.Argument(..., help="submission JSON files (schemas/submission.schema.json)"),
+              tolerance_mha: float = typer.Option(1.6, "--tolerance-mha", help="energy gate: |ΔE| per cell ≤ this + 2σ"),
+              band_mae_mev: float = typer.Option(43.5, "--band-mae-mev", help="band gate: MAE ≤ this + 2σ (meV)"),
+              results: Optional[Path] = ResultsOpt, references: Optional[Path] = ReferencesOpt) -> None:
+    """Score results of other codes: validate each submission (exit 2 naming the field), check
+    its instance hash, store it as an external record, gate it against the best reference
+    (exact, DMRG, CCSD(T)); a table, exit status 1 when a gate fails."""
+    from .errors import CatalogError
+    from .score import score
+
+    if tolerance_mha <= 0 or band_mae_mev <= 0:
+        raise CatalogError("--tolerance-mha / --band-mae-mev: must be > 0")
+    out = score(files, _store(references, results), tolerance_mha=tolerance_mha, band_mae_mev=band_mae_mev)
+    table = Table(title="nqsbench score")
+    for col in ("file", "method", "system", "geometry", "k-mesh", "E (Ha/cell, ewald)", "gate", "value", "limit",
+                "vs", "status", "detail"):
+        table.add_column(col)
+    for s in out:
+        for r in s.rows:
+            d = r.as_dict()
+            color = {"PASS": "green", "FAIL": "bold red", "WARN": "yellow"}[r.status]
+            table.add_row(s.file.name, s.record.method, d["system"], d["geometry"], d["kmesh"],
+                          f"{s.record.energy_per_cell:.10f}", d["gate"], d["value"], d["limit"], d["reference"],
+                          f"[{color}]{r.status}[/]", d["detail"])
+    console.print(table)
+    for s in out:
+        console.print(f"wrote {s.path}", highlight=False)
+    n_fail = sum(not s.passed for s in out)
+    console.print(f"{len(out) - n_fail}/{len(out)} submissions pass" + ("; [bold red]FAILED[/]" if n_fail else ""))
+    if n_fail:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -574,15 +771,18 @@ def schema(out: Optional[Path] = typer.Option(None, help="folder for the JSON Sc
     from .config import source_root
     from .catalog import json_schema
     from .io import atomic_write_json
-    from .records import BandRecord, ReferenceRecord, ResultRecord
+    from .methods.external import Submission
+    from .records import BandRecord, ExternalRecord, ReferenceRecord, ResultRecord
 
     out = out or (source_root() or Path.cwd()) / "schemas"
     atomic_write_json(out / "system.schema.json", json_schema())
     atomic_write_json(out / "reference-record.schema.json", ReferenceRecord.model_json_schema())
     atomic_write_json(out / "result-record.schema.json", ResultRecord.model_json_schema())
     atomic_write_json(out / "band-record.schema.json", BandRecord.model_json_schema())
+    atomic_write_json(out / "external-record.schema.json", ExternalRecord.model_json_schema())
+    atomic_write_json(out / "submission.schema.json", Submission.json_schema())
     console.print(f"wrote {out}/system.schema.json, reference-record.schema.json, result-record.schema.json, "
-                  "band-record.schema.json", highlight=False)
+                  "band-record.schema.json, external-record.schema.json, submission.schema.json", highlight=False)
 
 
 @app.command()

@@ -12,6 +12,8 @@ environment see their own folders.
 | NQSBENCH_RESULTS       | NQS results (records, traces, params)  | ``results/`` of the checkout, else ``./results`` |
 | NQSBENCH_REPORTS       | generated reports                      | ``reports/`` of the checkout, else ``./reports`` |
 | NQSBENCH_CACHE         | Hamiltonian cache                      | ``~/.cache/nqsbench``                         |
+| NQSBENCH_MPIRUN        | MPI launcher of ``dmrg --mpi N``       | ``mpirun``                                    |
+| NQSBENCH_MPI_PYTHON    | Python with block2's MPI build         | this Python (``sys.executable``)              |
 
 The catalog, the suites and the committed reference cache ship inside the package
 (``nqsbench/data/``, found through :mod:`importlib.resources`); in a source checkout those are
@@ -36,6 +38,8 @@ class Settings(BaseSettings):
     results: Path | None = None
     reports: Path | None = None
     cache: Path | None = None
+    mpirun: str | None = None
+    mpi_python: Path | None = None
 
 
 def settings() -> Settings:
@@ -89,6 +93,18 @@ def reports_dir() -> Path:
 
 def cache_dir() -> Path:
     return settings().cache or Path.home() / ".cache" / "nqsbench"
+
+
+def mpirun() -> str:
+    """The MPI launcher (a command, split on spaces: e.g. ``srun --mpi=pmix`` or ``mpirun``)."""
+    return settings().mpirun or "mpirun"
+
+
+def mpi_python() -> str:
+    """The Python the MPI ranks run (it needs block2's MPI build, extra ``dmrg-mpi``)."""
+    import sys
+
+    return str(settings().mpi_python or sys.executable)
 
 
 def folders() -> dict[str, str]:

@@ -19,3 +19,7 @@ class RecordError(NqsbenchError):
 
 class SuiteError(NqsbenchError):
     """A suite file is invalid (one line naming the file, field and fix)."""
+
+
+class UnsafePathError(NqsbenchError):
+    """A path built from input (parameter names, ids, labels) would land outside its root folder."""

@@ -293,6 +293,9 @@ class SamplerSettings(_Frozen):
         if self.kind == "mcmc":
             if any(v is None for v in mc):
                 raise ValueError("sampler 'mcmc' needs n_samples, n_chains and beta")
+            if self.n_samples < 2 * self.n_chains:   # else 1 sample per chain: no R̂, no error bar
+                raise ValueError(f"n_samples {self.n_samples} < 2·n_chains {self.n_chains}: need at "
+                                 "least two samples per chain")
             rounded = -(-self.n_samples // self.n_chains) * self.n_chains
             if rounded != self.n_samples:
                 object.__setattr__(self, "n_samples", rounded)
@@ -348,6 +351,20 @@ class NQSBandsSettings(MethodSettings):
         return self
 
 
+EXTERNAL_NAME = r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$"
+
+
+@register_settings
+class ExternalSettings(MethodSettings):
+    """A result submitted by another code (``nqsbench score``): which method, code and code
+    version made it (the record is ``external-<name>.json``; a new submission of the same name
+    replaces it)."""
+    method: Literal["external"] = "external"
+    name: str = Field("submission", pattern=EXTERNAL_NAME, description="the submitted method's name")
+    code: str | None = Field(None, description="the code that computed it (e.g. block2, netket)")
+    code_version: str | None = None
+
+
 # ============================================================================ records
 class CellRecord(_Frozen):
     """Fields every record shares: what was solved (system, geometry, k-mesh, Hamiltonian hash),
@@ -374,6 +391,8 @@ class CellRecord(_Frozen):
     input_hash: str
     details: dict[str, Any] = Field({}, description="solver diagnostics (outputs, not inputs)")
     provenance: Provenance
+    checksum: str | None = Field(None, description="sha256 of the record's canonical JSON without this "
+                                 "field; set on writing, verified on reading")
 
     @field_validator("settings", mode="before")
     @classmethod
@@ -476,8 +495,25 @@ class BandRecord(CellRecord):
     figure: str | None = Field(None, description="band figure stem (PNG + SVG beside the record)")
 
 
+class ExternalRecord(CellRecord):
+    """A result computed by another code on an exported instance and submitted with ``nqsbench
+    score`` (``method`` = ``external:<name>``). ``energy_per_cell`` is the submission converted to
+    the ewald convention, ``energy_per_cell_raw`` to the raw one; ``submission`` keeps what was
+    submitted (convention, energy, code, hardware, notes, the file and its sha256)."""
+    schema_name: ClassVar[str] = "nqsbench.external-record"
+    kind: Literal["external"] = "external"
+    settings: ExternalSettings
+    energy_error: float | None = Field(None, description="the submitter's error estimate (Ha per cell)")
+    instance_sha256: str | None = Field(None, description="the exported instance the submission names "
+                                        "(checked against this store's Hamiltonian), None if not given")
+    bands: list[Band] = Field([], description="quasiparticle bands, ewald convention")
+    gap: float | None = None
+    wall_seconds: float | None = None
+    submission: dict[str, Any] = Field({}, description="the submission as received (file, sha256, fields)")
+
+
 RECORD_MODELS: dict[str, type[CellRecord]] = {"reference": ReferenceRecord, "nqs": ResultRecord,
-                                              "nqs-bands": BandRecord}
+                                              "nqs-bands": BandRecord, "external": ExternalRecord}
 
 
 def record_model(kind: str) -> type[CellRecord] | None:
@@ -485,8 +521,14 @@ def record_model(kind: str) -> type[CellRecord] | None:
 
 
 # ============================================================================ reading, writing
+def content_checksum(data: dict) -> str:
+    """sha256 of a record's canonical JSON without its ``checksum`` key."""
+    return canonical_hash({k: v for k, v in data.items() if k != "checksum"}, n=64)
+
+
 def write_record(record: CellRecord, path: str | Path) -> Path:
-    return atomic_write_json(path, record.model_dump(mode="json"))
+    data = record.model_dump(mode="json", exclude={"checksum"})
+    return atomic_write_json(path, dict(data, checksum=content_checksum(data)))
 
 
 def read_record(path: str | Path, model: type[CellRecord] | None = None) -> CellRecord:
@@ -506,11 +548,18 @@ def read_record(path: str | Path, model: type[CellRecord] | None = None) -> Cell
     if chosen is None:
         raise RecordError(f"{path}: invalid record: field 'kind': unknown kind {kind!r}")
     try:
-        return chosen.model_validate(migrate(data))
+        record = chosen.model_validate(migrate(data))
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
         raise RecordError(f"{path}: invalid record: field '{loc}': {err['msg']}") from None
+    if data.get("schema_version", 1) >= 2:            # version 1 had no checksum
+        if not data.get("checksum"):
+            raise RecordError(f"{path}: invalid record: field 'checksum': missing; recompute the record")
+        if data["checksum"] != content_checksum(data):
+            raise RecordError(f"{path}: content checksum mismatch: the record was changed after it was "
+                              "written (edited or damaged); recompute it or restore the original")
+    return record
 
 
 # ============================================================================ schema migration

@@ -14,16 +14,29 @@ One implementation for references, NQS runs, bands, suites, gates, table and rep
   the same inputs on another thread count give another, equivalent, integral file.
 - :meth:`Store.run`: reuse a fresh record or compute it (dependencies first), then write it
   atomically (temporary file + rename).
+- Claims (:meth:`Store.claim`): a writer claims a record before computing it, with a lock file
+  ``<record>.lock`` created with ``O_CREAT | O_EXCL`` (pid, host, time), refreshed every
+  :data:`CLAIM_HEARTBEAT_S` and removed after the write; so two suites (local or Dask workers)
+  on one results folder never compute one record twice. A claim is stale, and taken over, when
+  its pid is dead on this host or its lock was not refreshed for :data:`CLAIM_STALE_S`.
 """
 from __future__ import annotations
 
+import json
 import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import config
 from .catalog import Geometry
-from .errors import RecordError
+from .errors import NqsbenchError, RecordError
+from .io import inside
 from .methods import Method, RunContext, compute, get
 from .records import STALE, CellRecord, MethodSettings, read_record, write_record
 
@@ -33,7 +46,8 @@ log = logging.getLogger(__name__)
 def geometry_folder(geom: Geometry, root: Path) -> Path:
     """<root>/<system>/<params>_k<mesh>: where every record of one geometry lives."""
     params = "_".join(f"{k}{v:g}" for k, v in sorted(geom.params.items()))
-    return Path(root) / geom.spec.id / f"{params}_k{'x'.join(map(str, geom.kmesh))}"
+    folder = Path(root) / geom.spec.id / f"{params}_k{'x'.join(map(str, geom.kmesh))}"
+    return inside(folder, root, f"{geom.spec.id}: record folder", depth=2)
 
 
 def record_paths(root: str | Path) -> list[Path]:
@@ -69,6 +83,131 @@ def _as_method(method: Method | str) -> Method:
     return get(method) if isinstance(method, str) else method
 
 
+# ----------------------------------------------------------------------------- claims
+CLAIM_HEARTBEAT_S = 30.0          # a live claim's lock file is touched this often
+CLAIM_STALE_S = 6 * 3600.0        # not touched for this long: its writer is gone (another host,
+                                  # or a thread starved by a C extension that holds the GIL)
+
+
+class RecordClaimedError(NqsbenchError):
+    """The record is being computed by another live process (its claim is ``holder``)."""
+
+    def __init__(self, path: Path, holder: dict):
+        self.path, self.holder = Path(path), holder
+        super().__init__(f"{path}: claimed by pid {holder.get('pid')} on {holder.get('host')} since "
+                         f"{time.strftime('%H:%M:%S', time.localtime(holder.get('time', 0)))}; "
+                         "wait for it, or delete the .lock file if that process is gone")
+
+
+def claim_path(path: Path) -> Path:
+    return Path(path).with_name(Path(path).name + ".lock")
+
+
+def _read_claim(lock: Path) -> dict | None:
+    """The claim's content, {} when unreadable (being written), None when there is none."""
+    try:
+        return json.loads(lock.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return {}
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def claim_stale(lock: Path, holder: dict | None = None, stale_after_s: float = CLAIM_STALE_S) -> str | None:
+    """Why the claim ``lock`` is stale (its pid is dead on this host, or it was not refreshed
+    for ``stale_after_s``), or None while its holder looks alive."""
+    holder = _read_claim(lock) if holder is None else holder
+    if holder is None:
+        return "released"
+    try:
+        age = time.time() - lock.stat().st_mtime
+    except FileNotFoundError:
+        return "released"
+    if holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int) \
+            and not _pid_alive(holder["pid"]):
+        return f"pid {holder['pid']} is dead"
+    if age > stale_after_s:
+        return f"not refreshed for {age:.0f} s"
+    if not holder and age > 60:          # never finished writing its content: a killed claimer
+        return "empty claim"
+    return None
+
+
+def _take_over(lock: Path, holder: dict) -> bool:
+    """Remove the stale claim ``holder`` (and only it: a live claim that replaced it in the
+    meantime is put back). True when the name is free again."""
+    aside = lock.with_name(f"{lock.name}.{uuid.uuid4().hex[:8]}.stale")
+    try:
+        os.rename(lock, aside)
+    except FileNotFoundError:
+        return True
+    moved = _read_claim(aside) or {}
+    if holder and moved.get("token") != holder.get("token"):    # not the stale one: restore it
+        try:
+            os.link(aside, lock)
+        except FileExistsError:
+            pass
+        aside.unlink(missing_ok=True)
+        return False
+    aside.unlink(missing_ok=True)
+    return True
+
+
+@contextmanager
+def claim(path: str | Path, stale_after_s: float = CLAIM_STALE_S, heartbeat_s: float = CLAIM_HEARTBEAT_S):
+    """Hold the claim on record ``path`` for the ``with`` block: ``<path>.lock``, created
+    atomically (``O_CREAT | O_EXCL``), holding pid/host/time, touched every ``heartbeat_s``,
+    removed on exit. A stale claim is taken over; a live one raises :class:`RecordClaimedError`."""
+    path = Path(path)
+    lock = claim_path(path)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "time": time.time(), "token": uuid.uuid4().hex}
+    for _ in range(5):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = _read_claim(lock)
+            why = claim_stale(lock, holder, stale_after_s)
+            if why is None:
+                raise RecordClaimedError(path, holder or {}) from None
+            if why != "released":
+                log.warning("taking over the claim on %s: %s", path, why)
+            _take_over(lock, holder or {})
+            continue
+        with os.fdopen(fd, "w") as fh:
+            fh.write(json.dumps(me))
+        break
+    else:
+        raise RecordClaimedError(path, _read_claim(lock) or {})
+    stop = threading.Event()
+
+    def beat():
+        while not stop.wait(heartbeat_s):
+            try:
+                os.utime(lock)
+            except OSError:
+                return
+    t = threading.Thread(target=beat, name=f"claim {path.name}", daemon=True)
+    t.start()
+    try:
+        yield lock
+    finally:
+        stop.set()
+        t.join()
+        if (_read_claim(lock) or {}).get("token") == me["token"]:
+            lock.unlink(missing_ok=True)
+
+
 def settings_diff(want: MethodSettings, have: MethodSettings) -> str:
     a, b = want.flat(), have.flat()
     diff = [k for k in a if a[k] != b.get(k)] + [k for k in b if k not in a]
@@ -96,7 +235,8 @@ class Store:
              label: str | None = None) -> Path:
         m = _as_method(method)
         settings = settings if settings is not None else m.default_settings()
-        return geometry_folder(geom, self.root_for(m)) / f"{m.record_name(settings, label)}.json"
+        folder = geometry_folder(geom, self.root_for(m))
+        return inside(folder / f"{m.record_name(settings, label)}.json", folder, f"{m.name} record", depth=1)
 
     # ------------------------------------------------------------------ freshness
     def status(self, method: Method | str, geom: Geometry, settings: MethodSettings | None = None,
@@ -163,18 +303,28 @@ class Store:
             path: Path | None = None, label: str | None = None, force: bool = False,
             ctx: RunContext | None = None, ham=None) -> Outcome:
         """The record of (method, geometry, settings): reused when fresh (unless ``force``), else
-        computed and written atomically."""
+        computed and written atomically, under a claim on the record (:meth:`claim`; a record
+        claimed by another live process raises :class:`RecordClaimedError`)."""
         m = _as_method(method)
         settings = settings if settings is not None else m.default_settings()
         path = Path(path) if path is not None else self.path(m, geom, settings, label)
         st = self.status(m, geom, settings, path, label)
         if st.fresh and not force:
             return Outcome(path, read(path), True)
-        if st.reason != "missing":
-            log.info("recomputing %s: %s", path, st.error or st.reason)
-        ctx = ctx or RunContext()
-        ctx.path = path
-        ctx.inputs = self.inputs(m, geom, settings, label)
-        record = compute(m, geom, settings, ham=ham, ctx=ctx)
-        write(record, path)
+        with self.claim(path):
+            if not force:        # written by another process between the check and the claim?
+                st = self.status(m, geom, settings, path, label)
+                if st.fresh:
+                    return Outcome(path, read(path), True)
+            if st.reason != "missing":
+                log.info("recomputing %s: %s", path, st.error or st.reason)
+            ctx = ctx or RunContext()
+            ctx.path = path
+            ctx.inputs = self.inputs(m, geom, settings, label)
+            record = compute(m, geom, settings, ham=ham, ctx=ctx)
+            write(record, path)
         return Outcome(path, record, False)
+
+    def claim(self, path: str | Path, stale_after_s: float = CLAIM_STALE_S):
+        """Context manager: hold the claim on record ``path`` (see :func:`claim`)."""
+        return claim(path, stale_after_s)

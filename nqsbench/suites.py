@@ -20,6 +20,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field, replace
+from functools import partial
 from itertools import product
 from pathlib import Path
 from typing import Any, Callable, Literal
@@ -34,7 +35,8 @@ from .methods import RunContext, registry
 from .methods.nqs import nqs_settings
 from .methods.nqs_bands import bands_settings
 from .records import MethodSettings
-from .store import Status, Store
+from .executors import Executor, LocalExecutor, Task
+from .store import RecordClaimedError, Status, Store, claim_path, claim_stale
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,16 @@ ParamValue = float | list[float] | Literal["scan"]
 Mesh = tuple[int, int, int]
 
 
+class Resources(_Frozen):
+    """What one record of a task needs (hints): ``cores`` and ``memory_gb`` become Dask worker
+    resources (a task runs only on a worker that declares at least that much, where the cluster's
+    workers declare them: ``dask worker --resources "cores=8,memory_gb=64"``); ``expected_hours``
+    feeds the progress bar's ETA until a record's own wall time is known."""
+    cores: int | None = Field(None, ge=1)
+    memory_gb: float | None = Field(None, gt=0)
+    expected_hours: float | None = Field(None, gt=0)
+
+
 class TaskBase(_Frozen):
     """Fields every task shares: which geometries (a scan is a list, or "scan" for the
     catalog's scan) and k-meshes (one mesh, a list of meshes, or default/exact/beyond/all)."""
@@ -60,6 +72,7 @@ class TaskBase(_Frozen):
     kmesh: Mesh | list[Mesh] | Literal["default", "exact", "beyond", "all"] = "default"
     gates: list[dict[str, Any]] = []     # validated by nqsbench.gates.parse_gate (a plug-in registry)
     note: str = ""
+    resources: Resources | None = None   # hints for schedulers (nqsbench.executors)
 
 
 class ReferenceTask(TaskBase):
@@ -216,6 +229,7 @@ class Job:
     record_label: str | None = None      # a task's 'label': suffix of the record name
     gates: tuple[str, ...] = ()
     depends: Path | None = None
+    resources: Resources | None = None   # the task's hints (cores, memory_gb, expected_hours)
 
     @property
     def name(self) -> str:
@@ -349,6 +363,8 @@ def jobs(suite: Suite, store: Store | None = None) -> list[Job]:
             raise SuiteError(f"{suite.path}: field 'tasks[{i}].kmesh': {exc}") from None
         for geom in geoms:
             for job in _EXPANDERS[task.kind](task, i, geom, store):
+                if task.resources is not None and job.resources is None:
+                    job = replace(job, resources=task.resources)
                 old = out.get(job.path)
                 if old is None:
                     out[job.path] = job
@@ -415,7 +431,7 @@ def check(suite: Suite, store: Store | None = None) -> list[Row]:
 @dataclass
 class Outcome:
     job: Job
-    state: Literal["skipped", "done", "failed"]
+    state: Literal["skipped", "done", "failed", "claimed"]   # claimed: by another live run (rechecked)
     message: str = ""
     wall_s: float = 0.0
 
@@ -428,6 +444,8 @@ def _estimate_s(job: Job) -> float:
         return max(float(rec["provenance"]["wall_time_s"]), 1.0)
     except (OSError, ValueError, KeyError, TypeError):
         pass
+    if job.resources is not None and job.resources.expected_hours:
+        return 3600.0 * job.resources.expected_hours
     if job.kind == "nqs":
         s = job.settings
         return s.steps * (0.05 * job.geom.nk if s.sampler.kind == "exact" else 0.5)
@@ -448,16 +466,24 @@ def _clean_stale_tmp(folder: Path, older_than_s: float = 60.0) -> None:
             pass
 
 
-def run_job(job: Job, store: Store, on_step: Callable | None = None) -> Outcome:
-    """Compute one record (its dependencies are already fresh or computed by the store)."""
+def run_job(job: Job, store: Store, on_step: Callable | None = None, force: bool = True) -> Outcome:
+    """Compute one record (its dependencies are already fresh or computed by the store). With
+    ``force=False`` a record that turned fresh meanwhile (another run wrote it) is reused; a
+    record another live process has claimed is not computed: state "claimed"."""
     t0 = time.perf_counter()
     _clean_stale_tmp(job.path.parent)
     _clean_stale_tmp(job.path.with_name(job.path.stem + ".ckpt"))
     try:
-        rec = store.run(job.method, job.geom, job.settings, path=job.path, label=job.record_label, force=True,
-                        ctx=RunContext(resume="auto", checkpoint_every=60.0, on_step=on_step)).record
+        res = store.run(job.method, job.geom, job.settings, path=job.path, label=job.record_label, force=force,
+                        ctx=RunContext(resume="auto", checkpoint_every=60.0, on_step=on_step))
+    except RecordClaimedError as exc:     # another suite computes it (or its input): recheck at the end
+        h = exc.holder
+        return Outcome(job, "claimed", f"claimed by pid {h.get('pid')} on {h.get('host')}", time.perf_counter() - t0)
     except NqsbenchError as exc:          # divergence, a missing input record, ...: nothing written
         return Outcome(job, "failed", f"{type(exc).__name__}: {exc}", time.perf_counter() - t0)
+    rec = res.record
+    if res.skipped:
+        return Outcome(job, "skipped", "fresh (written by another run meanwhile)", time.perf_counter() - t0)
     msg = ""
     if getattr(rec, "converged", True) is False:
         msg = f"FAILED record: {rec.failure}"
@@ -466,27 +492,66 @@ def run_job(job: Job, store: Store, on_step: Callable | None = None) -> Outcome:
     return Outcome(job, "done", msg, time.perf_counter() - t0)
 
 
-def _run_group(group: list[Job], store: Store) -> list[Outcome]:
-    """Worker entry point: the jobs of one geometry in order (references, then NQS, then bands)."""
-    out = []
+@dataclass
+class Hooks:
+    """In-process progress: ``start(job)`` returns the job's ``on_step(i, n)``; ``outcome(o)``
+    as each job ends (not picklable: only executors that run work in this process use it)."""
+    start: Callable[[Job], Callable | None]
+    outcome: Callable[[Outcome], None]
+
+
+def _run_group(group: list[Job], store: Store, force: bool = True, hooks: Hooks | None = None) -> list[Outcome]:
+    """One task, anywhere: the jobs of one geometry in order (references, then NQS, then bands)."""
+    out: list[Outcome] = []
     for job in group:
-        if job.depends and any(o.job.path == Path(job.depends) and o.state == "failed" for o in out):
-            out.append(Outcome(job, "failed", "its ground-state run failed"))
-            continue
-        try:
-            out.append(run_job(job, store))
-        except Exception as exc:  # noqa: BLE001 - one broken job must not take the suite down;
-            # nothing was written for it, so the next `nqsbench suite` retries it
-            out.append(Outcome(job, "failed", f"{type(exc).__name__}: {exc}"))
+        dep = next((o for o in out if job.depends and o.job.path == Path(job.depends)), None)
+        if dep is not None and dep.state == "failed":
+            o = Outcome(job, "failed", "its ground-state run failed")
+        elif dep is not None and dep.state == "claimed":
+            o = Outcome(job, "claimed", f"its ground state is {dep.message}")
+        else:
+            try:
+                o = run_job(job, store, on_step=hooks.start(job) if hooks else None, force=force)
+            except Exception as exc:  # noqa: BLE001 - one broken job must not take the suite down;
+                # nothing was written for it, so the next `nqsbench suite` retries it
+                o = Outcome(job, "failed", f"{type(exc).__name__}: {exc}")
+        if hooks:
+            hooks.outcome(o)
+        out.append(o)
     return out
 
 
 def _worker_init() -> None:
-    # One thread per worker: N workers on N cores without oversubscription (BLAS and XLA).
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = "1"
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                               " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1").strip()
+    from .executors import worker_init
+
+    worker_init()
+
+
+def _task_resources(group: list[Job]) -> dict[str, float]:
+    """A task's Dask resources: the largest cores and memory of its jobs."""
+    out: dict[str, float] = {}
+    for job in group:
+        r = job.resources
+        if r is None:
+            continue
+        for key, val in (("cores", r.cores), ("memory_gb", r.memory_gb)):
+            if val is not None:
+                out[key] = max(out.get(key, 0.0), float(val))
+    return out
+
+
+def _wait_for_claims(paths: list[Path], echo: Callable[[str], None], poll_s: float) -> None:
+    """Until every claim on ``paths`` is released (or stale: taken over by the next run)."""
+    waiting = [claim_path(p) for p in paths]
+    said = False
+    while True:
+        waiting = [lk for lk in waiting if lk.exists() and claim_stale(lk) is None]
+        if not waiting:
+            return
+        if not said:
+            echo(f"waiting for {len(waiting)} record(s) claimed by another run")
+            said = True
+        time.sleep(poll_s)
 
 
 @dataclass
@@ -513,18 +578,21 @@ def plan(suite: Suite, store: Store, force: bool = False) -> Plan:
 
 
 def run_suite(suite: Suite, store: Store | None = None, n_jobs: int = 1, force: bool = False,
-              echo: Callable[[str], None] = print, progress: bool = True) -> list[Outcome]:
-    """Compute every missing or stale record of ``suite`` (fresh ones are skipped)."""
+              echo: Callable[[str], None] = print, progress: bool = True, executor: Executor | None = None,
+              claim_poll_s: float = 2.0) -> list[Outcome]:
+    """Compute every missing or stale record of ``suite`` (fresh ones are skipped) on
+    ``executor`` (default: :class:`~nqsbench.executors.LocalExecutor` with ``n_jobs``). Records
+    claimed by another live run are waited for and rechecked at the end, never computed twice."""
+    import uuid
+
     store = store or Store.default()
+    executor = executor or LocalExecutor(n_jobs)
     pl = plan(suite, store, force)
     outcomes = [Outcome(j, "skipped", st.reason) for j, st in pl.skipped]
     for job in pl.todo:
         st = pl.reasons[job.path]
         if st.error:
             echo(f"recomputing {job.path}: {st.error}")
-    groups: dict[str, list[Job]] = {}
-    for job in pl.todo:
-        groups.setdefault(job.group, []).append(job)
     weights = {job.path: _estimate_s(job) for job in pl.todo}
     total = sum(weights.values()) or 1.0
 
@@ -534,54 +602,70 @@ def run_suite(suite: Suite, store: Store | None = None, n_jobs: int = 1, force: 
                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[now]}"),
                    disable=not progress, transient=False)
     n_total, n_done = len(pl.todo), 0
+    run_id = uuid.uuid4().hex[:8]
 
-    def report(o: Outcome):
-        nonlocal n_done
-        n_done += 1
-        tag = {"done": "done", "failed": "FAILED"}[o.state]
-        echo(f"{tag:6s} {o.job.label():48s} {o.message} ({o.wall_s:.1f} s)")
-        outcomes.append(o)
+    def tasks_of(todo: list[Job], round_: int) -> list[Task]:
+        groups: dict[str, list[Job]] = {}
+        for job in todo:
+            groups.setdefault(job.group, []).append(job)
+        return [Task(f"{suite.name}-{run_id}-{round_}-{i}", g, _task_resources(g))
+                for i, g in enumerate(groups.values())]
 
     with bar:
         tid = bar.add_task(f"suite {suite.name}", total=total, count=f"0/{n_total} records", now="")
-        if n_jobs <= 1 or len(groups) <= 1:
-            for group in groups.values():
-                done_paths: dict[Path, str] = {}
-                for job in group:
-                    base = bar.tasks[0].completed
-                    w = weights[job.path]
-                    bar.update(tid, now=job.label())
+        claimed: list[Outcome] = []
+        reported: set[int] = set()
 
-                    def on_step(i, n, base=base, w=w):
-                        bar.update(tid, completed=base + w * i / max(n, 1))
-                    if job.depends and done_paths.get(Path(job.depends)) == "failed":
-                        o = Outcome(job, "failed", "its ground-state run failed")
-                    else:
-                        try:
-                            o = run_job(job, store, on_step=on_step)
-                        except Exception as exc:  # noqa: BLE001 - see _run_group
-                            o = Outcome(job, "failed", f"{type(exc).__name__}: {exc}")
-                    done_paths[job.path] = o.state
-                    bar.update(tid, completed=base + w, count=f"{n_done + 1}/{n_total} records")
-                    report(o)
-        else:
-            import multiprocessing as mp
-            from concurrent.futures import ProcessPoolExecutor, as_completed
+        def report(o: Outcome):
+            nonlocal n_done
+            if id(o) in reported:
+                return
+            reported.add(id(o))
+            if o.state == "claimed":
+                echo(f"{'claimed':8s} {o.job.label():48s} {o.message}: rechecked at the end")
+                claimed.append(o)
+                return
+            n_done += 1
+            bar.update(tid, completed=done_weight[0] + weights[o.job.path], count=f"{n_done}/{n_total} records")
+            done_weight[0] += weights[o.job.path]
+            tag = {"done": "done", "failed": "FAILED", "skipped": "fresh"}[o.state]
+            echo(f"{tag:8s} {o.job.label():48s} {o.message} ({o.wall_s:.1f} s)")
+            outcomes.append(o)
 
-            # spawn, never fork: JAX (threads, XLA state) is not fork-safe
-            with ProcessPoolExecutor(max_workers=n_jobs, mp_context=mp.get_context("spawn"),
-                                     initializer=_worker_init) as pool:
-                futs = {pool.submit(_run_group, g, store): g for g in groups.values()}
-                bar.update(tid, now=f"{min(n_jobs, len(groups))} workers")
-                for fut in as_completed(futs):
-                    g = futs[fut]
-                    try:
-                        res = fut.result()
-                    except Exception as exc:  # noqa: BLE001 - a worker died (e.g. out of memory)
-                        res = [Outcome(j, "failed", f"worker died: {type(exc).__name__}: {exc}") for j in g]
-                    for o in res:
-                        bar.advance(tid, weights[o.job.path])
-                        bar.update(tid, count=f"{n_done + 1}/{n_total} records")
-                        report(o)
+        done_weight = [0.0]
+
+        def start(job: Job):
+            base, w = done_weight[0], weights[job.path]
+            bar.update(tid, now=job.label())
+
+            def on_step(i, n):
+                bar.update(tid, completed=base + w * i / max(n, 1))
+            return on_step
+
+        hooks = Hooks(start, report)
+
+        def done(task: Task, res: list[Outcome]):
+            for o in res:
+                report(o)
+
+        def died(task: Task, reason: str):
+            for job in task.items:
+                report(Outcome(job, "failed", reason))
+
+        tasks = tasks_of(pl.todo, 0)
+        round_ = 0
+        while tasks:
+            bar.update(tid, now=executor.describe(len(tasks)))
+            claimed.clear()
+            executor.run(tasks, partial(_run_group, store=store, force=force), hooks, done, died, echo)
+            if not claimed:
+                break
+            # another run holds these: wait for it, then recheck (a record it wrote is fresh and
+            # reused; one it gave up on is computed here)
+            _wait_for_claims([o.job.path for o in claimed], echo, claim_poll_s)
+            again = {o.job.path for o in claimed}
+            round_ += 1
+            tasks = tasks_of([j for j in pl.todo if j.path in again], round_)
+            force = False
         bar.update(tid, completed=total, now="")
     return outcomes

@@ -2,7 +2,7 @@
 
 Every record under the given roots (the reference cache and the results folder: every method
 of the registry, ours and external) is read against the schema its ``kind`` names
-(reference, nqs, nqs-bands); a file that is not valid JSON or fails its schema is returned as an
+(reference, nqs, nqs-bands, external: every kind in records.RECORD_MODELS); a file that is not valid JSON or fails its schema is returned as an
 error naming the path, never silently dropped. Energies are per primitive cell (Hartree, ewald
 convention, plus the raw exxdiv=None value); ``delta_vs_exact_mha`` joins each record with the
 exact record of the same system, geometry and k-mesh; band errors are in meV.
@@ -61,6 +61,9 @@ def record_row(rec, path: Path) -> dict:
     elif rec.kind == "nqs-bands":
         row.update(gap=rec.gap, seed=rec.ground_state.get("seed"), sampler=rec.ground_state.get("sampler"),
                    n_steps=rec.ground_state.get("n_steps"), method=f"{rec.method}-{rec.estimator}")
+    elif rec.kind == "external":
+        row.update(gap=rec.gap, code=rec.settings.code, code_version=rec.settings.code_version,
+                   instance_sha256=rec.instance_sha256, convention=rec.submission.get("convention"))
     return row
 
 
@@ -121,14 +124,40 @@ def add_exact_deltas(df):
     return df
 
 
+def json_document(df) -> dict:
+    """``{"columns": [...], "records": [{column: value}, ...]}``: one object per row, every column
+    present, NaN/missing as null, numbers at full precision."""
+    import math
+
+    def plain(v):
+        if hasattr(v, "item") and not isinstance(v, (str, bytes)):
+            v = v.item()
+        if v is None or (isinstance(v, float) and not math.isfinite(v)):
+            return None
+        try:
+            import pandas as pd
+
+            if v is pd.NA or v is pd.NaT:
+                return None
+        except ImportError:  # pragma: no cover
+            pass
+        return v
+
+    cols = [str(c) for c in df.columns]
+    return {"columns": cols,
+            "records": [{c: plain(v) for c, v in zip(cols, row)} for row in df.itertuples(index=False, name=None)]}
+
+
 def write_table(df, fmt: str, out: Path | None):
-    """Write ``df`` as csv/parquet/md to ``out`` (atomically) or return the text for stdout."""
+    """Write ``df`` as csv/json/parquet/md to ``out`` (atomically) or return the text for stdout."""
     from .errors import NqsbenchError
     from .io import atomic_write, atomic_write_text
 
     fmt = fmt.lower()
     if fmt == "csv":
         text = df.to_csv(index=False, float_format="%.10g")
+    elif fmt == "json":
+        text = json.dumps(json_document(df), indent=2, ensure_ascii=False) + "\n"
     elif fmt in ("md", "markdown"):
         text = df.to_markdown(index=False, floatfmt=".8g") + "\n"
     elif fmt == "parquet":
@@ -141,7 +170,7 @@ def write_table(df, fmt: str, out: Path | None):
         atomic_write(out, lambda tmp: df.to_parquet(tmp, index=False))
         return None
     else:
-        raise NqsbenchError(f"--format {fmt!r}: choose csv, parquet or md")
+        raise NqsbenchError(f"--format {fmt!r}: choose csv, json, parquet or md")
     if out is None:
         return text
     atomic_write_text(out, text)

@@ -248,8 +248,9 @@ LAYERS = [
     ("hamiltonian", ["nqsbench.hamiltonian", "nqsbench.build"]),
     ("solvers", ["nqsbench.exact", "nqsbench.runners", "nqsbench.nqs", "nqsbench.bandstructure", "nqsbench.peers"]),
     ("methods", ["nqsbench.methods"]),
-    ("store", ["nqsbench.store"]),
-    ("suites, gates, reports", ["nqsbench.gates", "nqsbench.suites", "nqsbench.table", "nqsbench.report"]),
+    ("store", ["nqsbench.store", "nqsbench.export"]),
+    ("suites, gates, reports", ["nqsbench.gates", "nqsbench.suites", "nqsbench.executors", "nqsbench.table",
+                                "nqsbench.report", "nqsbench.score", "nqsbench.leaderboard"]),
     ("interfaces", ["nqsbench.cli", "nqsbench"]),
 ]
 

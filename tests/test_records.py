@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from nqsbench.errors import RecordError
-from nqsbench.records import BandRecord, ReferenceRecord, ResultRecord, read_record
+from nqsbench.records import BandRecord, ExternalRecord, ReferenceRecord, ResultRecord, read_record
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,7 +22,7 @@ def test_committed_reference_records_validate():
 
 
 @pytest.mark.parametrize("name,model", [("reference-record", ReferenceRecord), ("result-record", ResultRecord),
-                                        ("band-record", BandRecord)])
+                                        ("band-record", BandRecord), ("external-record", ExternalRecord)])
 def test_record_schema_files_are_current(name, model):
     committed = json.loads((ROOT / "schemas" / f"{name}.schema.json").read_text())
     assert committed == json.loads(json.dumps(model.model_json_schema())), "run `nqsbench schema`"

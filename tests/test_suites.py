@@ -85,6 +85,14 @@ def tiny(tmp_path_factory):
     return base
 
 
+def resign(path: Path, data: dict) -> None:
+    """Write changed record contents as a method that produced those numbers would have (content
+    checksum recomputed); a hand edit without it is refused as a changed record."""
+    from nqsbench.records import content_checksum
+
+    path.write_text(json.dumps(dict(data, checksum=content_checksum(data))))
+
+
 def clone(base: Path, dest: Path) -> Path:
     shutil.copytree(base, dest)
     return dest
@@ -172,7 +180,7 @@ def test_gate_fails_on_2_mha_perturbation(tiny, tmp_path, shift_mha):
     path = base / "results" / "h-chain" / "d2.2_k1x1x2" / "nqs-rbm-exact-s0.json"
     data = json.loads(path.read_text())
     data["energy_per_cell"] += shift_mha * 1e-3
-    path.write_text(json.dumps(data))
+    resign(path, data)
     res = runner.invoke(app, ["check", str(base / "tiny.toml"), *roots_args(base)], env={"COLUMNS": "250"})
     assert res.exit_code == 1, res.output
     fail = [ln for ln in res.output.splitlines() if "FAIL" in ln and ln.startswith("│")]
@@ -207,11 +215,11 @@ def test_band_and_vscore_gates_fail_when_perturbed(tiny, tmp_path):
     data = json.loads(bpath.read_text())
     for b in data["bands"]:
         b["electron"] = [e + 0.01 for e in b["electron"]]      # +272 meV on every electron band
-    bpath.write_text(json.dumps(data))
+    resign(bpath, data)
     rpath = folder / "nqs-rbm-exact-s0.json"
     data = json.loads(rpath.read_text())
     data["v_score"] = 0.5
-    rpath.write_text(json.dumps(data))
+    resign(rpath, data)
     res = runner.invoke(app, ["check", str(base / "tiny.toml"), *roots_args(base)], env={"COLUMNS": "250"})
     assert res.exit_code == 1
     fails = [ln for ln in res.output.splitlines() if "FAIL" in ln and ln.startswith("│")]
@@ -225,7 +233,7 @@ def test_stale_records_fail_the_freshness_gate(tiny, tmp_path):
     path = base / "results" / "h-chain" / "d3_k1x1x2" / "nqs-rbm-exact-s0.json"
     data = json.loads(path.read_text())
     data["input_hash"] = "0" * 16                              # as if built from other inputs
-    path.write_text(json.dumps(data))
+    resign(path, data)
     res = runner.invoke(app, ["check", str(base / "tiny.toml"), *roots_args(base)], env={"COLUMNS": "300"})
     assert res.exit_code == 1
     assert "settings differ: steps 120 ≠ 130" in res.output and "input hash 0000000000000000" in res.output

@@ -41,7 +41,8 @@ class RunContext:
     path: Path | None = None
     inputs: dict[str, tuple[Path, CellRecord]] = field(default_factory=dict)
     resume: bool | Literal["auto"] = "auto"
-    checkpoint_every: float = 60.0
+    checkpoint_every: float = 60.0          # seconds between NQS checkpoints
+    checkpoint_steps: int = 50              # ... and at least every this many steps (0: off)
     progress: bool = False
     on_step: Callable[[int, int], None] | None = None
     options: dict[str, Any] = field(default_factory=dict)   # run limits (e.g. exact: max_dim)

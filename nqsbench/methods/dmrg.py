@@ -11,3 +11,12 @@ class DMRG(RunnerMethod):
     name, Settings = "dmrg", DMRGSettings
     engine_module, engine = "nqsbench.runners.dmrg", "run_dmrg"
     summary = "DMRG (block2, extra 'dmrg') on the real Γ-supercell Hamiltonian, extrapolated in discarded weight"
+    run_options = {"mpi": "run the sweeps on N MPI ranks (block2's MPI build, extra 'dmrg-mpi', under mpirun); "
+                          "the same energy as serial, so not part of the record's settings"}
+
+    def engine_options(self, ctx):
+        # MPI ranks are a run option (RunContext.options), not a setting: they change how the
+        # record is computed, not what (same energy to 1e-8 Ha), and a record made on 64 ranks of
+        # a cluster must stay fresh for a laptop that asks for the serial run.
+        mpi = ctx.options.get("mpi")
+        return {"mpi": int(mpi)} if mpi else {}

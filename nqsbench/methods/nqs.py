@@ -4,7 +4,9 @@ public API alike.
 
 Side files beside the record ``<stem>.json``: ``<stem>.trace.csv`` (one row per step),
 ``<stem>.params.npz`` (final parameters, tied to the Hamiltonian hash) and ``<stem>.ckpt/``
-(checkpoints, every ``ctx.checkpoint_every`` seconds and at the end).
+(checkpoints, every ``ctx.checkpoint_every`` seconds, every ``ctx.checkpoint_steps`` steps and at
+the end). The :class:`~nqsbench.nqs.DivergenceGuard` stops a run that turns NaN, rises far above
+its best energy, or whose Markov chains collapse; nothing is written then.
 """
 from __future__ import annotations
 
@@ -68,24 +70,26 @@ def make_driver(ham, s: NQSSettings):
 
 
 def _resume_from(driver, ckpt_dir, resume) -> object:
-    """The checkpoint folder to resume from (or None), clearing checkpoints that are not this run's."""
-    from ..nqs import latest_checkpoint, load_checkpoint
+    """What to resume from (a checkpoint folder or file, or None), clearing checkpoints that are
+    not this run's. ``resume=True``: the folder (the driver loads its newest readable checkpoint
+    and refuses one of another run); "auto": the newest readable checkpoint when it belongs to
+    this very run; False: none."""
+    from ..nqs import CheckpointError, load_latest_checkpoint
 
     if ckpt_dir is None:
         return None
     if resume is True:
         return ckpt_dir
-    ck = latest_checkpoint(ckpt_dir)
-    if ck is None:
-        return None
     if resume == "auto":
         try:
-            meta = load_checkpoint(ck)["meta"]
-            mine = driver._meta()
+            found = load_latest_checkpoint(ckpt_dir)
+        except CheckpointError as exc:       # every checkpoint cut short by a kill: start afresh
+            log.info("%s", exc)
+            found = None
+        if found is not None:
+            meta, mine = found[1]["meta"], driver._meta()
             if all(meta.get(k) == mine[k] for k in ("hamiltonian_hash", "seed", "n_parameters", "flags")):
-                return ckpt_dir
-        except Exception as exc:  # noqa: BLE001 - a checkpoint cut short by a kill is just discarded
-            log.info("discarding unreadable checkpoint %s: %s", ck, exc)
+                return found[0]
     for p in ckpt_dir.glob("ckpt_*.npz"):   # a fresh run: old checkpoints are stale
         p.unlink()
     return None
@@ -114,7 +118,8 @@ class NQSMethod(Method):
         resume = _resume_from(driver, ckpt_dir, ctx.resume)
         callbacks = [DivergenceGuard()]
         if ckpt_dir is not None:
-            callbacks.append(Checkpoint(ckpt_dir, every_seconds=ctx.checkpoint_every))
+            callbacks.append(Checkpoint(ckpt_dir, every_seconds=ctx.checkpoint_every,
+                                        every_steps=ctx.checkpoint_steps or None))
         if ctx.progress:
             callbacks.insert(0, ProgressBar(f"{geom.spec.id} {s.sampler.kind}"))
         if ctx.on_step is not None:

@@ -27,12 +27,17 @@ class RunnerMethod(Method):
     engine_module: ClassVar[str] = "nqsbench.runners.kpoint"
     engine: ClassVar[str]
 
+    def engine_options(self, ctx: RunContext) -> dict:
+        """Keyword arguments for the engine from the run's options (how to compute, never what:
+        not part of the settings hash), e.g. DMRG's MPI ranks."""
+        return {}
+
     def run(self, geom, ham, settings, ctx: RunContext) -> ReferenceRecord:
         from ..runners.kpoint import failed
 
         engine = getattr(importlib.import_module(self.engine_module), self.engine)
         try:
-            res = engine(geom, ham, settings=settings)
+            res = engine(geom, ham, settings=settings, **self.engine_options(ctx))
         except (RuntimeError, ArithmeticError, ValueError, np.linalg.LinAlgError) as exc:
             log.warning("%s failed on %s: %s", self.name, geom.label(), exc)
             res = failed(f"{type(exc).__name__}: {exc}")

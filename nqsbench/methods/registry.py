@@ -14,7 +14,7 @@ from ..errors import NqsbenchError
 from ..records import register_settings
 from .base import Method
 
-BUILTIN = ("exact", "pyscf_kpoint", "dmrg", "nqs", "nqs_bands")
+BUILTIN = ("exact", "pyscf_kpoint", "dmrg", "nqs", "nqs_bands", "external")
 
 _METHODS: dict[str, Method] = {}
 _loaded = False

@@ -6,8 +6,8 @@
 
 Knows nothing of PySCF: takes a :class:`nqsbench.hamiltonian.Hamiltonian`.
 """
-from .callbacks import (Checkpoint, DivergenceError, DivergenceGuard, EarlyStopping, ProgressBar,
-                        latest_checkpoint, load_checkpoint)
+from .callbacks import (Checkpoint, CheckpointError, DivergenceError, DivergenceGuard, EarlyStopping,
+                        ProgressBar, latest_checkpoint, load_checkpoint, load_latest_checkpoint)
 from .driver import NQS
 from .hilbert import Sector
 from .models import RBM
@@ -20,4 +20,4 @@ __all__ = ["NQS", "RBM", "SR", "CosineDecay", "Sector", "ExactSampler", "Metropo
            "FermionHamiltonian", "make_local_energy", "v_score", "force", "jacobian", "sr_direction", "Stats", "statistics",
            "importance_statistics",
            "Checkpoint", "DivergenceError", "DivergenceGuard", "EarlyStopping", "ProgressBar",
-           "latest_checkpoint", "load_checkpoint"]
+           "latest_checkpoint", "load_checkpoint", "load_latest_checkpoint", "CheckpointError"]

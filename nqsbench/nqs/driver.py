@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .callbacks import DivergenceGuard, latest_checkpoint, load_checkpoint
+from .callbacks import UNREADABLE, CheckpointError, DivergenceGuard, load_checkpoint, load_latest_checkpoint
 from .hilbert import Sector
 from .models import RBM, count_parameters
 from .operator import FermionHamiltonian, make_local_energy, sector_matrix_coo, v_score
@@ -161,9 +161,16 @@ class NQS:
             callbacks = [DivergenceGuard()]
         if resume is not None:
             p = Path(resume)
-            ck = p if p.is_file() else latest_checkpoint(p)
-            if ck is not None:
-                self.load_state_arrays(load_checkpoint(ck))
+            if p.is_file():
+                try:
+                    data = load_checkpoint(p)
+                except UNREADABLE as exc:
+                    raise CheckpointError(f"{p}: unreadable checkpoint ({type(exc).__name__}: {exc})") from None
+            else:
+                found = load_latest_checkpoint(p)
+                data = found[1] if found else None
+            if data is not None:
+                self.load_state_arrays(data)
         for cb in callbacks:
             if hasattr(cb, "on_run_start"):
                 cb.on_run_start(self, n_steps)
@@ -189,6 +196,10 @@ class NQS:
                 if stop:
                     self.stopped_early = True
                     break
+            self.finalize()
+            for cb in callbacks:          # judge the final estimate (e.g. a collapsed Markov chain)
+                if hasattr(cb, "on_result"):
+                    cb.on_result(self)
         except BaseException:
             for cb in callbacks:          # e.g. close a progress bar; checkpoints do not save here
                 if hasattr(cb, "on_run_abort"):
@@ -197,7 +208,6 @@ class NQS:
         for cb in callbacks:
             if hasattr(cb, "on_run_end"):
                 cb.on_run_end(self)
-        self.finalize()
         return self
 
     def _stats(self, el, wf) -> Stats:

@@ -43,9 +43,16 @@ def load_params(path: str | Path, ham) -> tuple[dict, dict]:
     import jax.numpy as jnp
     import numpy as np
 
-    with np.load(path) as d:
-        meta = json.loads(str(d["meta"]))
-        params = {k: jnp.asarray(d[k]) for k in meta["keys"]}
+    from ..errors import RecordError
+    from .callbacks import UNREADABLE
+
+    try:
+        with np.load(path, allow_pickle=False) as d:
+            meta = json.loads(str(d["meta"]))
+            params = {k: jnp.asarray(d[k]) for k in meta["keys"]}
+    except UNREADABLE as exc:
+        raise RecordError(f"{path}: unreadable parameters ({type(exc).__name__}: {exc}); rerun "
+                          "`nqsbench run` to make them again") from None
     if meta["hamiltonian_hash"] != ham.hash:
         raise ValueError(f"{path}: parameters were trained on Hamiltonian {meta['hamiltonian_hash']}, "
                          f"not {ham.hash}; rerun `nqsbench run`")

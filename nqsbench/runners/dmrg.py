@@ -22,6 +22,7 @@ from ..catalog import Geometry
 from ..errors import NqsbenchError
 from ..hamiltonian import Hamiltonian
 from ..records import DMRGSettings
+from .dmrg_core import sweeps
 from .kpoint import RunnerResult
 
 
@@ -39,40 +40,67 @@ def _import_block2():
     return DMRGDriver, SymmetryTypes
 
 
-def run_dmrg(geom: Geometry, ham: Hamiltonian, settings: DMRGSettings | dict | None = None) -> RunnerResult:
+def _sweeps_mpi(h, eri, n_elec: int, ecore: float, cfg: dict, scratch: str, ranks: int) -> dict:
+    """:func:`~nqsbench.runners.dmrg_core.sweeps` on ``ranks`` MPI ranks: the Hamiltonian goes
+    to the ranks in a file, rank 0's result comes back in one."""
+    import json
+    import os
+    import shlex
+    import subprocess
+    from pathlib import Path
+
+    from .. import config
+    from . import dmrg_core
+
+    launcher = shlex.split(config.mpirun())
+    if shutil.which(launcher[0]) is None:
+        raise MissingExtraError(f"--mpi {ranks}: no {launcher[0]!r} on PATH; install an MPI (Debian/Ubuntu: "
+                                "`apt-get install openmpi-bin libopenmpi-dev`) or set NQSBENCH_MPIRUN")
+    inp, out = Path(scratch) / "ham.npz", Path(scratch) / "result.json"
+    np.savez(inp, h=h, eri=eri, n_elec=n_elec, ecore=ecore, cfg=json.dumps(cfg), scratch=str(Path(scratch) / "ranks"))
+    # OpenMPI refuses to start as root without these (containers); other MPIs ignore them
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+               OMPI_MCA_rmaps_base_oversubscribe="1")
+    cmd = [*launcher, "-n", str(ranks), config.mpi_python(), dmrg_core.__file__, str(inp), str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0 or not out.exists():
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        if proc.returncode == 3 or any("NQSBENCH-MPI" in ln for ln in tail):
+            raise MissingExtraError(f"--mpi {ranks}: {config.mpi_python()} has no MPI build of block2; install the "
+                                    "extra `pip install -e '.[dmrg-mpi]'` there (or set NQSBENCH_MPI_PYTHON)")
+        raise MissingExtraError(f"--mpi {ranks}: {' '.join(cmd[:3])} ... failed (exit {proc.returncode}): "
+                                + " | ".join(tail))
+    return json.loads(out.read_text())
+
+
+def run_dmrg(geom: Geometry, ham: Hamiltonian, settings: DMRGSettings | dict | None = None,
+             mpi: int | None = None) -> RunnerResult:
     """Settings: :class:`nqsbench.records.DMRGSettings` (schedule rows: bond dimension, sweeps,
-    noise; an extrapolation error above ``max_error_per_cell`` is a failed record)."""
-    DMRGDriver, SymmetryTypes = _import_block2()
+    noise; an extrapolation error above ``max_error_per_cell`` is a failed record).
+
+    ``mpi``: run the sweeps on this many MPI ranks (block2's MPI build under
+    ``$NQSBENCH_MPIRUN -n N $NQSBENCH_MPI_PYTHON``, see :func:`_sweeps_mpi`); how the record is
+    computed, not what: the same energy as the serial run, so not part of the settings."""
     if not isinstance(settings, DMRGSettings):    # None, or a dict of fields to change
         settings = DMRGSettings(**(settings or {}))
     cfg = settings.model_dump()
+    serial = not (mpi and mpi > 1)
+    if serial:                       # the missing extra is named before any work
+        DMRGDriver, SymmetryTypes = _import_block2()
     h, eri = ham.real_supercell()
     n = h.shape[0]
     n_elec = ham.n_alpha + ham.n_beta
     scratch = tempfile.mkdtemp(prefix="nqsbench-dmrg-")
     try:
-        driver = DMRGDriver(scratch=scratch, symm_type=SymmetryTypes.SU2, n_threads=cfg["n_threads"],
-                            stack_mem=int(2e9))
-        idx = driver.orbital_reordering(h, eri)
-        h_o, eri_o = h[idx][:, idx], eri[idx][:, idx][:, :, idx][:, :, :, idx]
-        driver.initialize_system(n_sites=n, n_elec=n_elec, spin=0, orb_sym=[0] * n)
-        mpo = driver.get_qc_mpo(h1e=h_o, g2e=eri_o, ecore=ham.constant, iprint=0)
-        ket = driver.get_random_mps(tag="KET", bond_dim=cfg["schedule"][0][0], nroots=1)
-        bond_dims, noises = [], []
-        for m, sweeps, noise in cfg["schedule"]:
-            bond_dims += [m] * sweeps
-            noises += [noise] * sweeps
-        e_var = float(driver.dmrg(mpo, ket, n_sweeps=len(bond_dims), bond_dims=bond_dims, noises=noises,
-                                  thrds=[1e-10] * len(bond_dims), tol=cfg["sweep_tol"], iprint=0))
-        _, dws, _ = driver.get_dmrg_results()
-        dw_max = float(np.max(dws[-1:])) if len(dws) else 0.0
-        # Reverse schedule: two noiseless sweeps per M, last-sweep energy and discarded weight.
-        points = [(dw_max, e_var)]
-        for m in cfg["reverse_bond_dims"]:
-            e_m = float(driver.dmrg(mpo, ket, n_sweeps=2, bond_dims=[m, m], noises=[0.0, 0.0],
-                                    thrds=[1e-10, 1e-10], tol=0.0, iprint=0))
-            _, dws_m, _ = driver.get_dmrg_results()
-            points.append((float(np.max(dws_m[-1:])), e_m))
+        if not serial:
+            res = _sweeps_mpi(h, eri, n_elec, ham.constant, cfg, scratch, mpi)
+        else:
+            driver = DMRGDriver(scratch=scratch, symm_type=SymmetryTypes.SU2, n_threads=cfg["n_threads"],
+                                stack_mem=int(2e9))
+            res = sweeps(driver, h, eri, n_elec, ham.constant, cfg)
+            res["mpi_ranks"] = 1
+        idx, e_var, dw_max = res["ordering"], res["e_var"], res["dw_max"]
+        points = [tuple(p) for p in res["points"]]
         dw = np.array([p[0] for p in points])
         en = np.array([p[1] for p in points])
         if dw.max() < 1e-14:
@@ -94,7 +122,8 @@ def run_dmrg(geom: Geometry, ham: Hamiltonian, settings: DMRGSettings | dict | N
                             failure=failure,
                             details=dict(ordering="fiedler (exchange matrix)",
                                          ordering_indices=[int(i) for i in idx], e_variational_raw=e_var,
-                                         extrapolation=[list(p) for p in points], n_orbitals=n),
+                                         extrapolation=[list(p) for p in points], n_orbitals=n,
+                                         mpi_ranks=res["mpi_ranks"]),
                             e_corr_per_cell=(e_ext / ham.nk - ham.e_hf) if ok else None,
                             energy_error=err / ham.nk)
     finally:

@@ -1,0 +1,157 @@
+"""Markov-chain collapse is divergence (issue 13): exit 3, no record, the NaN message style; an
+honest Markov-chain run and exact sampling never trip the guard."""
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from nqsbench.cli import app
+from nqsbench.nqs import NQS, DivergenceError, DivergenceGuard
+from nqsbench.records import ResultRecord, read_record, trace_path
+from conftest import hchain
+
+runner = CliRunner()
+
+
+def written(folder):
+    """Every file a run left under ``folder`` (records, traces, parameters, checkpoints)."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+# ----------------------------------------------------------------------------- the issue's runs
+def test_issue_command_collapse_exits_3_and_writes_nothing(tmp_path):
+    """``run h-chain -k 1,1,4 --sampler mcmc --lr 50 --steps 100 --seed 1`` wrote a record 38
+    mHa/cell off exact with ± 0.000: the step-1 variance jumps by ~1e56."""
+    res = runner.invoke(app, ["run", "h-chain", "-k", "1,1,4", "--sampler", "mcmc", "--lr", "50", "--steps",
+                              "100", "--seed", "1", "--no-progress", "--results", str(tmp_path)])
+    assert res.exit_code == 3, res.output
+    assert "diverged: " in res.output and "Markov chains collapsed" in res.output
+    assert "no record written" in res.output and "Traceback" not in res.output
+    assert written(tmp_path) == []
+
+
+def test_collapse_nk2_exit_3(tmp_path):
+    """N_k = 2, same learning rate: exit 3 and nothing written, whichever check fires first (the
+    trajectory depends on the Bloch gauge of the Hamiltonian build)."""
+    out = tmp_path / "c.json"
+    res = runner.invoke(app, ["run", "h-chain", "-k", "1,1,2", "--sampler", "mcmc", "--lr", "50", "--steps", "100",
+                              "--seed", "1", "--samples", "256", "--chains", "16", "--no-progress", "--out", str(out)])
+    assert res.exit_code == 3, res.output
+    assert res.output.startswith("diverged: step ") and "no record written" in res.output
+    assert written(tmp_path) == []
+
+
+def collapsing_driver(steps):
+    from nqsbench.nqs.defaults import make_driver
+
+    return make_driver(hchain(2), sampler="mcmc", lr=50.0, seed=1, n_steps=steps, n_samples=256, n_chains=16)
+
+
+def test_frozen_chains_on_a_real_collapse():
+    """Only the acceptance check on (no energy-rise, spike or R̂ check): the chains of the lr = 50
+    run stop moving and the guard stops the run once they have been stuck for 10 steps."""
+    guard = DivergenceGuard(max_rise=math.inf, spike_factor=math.inf, max_r_hat=math.inf)
+    driver = collapsing_driver(60)
+    with pytest.raises(DivergenceError, match="consecutive steps"):
+        driver.run(60, callbacks=[guard])
+    acc = np.asarray(driver.trace["acceptance"])
+    assert driver.step < 30 and (acc[-10:] < 1e-3).all()
+
+
+def test_final_estimate_of_one_configuration_on_a_real_collapse():
+    """The same run stopped after 6 steps (fewer frozen steps than the patience): its final
+    estimate, ~0 variance from chains that do not move, is rejected."""
+    guard = DivergenceGuard(max_rise=math.inf, spike_factor=math.inf, max_r_hat=math.inf)
+    driver = collapsing_driver(6)
+    with pytest.raises(DivergenceError, match="final estimate"):
+        driver.run(6, callbacks=[guard])
+    assert driver.variance < 1e-12 and driver.energy_error < 1e-6     # the ± 0.000 of the issue
+
+
+def test_honest_mcmc_run_passes(tmp_path):
+    """Default Markov-chain settings: no false alarm, a record with a real error bar, and the
+    sampler is called 'mcmc' in the CLI, the record and its file name (never 'metropolis')."""
+    out = tmp_path / "h.json"
+    res = runner.invoke(app, ["run", "h-chain", "-k", "1,1,2", "--sampler", "mcmc", "--steps", "30", "--seed", "1",
+                              "--no-progress", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    rec = read_record(out, ResultRecord)
+    assert rec.energy_error > 1e-6 and rec.estimate.variance > 1e-6
+    assert rec.settings.sampler.kind == "mcmc" and rec.details["sampler"]["kind"] == "mcmc"
+    assert "metropolis" not in out.read_text().lower()
+    import pandas as pd
+
+    acc = pd.read_csv(trace_path(out))["acceptance"]
+    assert acc.min() > 10 * DivergenceGuard().min_acceptance   # the margin the threshold relies on
+
+
+def test_exact_sampling_never_trips():
+    """Exact sampling has no acceptance: logs that would be a collapse for Markov chains pass."""
+    driver = NQS(hchain(2), sampler="exact", seed=0)
+    guard = DivergenceGuard()
+    guard.on_run_start(driver, 100)
+    for t in range(30):
+        guard(driver, t, {"energy": -1.0, "error": 0.0, "variance": 1e-30 if t else 1e30, "acceptance": 0.0,
+                          "R_hat": 1e9})
+    driver.run(3, callbacks=[guard])          # a real exact run, final estimate included
+    assert driver.step == 3 and driver.energy_error == 0.0
+
+
+# ----------------------------------------------------------------------------- each criterion
+def markov_driver(variance=1.0, e_tot=-10.0, acceptance=(0.05,)):
+    """What the guard reads of a Markov-chain driver."""
+    return SimpleNamespace(_exact=False, params={"w": np.ones(3)}, stats=object(), variance=variance,
+                           e_tot=e_tot, step=len(acceptance), trace={"acceptance": list(acceptance)})
+
+
+def feed(guard, driver, logs):
+    guard.on_run_start(driver, len(logs))
+    for t, log in enumerate(logs):
+        guard(driver, t, {"energy": -1.0, "error": 1e-3, "variance": 1.0, "acceptance": 0.05, "R_hat": 1.01,
+                          **log})
+
+
+def test_variance_spike():
+    d = markov_driver()
+    with pytest.raises(DivergenceError, match=r"step 5: Markov chains collapsed: the local-energy variance"):
+        feed(DivergenceGuard(), d, [{}] * 5 + [{"variance": 2e6}])
+    feed(DivergenceGuard(), d, [{}] * 5 + [{"variance": 5e5}])          # 5e5×: heavy tails, not a collapse
+    # a nearly exact state (variance 1e-9) fluctuating up is no spike: the floor is 1e-3 Ha²
+    feed(DivergenceGuard(), d, [{"variance": 1e-9}] * 5 + [{"variance": 1e2}])
+    with pytest.raises(DivergenceError, match="variance"):
+        feed(DivergenceGuard(), d, [{"variance": 1e-9}] * 5 + [{"variance": 2e3}])
+
+
+def test_frozen_chains():
+    d = markov_driver()
+    with pytest.raises(DivergenceError, match=r"step 10: .*acceptance 0.0e\+00 < 0.001 for 10 consecutive"):
+        feed(DivergenceGuard(), d, [{}] + [{"acceptance": 0.0, "variance": 1e-35}] * 10)
+    # nine frozen steps, one that moves, nine again: the count restarts
+    feed(DivergenceGuard(), d, [{"acceptance": 0.0}] * 9 + [{"acceptance": 0.01}] + [{"acceptance": 0.0}] * 9)
+    feed(DivergenceGuard(), d, [{"acceptance": 0.0125}] * 40)       # the lowest honest value measured
+
+
+def test_chains_that_disagree():
+    d = markov_driver()
+    with pytest.raises(DivergenceError, match=r"R̂ = 50 > 10 for 10 consecutive"):
+        feed(DivergenceGuard(), d, [{"R_hat": 50.0}] * 10)
+    feed(DivergenceGuard(), d, [{"R_hat": 50.0}] * 9 + [{"R_hat": math.nan}] + [{"R_hat": 1.4}] * 20)
+
+
+def test_final_estimate():
+    guard = DivergenceGuard()
+    with pytest.raises(DivergenceError, match=r"final estimate has variance 1.0e-35"):
+        guard.on_result(markov_driver(variance=1e-35, acceptance=(0.05, 0.0)))
+    guard.on_result(markov_driver(variance=1e-35, acceptance=(0.0, 0.05)))   # chains move: an eigenstate
+    guard.on_result(markov_driver(variance=1e-3, acceptance=(0.0,)))         # real variance
+    guard.on_result(SimpleNamespace(_exact=True, stats=object(), variance=0.0, e_tot=-1.0,
+                                    trace={"acceptance": [1.0]}, step=1))   # exact sampling
+
+
+def test_collapse_is_checked_before_the_energy_rise():
+    """A jump that is both: the message names the collapse (the more specific diagnosis)."""
+    d = markov_driver()
+    with pytest.raises(DivergenceError, match="collapsed"):
+        feed(DivergenceGuard(), d, [{"energy": -2.5}] + [{"energy": -2.3, "variance": 1e56, "error": 1e-16}])

@@ -1,0 +1,97 @@
+"""Checkpoints every N steps, relocated reference caches, ``reference exact --force`` (issue 13)."""
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from nqsbench import catalog
+from nqsbench.cli import app
+from nqsbench.config import references_dir
+from nqsbench.methods import RunContext
+from nqsbench.methods.nqs import nqs_settings
+from nqsbench.records import ResultRecord, read_record, trace_path
+from nqsbench.store import Store
+
+runner = CliRunner()
+RUN = ["run", "h-chain", "-p", "d=1.8", "-k", "1,1,2", "--no-progress"]
+
+
+def ckpts(out):
+    return sorted(p.name for p in out.with_name(out.stem + ".ckpt").glob("ckpt_*.npz"))
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def test_checkpoint_every_50_steps_by_default(tmp_path):
+    """A run of 53 steps with the time interval out of reach leaves the step-50 checkpoint (and
+    the final one); --checkpoint-steps 0 leaves only the final one."""
+    out = tmp_path / "r.json"
+    res = runner.invoke(app, [*RUN, "--steps", "53", "--checkpoint-every", "1e9", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert ckpts(out) == ["ckpt_000050.npz", "ckpt_000053.npz"]
+    out0 = tmp_path / "r0.json"
+    res = runner.invoke(app, [*RUN, "--steps", "53", "--checkpoint-every", "1e9", "--checkpoint-steps", "0",
+                              "--out", str(out0)])
+    assert res.exit_code == 0, res.output
+    assert ckpts(out0) == ["ckpt_000053.npz"]
+    res = runner.invoke(app, [*RUN, "--steps", "3", "--checkpoint-steps", "-1", "--out", str(tmp_path / "x.json")])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+
+
+def test_killed_run_resumes_from_the_step_checkpoint(tmp_path):
+    """Killed at step 52 (before any time-based checkpoint): the step-50 checkpoint is there, and
+    --resume finishes the run with the trace of an uninterrupted one."""
+    geom = catalog.load("h-chain").geometry({"d": 1.8}, (1, 1, 2))
+    store = Store.default(tmp_path / "refs", tmp_path / "res")
+    out = tmp_path / "k.json"
+
+    def kill(step, total):
+        if step == 52:
+            raise KeyboardInterrupt("simulated kill")
+
+    with pytest.raises(KeyboardInterrupt):
+        store.run("nqs", geom, nqs_settings("exact", steps=53), path=out, force=True,
+                  ctx=RunContext(resume=False, checkpoint_every=1e9, on_step=kill))
+    assert ckpts(out) == ["ckpt_000050.npz"] and not out.exists()
+    res = runner.invoke(app, [*RUN, "--steps", "53", "--resume", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    full = tmp_path / "full.json"
+    assert runner.invoke(app, [*RUN, "--steps", "53", "--out", str(full)]).exit_code == 0
+    assert read_record(out, ResultRecord).n_steps == 53
+    a, b = pd.read_csv(trace_path(out)), pd.read_csv(trace_path(full))
+    assert len(a) == 53 and (a["energy"].to_numpy() == b["energy"].to_numpy()).all()
+
+
+# ----------------------------------------------------------------------------- reference caches
+def test_reference_honours_references_option_and_env(tmp_path, monkeypatch):
+    packaged = references_dir() / "h-chain" / "d1.8_k1x1x2" / "hf.json"
+    before = packaged.stat().st_mtime_ns if packaged.exists() else None
+    x = tmp_path / "x"
+    res = runner.invoke(app, ["reference", "hf", "h-chain", "-k", "1,1,2", "--references", str(x)])
+    assert res.exit_code == 0, res.output
+    assert (x / "h-chain" / "d1.8_k1x1x2" / "hf.json").is_file()
+    y = tmp_path / "y"
+    monkeypatch.setenv("NQSBENCH_REFERENCES", str(y))
+    res = runner.invoke(app, ["reference", "hf", "h-chain", "-k", "1,1,2"])
+    assert res.exit_code == 0, res.output
+    assert (y / "h-chain" / "d1.8_k1x1x2" / "hf.json").is_file() and str(y) in res.output
+    after = packaged.stat().st_mtime_ns if packaged.exists() else None
+    assert after == before                       # the packaged cache was not written
+
+
+def test_reference_exact_force_and_run_vs_exact_from_relocated_cache(tmp_path, monkeypatch):
+    refs = tmp_path / "refs"
+    monkeypatch.setenv("NQSBENCH_REFERENCES", str(tmp_path / "empty"))
+    # the packaged cache holds this exact record, but a relocated empty cache has none
+    res = runner.invoke(app, [*RUN, "--steps", "2", "--out", str(tmp_path / "a.json")])
+    assert res.exit_code == 0, res.output
+    assert "vs exact" not in res.output
+    monkeypatch.setenv("NQSBENCH_REFERENCES", str(refs))
+    ref = ["reference", "exact", "h-chain", "-k", "1,1,2"]
+    first = runner.invoke(app, ref)
+    assert first.exit_code == 0 and first.output.count("wrote ") == 1, first.output
+    again = runner.invoke(app, ref)
+    assert again.exit_code == 0 and "cached, input hash matches" in again.output, again.output
+    forced = runner.invoke(app, [*ref, "--force"])
+    assert forced.exit_code == 0 and "wrote " in forced.output and "cached" not in forced.output, forced.output
+    res = runner.invoke(app, [*RUN, "--steps", "2", "--out", str(tmp_path / "b.json")])
+    assert res.exit_code == 0, res.output
+    assert "vs exact (exact.json)" in res.output and "input hash differs" not in res.output

@@ -58,7 +58,7 @@ class Parameter(_Frozen):
     def _in_bounds(self) -> "Parameter":
         if self.min is not None and self.max is not None and self.min >= self.max:
             raise ValueError(f"min {self.min:g} ≥ max {self.max:g}; give min < max")
-        for what, v in [("default", self.default)] + [(f"scan value", x) for x in self.scan]:
+        for what, v in [("default", self.default)] + [("scan value", x) for x in self.scan]:
             why = self.out_of_bounds(v)
             if why:
                 raise ValueError(f"{what} {why}")

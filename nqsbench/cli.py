@@ -113,12 +113,11 @@ def list_systems(as_json: bool = JsonOpt) -> None:
 def show(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[str] = KmeshOpt,
          as_json: bool = JsonOpt) -> None:
     """Show a system: spec, orbitals and electrons per cell, and the size of every sector."""
-    from . import catalog
     from .build import make_cell, pyscf_kmesh, pyscf_order
     from .sectors import check_countable, kmesh_grid, sector_dims
 
-    spec = catalog.load(system)
-    geom = spec.geometry(catalog.parse_params(param), catalog.parse_kmesh(kmesh))
+    geom = _geometry(system, param, kmesh)
+    spec = geom.spec
     check_countable(geom.kmesh)     # before printing anything: one line for an absurd mesh
     cell = make_cell(geom)
     nao = int(cell.nao_nr())
@@ -506,7 +505,6 @@ def compare_netket_cmd(system: str, param: Optional[List[str]] = ParamOpt, kmesh
                        ) -> None:
     """Same Hamiltonian, RBM parameters and samples in NetKet and here: energies and throughputs
     side by side, ratios ours ÷ NetKet (> 1: ours faster)."""
-    from . import catalog
     from .errors import CatalogError
     from .peers.netket import require_netket
 
@@ -521,8 +519,8 @@ def compare_netket_cmd(system: str, param: Optional[List[str]] = ParamOpt, kmesh
             raise CatalogError(f"{name} {v}: must be ≥ 1")
     if alpha <= 0:
         raise CatalogError(f"--alpha {alpha}: must be > 0")
-    spec = catalog.load(system)
-    geom = spec.geometry(catalog.parse_params(param), catalog.parse_kmesh(kmesh))
+    geom = _geometry(system, param, kmesh)
+    spec = geom.spec
     require_netket()                     # before any build: one line naming the 'peers' extra
 
     from .build import get_hamiltonian

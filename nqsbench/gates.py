@@ -73,16 +73,13 @@ class GateBase(_Frozen):
 
 def _reference(job, methods, store: Store, need_bands: bool = False):
     """First fresh, converged reference record among ``methods`` → (method, record, why-not-others)."""
-    from .store import read
-
-    geom = job.geom
     why = []
     for m in methods:
-        st = store.status(m, geom)
+        st = store.status(m, job.geom)
         if not st.fresh:
             why.append(f"{m}: {st.reason}")
             continue
-        rec = read(store.path(m, geom))
+        rec = st.record
         if not rec.converged:
             why.append(f"{m}: failed record")
         elif need_bands and not rec.bands:

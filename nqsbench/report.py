@@ -20,8 +20,8 @@ from pathlib import Path
 from .errors import RecordError
 from .gates import rows_frame
 from .store import Store
-from .suites import Suite, check, jobs, read, status
-from .units import CHEMICAL_ACCURACY_MHA, HARTREE_TO_MEV
+from .suites import Suite, check, jobs, status
+from .units import CHEMICAL_ACCURACY_MHA
 
 METHOD_STYLE = {  # label, colour, marker
     "exact": ("exact", "k", "s"), "hf": ("HF", "0.5", "."), "mp2": ("MP2", "C4", "v"),
@@ -80,14 +80,10 @@ def collect(suite: Suite, store: Store):
         if st.error:
             bad.append(st.error)
             continue
-        if not job.path.exists():
+        if st.record is None:
             missing.append(f"{job.label()} ({st.reason})")
             continue
-        try:
-            rec = read(job)
-        except RecordError as exc:
-            bad.append(str(exc))
-            continue
+        rec = st.record                      # read by the status check (stale ones too)
         row = record_row(rec, job.path)
         if rec.kind == "nqs":
             row["method"] = job.name            # nqs-rbm-<sampler>-s<seed>[-label]: one column per run

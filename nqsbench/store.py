@@ -30,7 +30,7 @@ import threading
 import time
 import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import config
@@ -70,6 +70,8 @@ class Status:
     fresh: bool
     reason: str
     error: str | None = None        # a corrupt/invalid record, named by path
+    # the record read to decide (when it parsed), so callers need not read the file again
+    record: CellRecord | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -256,34 +258,36 @@ class Store:
             from .build import cache_key
             input_hash = cache_key(geom)
         if rec.input_hash != input_hash:
-            return Status(False, f"input hash {rec.input_hash} != {input_hash} (inputs or PySCF changed)")
+            return Status(False, f"input hash {rec.input_hash} != {input_hash} (inputs or PySCF changed)",
+                          record=rec)
         if rec.settings_hash == STALE:
             return Status(False, "made by nqsbench with schema version 1 and settings that are not "
-                                 "today's (or not recorded): recompute")
+                                 "today's (or not recorded): recompute", record=rec)
         if rec.settings_hash != settings.settings_hash():
-            return Status(False, "settings differ: " + settings_diff(settings, rec.settings))
+            return Status(False, "settings differ: " + settings_diff(settings, rec.settings), record=rec)
         pinned = {}
         for dep in m.dependencies(settings, label):
             if not dep.pinned:
                 continue
-            st = self.status(dep.method, geom, dep.settings, label=dep.label, input_hash=input_hash)
-            if not st.fresh:
-                return Status(False, f"its input {dep.name} is not fresh ({st.reason})")
             dpath = self.path(dep.method, geom, dep.settings, dep.label)
-            pinned[dep.name] = (dpath, read(dpath))
+            st = self.status(dep.method, geom, dep.settings, dpath, dep.label, input_hash=input_hash)
+            if not st.fresh:
+                return Status(False, f"its input {dep.name} is not fresh ({st.reason})", record=rec)
+            pinned[dep.name] = (dpath, st.record)
         why = m.stale_reason(rec, pinned)
         if why:
-            return Status(False, why)
+            return Status(False, why, record=rec)
         if not rec.converged:
-            return Status(True, f"fresh, failed: {rec.failure}")
-        return Status(True, "fresh")
+            return Status(True, f"fresh, failed: {rec.failure}", record=rec)
+        return Status(True, "fresh", record=rec)
 
     def fresh_record(self, method: Method | str, geom: Geometry, settings: MethodSettings | None = None,
                      label: str | None = None) -> tuple[Path, CellRecord] | None:
         """(path, record) when fresh, else None."""
         m = _as_method(method)
         path = self.path(m, geom, settings, label)
-        return (path, read(path)) if self.status(m, geom, settings, path, label).fresh else None
+        st = self.status(m, geom, settings, path, label)
+        return (path, st.record) if st.fresh else None
 
     # ------------------------------------------------------------------ computing
     def inputs(self, method: Method, geom: Geometry, settings: MethodSettings, label: str | None = None,
@@ -310,12 +314,12 @@ class Store:
         path = Path(path) if path is not None else self.path(m, geom, settings, label)
         st = self.status(m, geom, settings, path, label)
         if st.fresh and not force:
-            return Outcome(path, read(path), True)
+            return Outcome(path, st.record, True)
         with self.claim(path):
             if not force:        # written by another process between the check and the claim?
                 st = self.status(m, geom, settings, path, label)
                 if st.fresh:
-                    return Outcome(path, read(path), True)
+                    return Outcome(path, st.record, True)
             if st.reason != "missing":
                 log.info("recomputing %s: %s", path, st.error or st.reason)
             ctx = ctx or RunContext()

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -28,7 +27,7 @@ from typing import Any, Callable, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from . import catalog, config
-from .errors import CatalogError, NqsbenchError, RecordError, SuiteError
+from .errors import CatalogError, NqsbenchError, SuiteError
 from .gates import Row, parse_gate
 from .io import read_toml
 from .methods import RunContext, registry
@@ -414,11 +413,7 @@ def check(suite: Suite, store: Store | None = None) -> list[Row]:
             for g in job.gates:
                 rows.append(Row(parse_gate(g).kind, job, "FAIL", detail="record not present and fresh"))
             continue
-        try:
-            rec = read(job)
-        except RecordError as exc:   # changed under us
-            rows.append(Row("fresh", job, "FAIL", detail=str(exc)))
-            continue
+        rec = st.record
         failed = getattr(rec, "converged", True) is False
         rows.append(Row("fresh", job, "WARN" if failed and not job.gates else "PASS",
                         detail=st.reason if not failed else f"failed record: {rec.failure}"))
@@ -519,12 +514,6 @@ def _run_group(group: list[Job], store: Store, force: bool = True, hooks: Hooks 
             hooks.outcome(o)
         out.append(o)
     return out
-
-
-def _worker_init() -> None:
-    from .executors import worker_init
-
-    worker_init()
 
 
 def _task_resources(group: list[Job]) -> dict[str, float]:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from nqsbench.records import ResultRecord, read_record
+from nqsbench.records import read_record
 
 ROOT = Path(__file__).resolve().parent.parent
 distributed = pytest.importorskip("distributed", reason="extra 'dask' not installed")

@@ -10,7 +10,6 @@ its best energy, or whose Markov chains collapse; nothing is written then.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 
@@ -48,11 +47,6 @@ def nqs_settings(sampler: str = "exact", alpha: float = 2.0, steps: int | None =
                        optimizer=OptimizerSettings(lr=r["lr"], lr_final=r["lr_final"], max_norm=r["max_norm"],
                                                    diag_shift=r["diag_shift"]),
                        steps=DEFAULT_STEPS[sampler] if steps is None else steps, seed=seed, init=init)
-
-
-def _plain(obj):
-    """JSON-plain copy (numpy scalars, tuples, schedules → str)."""
-    return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else repr(o)))
 
 
 def _finite(x) -> float | None:
@@ -136,7 +130,9 @@ class NQSMethod(Method):
 
     def record(self, driver, geom, s: NQSSettings, trace_file: str | None = None) -> ResultRecord:
         """The record of a finished driver (energies per cell; the final estimate's statistics)."""
-        flags = _plain(driver.dump_flags())
+        from ..nqs.results import plain
+
+        flags = plain(driver.dump_flags())
         st = driver.stats
         return ResultRecord(
             method=f"nqs-{s.model.kind}", **self.common_fields(geom, driver.ham), settings=s,

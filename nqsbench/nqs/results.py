@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 
-def _plain(obj):
+def plain(obj):
     """JSON-plain copy (numpy scalars, tuples, schedules → str)."""
     return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else repr(o)))
 
@@ -28,7 +28,7 @@ def save_params(driver, path: str | Path) -> Path:
     from ..io import atomic_write
 
     leaves, _ = jax.tree_util.tree_flatten(driver.params)
-    meta = {"hamiltonian_hash": driver.ham.hash, "flags": _plain(driver.dump_flags()), "step": driver.step,
+    meta = {"hamiltonian_hash": driver.ham.hash, "flags": plain(driver.dump_flags()), "step": driver.step,
             "keys": sorted(driver.params)}
 
     def write(tmp):

@@ -43,8 +43,10 @@ def main() -> None:
         nqs = sel[sel.kind == "nqs"].sort_values(["sampler", "n_steps"])
         for _, r in nqs.iterrows():
             err = "" if pd.isna(r.energy_error) or not r.energy_error else f" ± {1e3 * r.energy_error:.3f}"
-            alpha = read(r.path).settings.model.alpha
-            label = f"{r.sampler} {int(r.n_steps)} steps s{int(r.seed)}" + (f" α{alpha:g}" if alpha else "")
+            model = read(r.path).settings.model
+            alpha = getattr(model, "alpha", None)
+            label = (("" if model.kind == "rbm" else f"{model.kind} ") + f"{r.sampler} {int(r.n_steps)} steps "
+                     f"s{int(r.seed)}" + (f" α{alpha:g}" if alpha else ""))
             cell = f"{r.delta_vs_exact_mha:+.3f}{err}"
             bands = Path(r.path).with_name(Path(r.path).stem + ".bands-exact.json")
             if r.sampler != "exact" and bands.exists():

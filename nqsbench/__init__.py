@@ -40,7 +40,7 @@ def run(method: str, geom, settings=None, ham=None, **settings_fields):
 
     m = _methods.get(method)
     if settings is None and settings_fields:
-        settings = m.Settings.model_validate({**m.default_settings().model_dump(), **settings_fields})
+        settings = m.settings_from(**settings_fields)
     return _methods.compute(m, geom, settings, ham=ham)
 
 

@@ -108,6 +108,33 @@ def list_systems(as_json: bool = JsonOpt) -> None:
     console.print(table)
 
 
+@app.command("models")
+@user_errors
+def list_models(as_json: bool = JsonOpt) -> None:
+    """List the registered variational models, their options (with defaults) and their own
+    optimizer defaults (`nqsbench run --model NAME --model-opt KEY=VALUE`)."""
+    from .nqs import models
+
+    rows = []
+    for name in models.names():
+        spec = models.get(name)
+        opts = {k: {"default": f.default, "description": f.description or ""}
+                for k, f in spec.Settings.model_fields.items() if k != "kind"}
+        rows.append({"name": name, "summary": spec.summary, "options": opts,
+                     "optimizer_defaults": spec.optimizer_defaults})
+    if as_json:
+        _print_json({"models": rows})
+        return
+    table = Table(title="nqsbench models")
+    for col in ("name", "summary", "options (default)", "optimizer defaults"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(r["name"], r["summary"], ", ".join(f"{k}={v['default']}" for k, v in r["options"].items()),
+                      "; ".join(f"{s}: " + ", ".join(f"{k}={v:g}" for k, v in d.items())
+                                for s, d in r["optimizer_defaults"].items()) or "-")
+    console.print(table)
+
+
 @app.command()
 @user_errors
 def show(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[str] = KmeshOpt,
@@ -195,7 +222,8 @@ def _settings_error(flag: str, exc, options: dict[str, str] | None = None) -> Nq
 # settings fields → the options of `nqsbench run` / `bands` that set them
 _NQS_OPTIONS = {"alpha": "--alpha", "n_samples": "--samples", "n_chains": "--chains", "beta": "--beta",
                 "lr": "--lr", "lr_final": "--lr-final", "max_norm": "--max-norm", "diag_shift": "--diag-shift",
-                "steps": "--steps", "seed": "--seed", "init": "--init", "": "--samples/--chains"}
+                "steps": "--steps", "seed": "--seed", "init": "--init", "max_steps": "--max-steps",
+                "max_minutes": "--max-minutes", "": "--samples/--chains"}
 _BAND_OPTIONS = {"s_threshold": "--threshold", "n_samples": "--samples", "n_chains": "--chains",
                  "seed": "--seed", "": "--samples/--chains"}
 
@@ -228,7 +256,7 @@ def _merge(base: dict, over: dict) -> dict:
 
 def _print_record(path, record, skipped: bool) -> None:
     head = f"{record.method} {record.system} {record.params} k-mesh {'x'.join(map(str, record.kmesh))}: "
-    if not record.converged:
+    if record.failed:
         console.print(head + f"[bold red]FAILED[/] ({record.failure})", highlight=False)
     else:
         console.print(head + f"E = {record.energy_per_cell:.10f} Ha/cell (ewald convention), "
@@ -323,12 +351,20 @@ def reference_main(ctx: typer.Context,
 @app.command("run")
 @user_errors
 def run_nqs(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[str] = KmeshOpt,
-            model: str = typer.Option("rbm", help="variational model: rbm"),
-            alpha: float = typer.Option(2.0, help="hidden-unit density of the RBM"),
+            model: str = typer.Option("rbm", help="variational model (`nqsbench models` lists them): rbm, nnbf, ..."),
+            model_opt: Optional[List[str]] = typer.Option(None, "--model-opt", help="a model option KEY=VALUE "
+                                                          "(repeatable), e.g. --model nnbf --model-opt width=2"),
+            alpha: Optional[float] = typer.Option(None, help="hidden-unit density of the RBM (default 2; "
+                                                  "same as --model-opt alpha=...)"),
             init: str = typer.Option("hf", help="start: hf (visible bias ±0.5 towards HF) or random "
                                      "(small random parameters; LiH Γ stalls at HF from the hf start)"),
             sampler: str = typer.Option("exact", help="exact (enumerate the sector) or mcmc (Metropolis chains)"),
-            steps: Optional[int] = typer.Option(None, help="total optimization steps, resumed ones included (default: exact 200, mcmc 400)"),
+            steps: str = typer.Option("auto", help="auto (run until the energy plateaus at the final learning rate) "
+                                      "or a number of steps, resumed ones included"),
+            max_steps: Optional[int] = typer.Option(None, "--max-steps", help="auto: at most this many steps "
+                                                    "(default: exact 3000, mcmc 4000)"),
+            max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="auto: stop (unconverged) "
+                                                        "after this many minutes"),
             seed: int = typer.Option(0, help="seed for parameters and sampling"),
             resume: bool = typer.Option(False, "--resume", help="continue from the latest checkpoint"),
             lr: Optional[float] = typer.Option(None, "--lr", help="SR learning rate (default per sampler)"),
@@ -350,8 +386,9 @@ def run_nqs(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[
     from .methods import RunContext
     from .nqs import DivergenceError
 
-    settings = _nqs_settings(model, sampler, init, steps, alpha=alpha, seed=seed, lr=lr, lr_final=lr_final,
-                             max_norm=max_norm, diag_shift=diag_shift, samples=samples, chains=chains, beta=beta)
+    settings = _nqs_settings(_model_table(model, model_opt, alpha), sampler, init, steps, seed=seed, lr=lr,
+                             lr_final=lr_final, max_norm=max_norm, diag_shift=diag_shift, samples=samples,
+                             chains=chains, beta=beta, max_steps=max_steps, max_minutes=max_minutes)
     geom = _geometry(system, param, kmesh)
     store = _store(references, results)
     try:
@@ -366,9 +403,40 @@ def run_nqs(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[
     console.print(f"{rec.method} {sampler} {geom.spec.id} {geom.params} k-mesh {'x'.join(map(str, geom.kmesh))}, "
                   f"{rec.n_steps} steps: E = {rec.energy_per_cell:.8f} Ha/cell{err} (ewald convention), "
                   f"{rec.energy_per_cell_raw:.8f} raw; V-score {rec.v_score:.2e}", highlight=False)
+    if rec.converged:
+        console.print(f"converged: {rec.convergence}", highlight=False, soft_wrap=True)
+    else:
+        hint = ("rerun with a larger --max-steps/--max-minutes and --resume to go on" if settings.steps == "auto"
+                else "use --steps auto (the default) to run until it plateaus")
+        console.print(f"[bold yellow]NOT CONVERGED[/]: {rec.convergence}; {hint}", highlight=False, soft_wrap=True)
     _compare_with_exact(store, geom, rec)
     console.print(f"wrote {path}  ({rec.provenance.wall_time_s:.1f} s, "
                   f"{rec.provenance.peak_memory_mb:.0f} MB peak)", highlight=False)
+
+
+def _model_table(model: str, options: Optional[List[str]], alpha: Optional[float]) -> dict:
+    """``--model NAME --model-opt K=V … [--alpha A]`` → ``{"kind": NAME, K: V, …}``."""
+    from .errors import CatalogError
+    from .nqs import models
+
+    if model not in models.names():
+        raise CatalogError(f"--model {model!r}: unknown model; available: {', '.join(models.names())}")
+    table = {"kind": model}
+    for item in options or []:
+        key, sep, val = item.partition("=")
+        if not sep or not key.strip() or key.strip() == "kind":
+            raise CatalogError(f"--model-opt {item!r}: expected KEY=VALUE with a field of model {model!r}, "
+                               f"one of {', '.join(f for f in models.get(model).Settings.model_fields if f != 'kind')}")
+        try:
+            table[key.strip()] = json.loads(val)
+        except ValueError:
+            table[key.strip()] = val
+    if alpha is not None:
+        if model != "rbm":
+            raise CatalogError(f"--alpha {alpha}: the RBM's hidden-unit density; --model {model} takes "
+                               "--model-opt KEY=VALUE")
+        table["alpha"] = alpha
+    return table
 
 
 def _nqs_settings(model, sampler, init, steps, **kw):
@@ -376,21 +444,34 @@ def _nqs_settings(model, sampler, init, steps, **kw):
 
     from .errors import CatalogError
     from .methods.nqs import nqs_settings
+    from .nqs import models
 
-    if model != "rbm":
-        raise CatalogError(f"--model {model!r}: unknown model; available: rbm")
+    if isinstance(steps, str) and steps != "auto":
+        try:
+            steps = int(steps)
+        except ValueError:
+            raise CatalogError(f"--steps {steps!r}: give 'auto' or a number of steps") from None
     if sampler not in ("exact", "mcmc"):
         raise CatalogError(f"--sampler {sampler!r}: choose 'exact' or 'mcmc'")
     if init not in ("hf", "random"):
         raise CatalogError(f"--init {init!r}: choose 'hf' or 'random'")
-    if steps is not None and steps < 0:
-        raise CatalogError(f"--steps {steps}: must be ≥ 0")
+    if isinstance(steps, int) and steps < 1:
+        raise CatalogError(f"--steps {steps}: must be ≥ 1 (or auto)")
     for flag, v in (("--lr", kw.get("lr")), ("--diag-shift", kw.get("diag_shift"))):
         if v is not None and v <= 0:
             raise CatalogError(f"{flag} {v}: must be > 0")
     for flag, v in (("--lr-final", kw.get("lr_final")), ("--max-norm", kw.get("max_norm"))):
         if v is not None and v < 0:
             raise CatalogError(f"{flag} {v}: must be ≥ 0 (0 switches it off)")
+    try:
+        models.settings(model)
+    except ValidationError as exc:   # a model option: name it as given
+        kind = model.get("kind", "rbm")
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"])
+        flag = "--alpha" if field == "alpha" and kind == "rbm" else f"--model-opt {field}"
+        value = f" {err['input']}" if not isinstance(err.get("input"), dict) else ""
+        raise CatalogError(f"{flag}{value}: {err['msg'].removeprefix('Value error, ')} (model {kind!r})") from None
     try:
         return nqs_settings(sampler, steps=steps, init=init, model=model, **kw)
     except ValidationError as exc:
@@ -410,7 +491,7 @@ def _compare_with_exact(store, geom, rec) -> None:
     except NqsbenchError as exc:
         console.print(f"exact reference unreadable: {exc}", highlight=False)
         return
-    if ref.converged and ref.energy_per_cell is not None:
+    if not ref.failed and ref.energy_per_cell is not None:
         d = (rec.energy_per_cell - ref.energy_per_cell) * 1e3
         note = "" if ref.input_hash == rec.input_hash else " [input hash differs from the reference]"
         console.print(f"vs exact ({ref_path.name}): {d:+.3f} mHa/cell"
@@ -424,7 +505,10 @@ def _compare_with_exact(store, geom, rec) -> None:
 def bands_cmd(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[str] = KmeshOpt,
               sampler: str = typer.Option("exact", help="sampler of the NQS ground-state run to use (exact|mcmc)"),
               seed: int = typer.Option(0, help="seed of the NQS ground-state run (and of the Monte Carlo sampling)"),
-              steps: Optional[int] = typer.Option(None, help="steps of the ground-state run when it must be made first"),
+              model: str = typer.Option("rbm", help="model of the NQS ground-state run to use"),
+              model_opt: Optional[List[str]] = typer.Option(None, "--model-opt", help="model option KEY=VALUE "
+                                                            "of the ground-state run when it must be made first"),
+              steps: str = typer.Option("auto", help="steps of the ground-state run when it must be made first"),
               init: str = typer.Option("hf", help="start of the ground-state run when it must be made first"),
               estimator: str = typer.Option("exact", help="exact (sum over the sectors) or mc (samples of |ψ|², jackknife error bars)"),
               samples: int = typer.Option(8192, "--samples", help="mc: samples of |ψ|²"),
@@ -451,7 +535,7 @@ def bands_cmd(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optiona
         raise CatalogError(f"--samples {samples} / --chains {chains}: need chains ≥ 2 and samples ≥ 2·chains")
     geom = _geometry(system, param, kmesh)
     store = _store(references, results)
-    gs = _nqs_settings("rbm", sampler, init, steps, seed=seed)
+    gs = _nqs_settings(_model_table(model, model_opt, None), sampler, init, steps, seed=seed)
 
     def settings_for(gs):
         try:

@@ -140,7 +140,7 @@ def reference_values(store: Store, geom: Geometry) -> dict:
                   "energy_error": getattr(rec, "energy_error", None), "settings": rec.settings.model_dump(mode="json"),
                   "settings_hash": rec.settings_hash, "input_hash": rec.input_hash,
                   "hamiltonian_hash": rec.hamiltonian_hash, "provenance": rec.provenance.model_dump(mode="json")}
-        if best is None and st.fresh and rec.converged and rec.energy_per_cell is not None:
+        if best is None and st.fresh and not rec.failed and rec.energy_per_cell is not None:
             best = m
     return {"best": best, "order": list(REFERENCE_ORDER), "records": out}
 

@@ -80,7 +80,7 @@ def _reference(job, methods, store: Store, need_bands: bool = False):
             why.append(f"{m}: {st.reason}")
             continue
         rec = st.record
-        if not rec.converged:
+        if rec.failed:
             why.append(f"{m}: failed record")
         elif need_bands and not rec.bands:
             why.append(f"{m}: no bands")
@@ -97,7 +97,7 @@ class EnergyGate(GateBase):
     applies_to: ClassVar[tuple[str, ...]] = ("reference", "nqs")
 
     def evaluate(self, job, rec, store):
-        if not rec.converged or rec.energy_per_cell is None:
+        if rec.failed or rec.energy_per_cell is None:
             return Row("energy", job, "FAIL", detail=f"failed record: {rec.failure}")
         m, ref, why = _reference(job, self.against, store)
         if ref is None:
@@ -141,8 +141,8 @@ class BandGate(GateBase):
     def evaluate(self, job, rec, store):
         from .bandstructure import band_errors
 
-        if not rec.converged or not rec.bands:
-            return Row("bands", job, "FAIL", detail="no bands in the record" if rec.converged else f"failed record: {rec.failure}")
+        if rec.failed or not rec.bands:
+            return Row("bands", job, "FAIL", detail=f"failed record: {rec.failure}" if rec.failed else "no bands in the record")
         if self.against == [CONTROL]:
             ref_bands, m = getattr(rec, "control_bands", []), CONTROL
             if not ref_bands:

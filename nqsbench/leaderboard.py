@@ -31,7 +31,7 @@ def leaderboard(df, instances=None):
 
     if df.empty:
         return pd.DataFrame(columns=COLUMNS)
-    ok = df[df["converged"].astype(bool) & df["energy_per_cell"].notna()]
+    ok = df[~df["failed"].astype(bool) & df["energy_per_cell"].notna()]
     refs = ok[(ok["kind"] == "reference") & ok["method"].isin(REFERENCE_ORDER)]
     best = {}
     for key, g in refs.groupby(KEY):

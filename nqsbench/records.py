@@ -170,25 +170,42 @@ class UnregisteredSettings(MethodSettings):
     model_config = ConfigDict(extra="allow", frozen=True)
 
 
-_SETTINGS: dict[str, type[MethodSettings]] = {}
+class Tagged:
+    """Settings models told apart by one key (``method`` of method settings, ``kind`` of model
+    settings): :meth:`register` a subclass under its key's default, :meth:`parse` a table into
+    the registered subclass (``fallback`` for a key this process does not know)."""
+
+    def __init__(self, key: str, fallback: type[BaseModel], default: str | None = None, example: str = ""):
+        self.key, self.fallback, self.default, self.example = key, fallback, default, example
+        self.models: dict[str, type[BaseModel]] = {}
+
+    def register(self, model: type[BaseModel]) -> type[BaseModel]:
+        name = model.model_fields[self.key].default
+        if not isinstance(name, str):
+            raise TypeError(f"{model.__name__}: give '{self.key}' a default (its registry name)")
+        self.models[name] = model
+        return model
+
+    def parse(self, data: Any) -> BaseModel:
+        if isinstance(data, self.fallback):
+            return data
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a table with a '{self.key}' key{self.example}")
+        return self.models.get(data.get(self.key, self.default), self.fallback).model_validate(data)
+
+
+_SETTINGS = Tagged("method", UnregisteredSettings)
 
 
 def register_settings(model: type[MethodSettings]) -> type[MethodSettings]:
     """Make records whose ``settings.method`` names this model parse into it."""
-    name = model.model_fields["method"].default
-    if not isinstance(name, str):
-        raise TypeError(f"{model.__name__}: give 'method' a default (the method's registry name)")
-    _SETTINGS[name] = model
-    return model
+    return _SETTINGS.register(model)
 
 
 def parse_settings(data: Any) -> MethodSettings:
     if isinstance(data, MethodSettings):
         return data
-    if not isinstance(data, dict):
-        raise ValueError("settings must be a table with a 'method' key")
-    model = _SETTINGS.get(data.get("method"), UnregisteredSettings)
-    return model.model_validate(data)
+    return _SETTINGS.parse(data)
 
 
 def _settings_field(description: str):
@@ -272,9 +289,26 @@ class DMRGSettings(MethodSettings):
 
 
 class ModelSettings(_Frozen):
-    """The variational model (issue 15 turns this into a registry of models)."""
-    kind: Literal["rbm"] = "rbm"
-    alpha: float = Field(2.0, gt=0, description="hidden-unit density of the RBM")
+    """A variational model's settings: ``kind`` names the model in the model registry
+    (:mod:`nqsbench.nqs.models`), the other fields are the model's own. Each model subclasses
+    this with ``kind: Literal["name"] = "name"`` and forbids unknown fields; the registry
+    registers the subclass here (:func:`register_model_settings`) so that records parse into
+    it. A kind this process has not registered is kept as this base class with its fields as
+    they are (same dump, same settings hash), so a record of any model still lists and tables."""
+    model_config = ConfigDict(extra="allow", frozen=True)
+    kind: str = "rbm"
+
+
+_MODEL_SETTINGS = Tagged("kind", ModelSettings, default="rbm", example=', e.g. {kind = "rbm", alpha = 2}')
+
+
+def register_model_settings(model: type[ModelSettings]) -> type[ModelSettings]:
+    """Make ``model = {kind = ...}`` tables of this kind parse into ``model``."""
+    return _MODEL_SETTINGS.register(model)
+
+
+def parse_model_settings(data: Any) -> ModelSettings:
+    return _MODEL_SETTINGS.parse(data)
 
 
 class SamplerSettings(_Frozen):
@@ -312,16 +346,53 @@ class OptimizerSettings(_Frozen):
     diag_shift: float = Field(gt=0)
 
 
+class ConvergenceSettings(_Frozen):
+    """The plateau criterion (:mod:`nqsbench.nqs.convergence`): the mean energy of the last
+    ``window`` steps lies within ``tol_mha`` mHa/cell plus ``sigmas`` error bars of the window
+    before, and a line fitted to the last two windows does not fall by more than that over a
+    window. With ``steps = "auto"`` a plateau at a learning rate above ``lr_final`` halves the
+    rate (reduce on plateau) and the run goes on; a plateau at ``lr_final`` ends it."""
+    window: int = Field(50, ge=5, description="steps per window")
+    tol_mha: float = Field(0.05, gt=0, description="mHa/cell: the change between windows called flat")
+    sigmas: float = Field(2.0, ge=0, description="error bars of the window means added to tol_mha")
+    decay: float = Field(0.5, gt=0, lt=1, description="auto: learning-rate factor at a plateau")
+
+
 @register_settings
 class NQSSettings(MethodSettings):
-    """An NQS ground state: model, sampler, optimizer, steps, seed and start."""
+    """An NQS ground state: model, sampler, optimizer, steps, seed and start.
+
+    ``steps``: a number (run exactly that many; the record's ``converged`` says whether the
+    plateau criterion holds at the end) or ``"auto"`` (run until it holds at the final learning
+    rate, at most ``max_steps`` steps and ``max_minutes`` minutes)."""
     method: Literal["nqs"] = "nqs"
-    model: ModelSettings = ModelSettings()
+    model: SerializeAsAny[ModelSettings] = ModelSettings()
     sampler: SamplerSettings = SamplerSettings()
     optimizer: OptimizerSettings
-    steps: int = Field(ge=1)
+    steps: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
+    max_steps: int | None = Field(None, ge=1, description="steps = auto: at most this many steps")
+    max_minutes: float | None = Field(None, gt=0, description="steps = auto: stop after this many minutes")
+    convergence: ConvergenceSettings = ConvergenceSettings()
     seed: int = Field(0, ge=0)
     init: Literal["hf", "random"] = "hf"
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _typed_model(cls, v):
+        return parse_model_settings(v)
+
+    @model_validator(mode="after")
+    def _budget(self):
+        if self.steps != "auto" and (self.max_steps is not None or self.max_minutes is not None):
+            raise ValueError("max_steps/max_minutes apply to steps = 'auto' only; remove them")
+        if self.steps == "auto" and self.max_steps is None:
+            raise ValueError("steps = 'auto' needs max_steps")
+        return self
+
+    @property
+    def step_budget(self) -> int:
+        """The most steps this run may take."""
+        return self.max_steps if self.steps == "auto" else self.steps
 
 
 @register_settings
@@ -415,6 +486,13 @@ class CellRecord(_Frozen):
             object.__setattr__(self, "settings_hash", self.settings.settings_hash())
         return self
 
+    @property
+    def failed(self) -> bool:
+        """No usable result: a method that did not converge (the record says why in
+        ``failure``). NQS records override this: an unconverged NQS run is still a variational
+        energy."""
+        return not self.converged
+
     def model_dump(self, **kw) -> dict:   # schema_name first in every written record
         return {"schema_name": self.schema_name, **super().model_dump(**kw)}
 
@@ -445,7 +523,7 @@ class ResultRecord(CellRecord):
     """A neural-network quantum state run on one system, geometry and k-mesh.
 
     The optimization trace (one row per step) lives in a CSV beside the JSON (``trace_file``,
-    relative to the record), the final parameters in ``<stem>.params.npz``. ``details`` holds
+    relative to the record), the final parameters in ``<stem>.params.msgpack``. ``details`` holds
     what the driver reports of itself (model class and parameter count, sampler internals).
     """
     schema_name: ClassVar[str] = "nqsbench.nqs-record"
@@ -455,7 +533,10 @@ class ResultRecord(CellRecord):
     sector: dict[str, int] = Field({}, description="n_up, n_dn, k_total of the state")
     n_parameters: int | None = None
     n_steps: int = Field(description="optimization steps done (resumed steps included)")
-    converged: bool = Field(description="the run finished its steps (or stopped early) without diverging")
+    converged: bool = Field(description="the plateau criterion (settings.convergence) holds at the "
+                            "end of the run; ``failure`` says why not")
+    convergence: str | None = Field(None, description="the plateau criterion's verdict in words")
+    final_lr: float | None = Field(None, description="the learning rate at the end (auto steps lower it)")
     stopped_early: bool = False
     estimate: Estimate | None = Field(None, description="the final energy estimate and its statistics")
     energy_error: float | None = Field(None, description="Monte Carlo error of the mean (Hartree per "
@@ -464,6 +545,11 @@ class ResultRecord(CellRecord):
     e_inf: float | None = Field(None, description="Tr H / dim in the (N↑, N↓) sector, simulation cell")
     v_score: float | None = Field(None, description="N·Var(E)/(E − E∞)²")
     trace_file: str | None = Field(None, description="CSV of the optimization trace, beside the record")
+
+    @property
+    def failed(self) -> bool:
+        # a diverged run writes no record; an unconverged one is an upper bound still
+        return self.energy_per_cell is None
 
 
 class BandRecord(CellRecord):
@@ -587,7 +673,7 @@ def migrate(data: dict) -> dict:
     if kind == "reference":
         old = dict(d.pop("settings", {}) or {})
         method = d.get("method")
-        model = _SETTINGS.get(method, UnregisteredSettings)
+        model = _SETTINGS.models.get(method, UnregisteredSettings)
         settings = model() if model is not UnregisteredSettings else UnregisteredSettings(method=method)
         if method == "exact":
             settings = ExactSettings(n_roots=old.get("n_roots", 2), bands=old.get("bands", True))

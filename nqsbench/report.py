@@ -111,7 +111,7 @@ def fig_energy_curves(df, folder, rep):
     plt = _plt()
     out = []
     # EOM-CCSD's ground-state energy is CCSD's: drawn once, as CCSD
-    energies = df[df["kind"].isin(["reference", "nqs"]) & df["converged"] & (df["method"] != "eom_ccsd")]
+    energies = df[df["kind"].isin(["reference", "nqs"]) & ~df["failed"].astype(bool) & (df["method"] != "eom_ccsd")]
     for (system, kmesh), sub in energies.groupby(["system", "kmesh"]):
         p = _scan_param(sub)
         if p is None:
@@ -146,7 +146,7 @@ def fig_energy_curves(df, folder, rep):
 def fig_fixed_geometry(df, folder, rep):
     """Errors vs exact (mHa/cell, symlog) of every method at geometries that are not scanned."""
     plt = _plt()
-    sub = df[df["kind"].isin(["reference", "nqs"]) & df["converged"] & ~df["method"].isin(["exact", "eom_ccsd"])
+    sub = df[df["kind"].isin(["reference", "nqs"]) & ~df["failed"].astype(bool) & ~df["method"].isin(["exact", "eom_ccsd"])
              & df["delta_vs_exact_mha"].notna()]
     singles = []
     for (system, kmesh), s in sub.groupby(["system", "kmesh"]):
@@ -188,7 +188,7 @@ def fig_bands(recs, folder, rep):
 
     by_geom: dict = {}
     for job, rec in recs.values():
-        if getattr(rec, "bands", None) and rec.converged:
+        if getattr(rec, "bands", None) and not rec.failed:
             by_geom.setdefault((job.system, job.params, job.kmesh), []).append((job, rec))
     out = []
     order = {"exact": 0, "eom_ccsd": 1, "hf": 2}
@@ -229,7 +229,7 @@ def fig_traces(recs, df, folder, rep):
     if not groups:
         return []
     exact = {(r["system"], r["geometry"], r["kmesh"]): r["energy_per_cell_raw"]
-             for _, r in df[(df["method"] == "exact") & df["converged"]].iterrows()}
+             for _, r in df[(df["method"] == "exact") & ~df["failed"].astype(bool)].iterrows()}
     n = len(groups)
     ncol = min(n, 3)
     nrow = -(-n // ncol)

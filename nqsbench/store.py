@@ -277,8 +277,10 @@ class Store:
         why = m.stale_reason(rec, pinned)
         if why:
             return Status(False, why, record=rec)
-        if not rec.converged:
+        if rec.failed:
             return Status(True, f"fresh, failed: {rec.failure}", record=rec)
+        if not rec.converged:
+            return Status(True, f"fresh, not converged: {getattr(rec, 'convergence', None)}", record=rec)
         return Status(True, "fresh", record=rec)
 
     def fresh_record(self, method: Method | str, geom: Geometry, settings: MethodSettings | None = None,

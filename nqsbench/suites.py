@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from itertools import product
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Annotated, Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -93,10 +93,15 @@ class NQSTask(TaskBase):
     """An NQS ground state, as ``nqsbench run`` (None = the per-sampler default of
     :mod:`nqsbench.nqs.defaults`, resolved when the suite is loaded)."""
     kind: Literal["nqs"]
-    model: Literal["rbm"] = "rbm"
-    alpha: float = Field(2.0, gt=0)
+    model: str | dict[str, Any] = Field("rbm", description='a registered model: its name or a table '
+                                        '{ kind = "nnbf", width = 2 } (nqsbench.nqs.models)')
+    alpha: float | None = Field(None, gt=0, description="shorthand for model = { kind = \"rbm\", alpha = ... }")
     sampler: Literal["exact", "mcmc"] = "exact"
-    steps: int = Field(ge=1)
+    steps: Annotated[int, Field(ge=1)] | Literal["auto"] = Field("auto", description="a number, or auto: until "
+                                                                 "the energy plateaus")
+    max_steps: int | None = Field(None, ge=1, description="auto: at most this many steps")
+    max_minutes: float | None = Field(None, gt=0, description="auto: at most this many minutes")
+    window: int | None = Field(None, ge=5, description="steps per window of the plateau criterion")
     seed: int = Field(0, ge=0)
     init: Literal["hf", "random"] = "hf"
     lr: float | None = Field(None, gt=0)
@@ -115,12 +120,30 @@ class NQSTask(TaskBase):
             raise ValueError("samples/chains/beta apply to sampler = 'mcmc' only; remove them")
         return self
 
+    @model_validator(mode="after")
+    def _model_known(self):
+        from .errors import CatalogError
+        from .nqs import models
+
+        table = {"kind": self.model} if isinstance(self.model, str) else dict(self.model)
+        if self.alpha is not None and table.get("kind", "rbm") != "rbm":
+            raise ValueError(f"alpha is the RBM's; give model {table.get('kind')!r} its options in its table")
+        try:
+            models.settings(table)
+        except CatalogError as exc:
+            raise ValueError(str(exc)) from None
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise ValueError(f"model.{'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+        return self
+
     def settings(self):
         """The :class:`~nqsbench.records.NQSSettings` this task asks for (defaults resolved)."""
         return nqs_settings(self.sampler, alpha=self.alpha, steps=self.steps, seed=self.seed, init=self.init,
                             lr=self.lr, lr_final=self.lr_final, max_norm=self.max_norm,
                             diag_shift=self.diag_shift, samples=self.samples, chains=self.chains,
-                            beta=self.beta, model=self.model)
+                            beta=self.beta, model=self.model, max_steps=self.max_steps,
+                            max_minutes=self.max_minutes, window=self.window)
 
 
 class BandsTask(NQSTask):
@@ -414,7 +437,7 @@ def check(suite: Suite, store: Store | None = None) -> list[Row]:
                 rows.append(Row(parse_gate(g).kind, job, "FAIL", detail="record not present and fresh"))
             continue
         rec = st.record
-        failed = getattr(rec, "converged", True) is False
+        failed = getattr(rec, "failed", False)
         rows.append(Row("fresh", job, "WARN" if failed and not job.gates else "PASS",
                         detail=st.reason if not failed else f"failed record: {rec.failure}"))
         for g in job.gates:
@@ -480,7 +503,7 @@ def run_job(job: Job, store: Store, on_step: Callable | None = None, force: bool
     if res.skipped:
         return Outcome(job, "skipped", "fresh (written by another run meanwhile)", time.perf_counter() - t0)
     msg = ""
-    if getattr(rec, "converged", True) is False:
+    if getattr(rec, "failed", False):
         msg = f"FAILED record: {rec.failure}"
     elif getattr(rec, "energy_per_cell", None) is not None:
         msg = f"E = {rec.energy_per_cell:.8f} Ha/cell"

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from .errors import RecordError
 
-COLUMNS = ["kind", "system", "geometry", "kmesh", "nk", "method", "sampler", "seed", "init", "n_steps",
-           "converged", "energy_per_cell", "energy_error", "energy_per_atom", "energy_per_cell_raw",
+COLUMNS = ["kind", "system", "geometry", "kmesh", "nk", "method", "model", "sampler", "seed", "init", "n_steps",
+           "converged", "failed", "energy_per_cell", "energy_error", "energy_per_atom", "energy_per_cell_raw",
            "e_hf_per_cell", "e_corr_per_cell", "delta_vs_exact_mha", "gap", "band_mae_vs_exact_meV",
            "v_score", "variance", "madelung", "wall_time_s", "peak_memory_mb", "input_hash",
            "hamiltonian_hash", "git_commit", "created", "failure", "record", "path"]
@@ -41,7 +41,7 @@ def record_row(rec, path: Path) -> dict:
     row = {"kind": rec.kind, "system": rec.system,
            "geometry": ",".join(f"{k}={v:g}" for k, v in sorted(rec.params.items())),
            "kmesh": "x".join(map(str, rec.kmesh)), "nk": rec.kmesh[0] * rec.kmesh[1] * rec.kmesh[2],
-           "method": rec.method, "converged": rec.converged, "energy_per_cell": rec.energy_per_cell,
+           "method": rec.method, "converged": rec.converged, "failed": rec.failed, "energy_per_cell": rec.energy_per_cell,
            "energy_per_cell_raw": rec.energy_per_cell_raw, "energy_error": getattr(rec, "energy_error", None),
            "madelung": rec.madelung, "input_hash": rec.input_hash, "hamiltonian_hash": rec.hamiltonian_hash,
            "wall_time_s": rec.provenance.wall_time_s, "peak_memory_mb": rec.provenance.peak_memory_mb,
@@ -56,7 +56,7 @@ def record_row(rec, path: Path) -> dict:
         row.update(e_hf_per_cell=rec.e_hf_per_cell, e_corr_per_cell=rec.e_corr_per_cell, gap=rec.gap)
     elif rec.kind == "nqs":
         s = rec.settings
-        row.update(sampler=s.sampler.kind, seed=s.seed, init=s.init, n_steps=rec.n_steps, v_score=rec.v_score,
+        row.update(model=s.model.kind, sampler=s.sampler.kind, seed=s.seed, init=s.init, n_steps=rec.n_steps, v_score=rec.v_score,
                    variance=rec.variance)
     elif rec.kind == "nqs-bands":
         row.update(gap=rec.gap, seed=rec.ground_state.get("seed"), sampler=rec.ground_state.get("sampler"),
@@ -99,7 +99,7 @@ def add_exact_deltas(df):
     import numpy as np
 
     key = ["system", "geometry", "kmesh"]
-    exact = df[(df["method"] == "exact") & (df["kind"] == "reference") & df["converged"]]
+    exact = df[(df["method"] == "exact") & (df["kind"] == "reference") & ~df["failed"].astype(bool)]
     e = exact.drop_duplicates(key).set_index(key)["energy_per_cell"]
     idx = df.set_index(key).index
     ref = np.array([e.get(k, np.nan) for k in idx], dtype=float)

@@ -84,7 +84,7 @@ def test_damaged_parameters_are_named(tmp_path, refs):
     results = tmp_path / "results"
     args = ["--results", results, "--references", refs]
     assert invoke("run", *GEOM, "--steps", 3, "--no-progress", *args).exit_code == 0
-    params = results / "h-chain" / "d2.2_k1x1x2" / "nqs-rbm-exact-s0.params.npz"
+    params = results / "h-chain" / "d2.2_k1x1x2" / "nqs-rbm-exact-s0.params.msgpack"
     truncate(params)
     res = invoke("bands", *GEOM, "--no-plot", *args)
     assert res.exit_code == 2 and str(params) in res.output.replace("\n", "") and "unreadable parameters" in res.output

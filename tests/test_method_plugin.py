@@ -63,7 +63,7 @@ def toy():
         yield Toy
     finally:
         registry._METHODS.pop("toy", None)
-        _SETTINGS.pop("toy", None)
+        _SETTINGS.models.pop("toy", None)
 
 
 def test_toy_method_runs_through_suite_check_and_table(toy, tmp_path, monkeypatch):

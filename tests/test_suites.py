@@ -108,7 +108,7 @@ def test_shipped_suites_validate_and_agree():
     roots = Store(Path("/refs"), Path("/res"))
     seen: dict = {}
     counts = {}
-    for name in ("quick", "paper", "full", "nqs-accuracy"):
+    for name in ("quick", "paper", "full", "nqs-accuracy", "models"):
         suite = load_suite(name)
         js = jobs(suite, roots)
         counts[name] = len(js)

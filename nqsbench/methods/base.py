@@ -61,6 +61,10 @@ class Method:
     def default_settings(self) -> MethodSettings:
         return self.Settings()
 
+    def settings_from(self, **fields) -> MethodSettings:
+        """Settings from keyword fields over the defaults (``nqsbench.run(method, geom, **fields)``)."""
+        return self.Settings.model_validate({**self.default_settings().model_dump(), **fields})
+
     def record_name(self, settings: MethodSettings, label: str | None = None) -> str:
         """File stem of the record inside its geometry folder."""
         return self.name

@@ -14,39 +14,65 @@ import logging
 import math
 
 from ..errors import NqsbenchError
-from ..records import (Estimate, ModelSettings, NQSSettings, OptimizerSettings, ResultRecord,
-                       SamplerSettings, trace_path, write_trace_csv)
+from ..records import (ConvergenceSettings, Estimate, ModelSettings, NQSSettings, OptimizerSettings,
+                       ResultRecord, SamplerSettings, trace_path, write_trace_csv)
 from .base import Method, RunContext
 from .registry import register
 
 log = logging.getLogger(__name__)
 
-DEFAULT_STEPS = {"exact": 200, "mcmc": 400}
+# steps = "auto" (the default): the step budget and the plateau window per sampler. Markov-chain
+# energies scatter by ~1-5 mHa/cell per step, so their windows are longer (the error of a window
+# mean falls as 1/sqrt(window)).
+DEFAULT_MAX_STEPS = {"exact": 3000, "mcmc": 4000}
+DEFAULT_WINDOW = {"exact": 50, "mcmc": 100}
 
 
 class CheckpointMismatchError(NqsbenchError):
     """``resume=True`` with a checkpoint of another run."""
 
 
-def nqs_settings(sampler: str = "exact", alpha: float = 2.0, steps: int | None = None, seed: int = 0,
-                 init: str = "hf", lr: float | None = None, lr_final: float | None = None,
-                 max_norm: float | None = None, diag_shift: float | None = None,
-                 samples: int | None = None, chains: int | None = None,
-                 beta: float | None = None, model: str = "rbm") -> NQSSettings:
-    """Settings of an NQS run with the per-sampler defaults filled in (None = default;
-    :mod:`nqsbench.nqs.defaults`). Raises pydantic's ValidationError on bad values."""
+def nqs_settings(sampler: str = "exact", model: str | dict | ModelSettings = "rbm",
+                 steps: int | str | None = "auto", seed: int = 0, init: str = "hf",
+                 lr: float | None = None, lr_final: float | None = None, max_norm: float | None = None,
+                 diag_shift: float | None = None, samples: int | None = None, chains: int | None = None,
+                 beta: float | None = None, max_steps: int | None = None, max_minutes: float | None = None,
+                 window: int | None = None, alpha: float | None = None) -> NQSSettings:
+    """Settings of an NQS run with the defaults filled in (None = default;
+    :mod:`nqsbench.nqs.defaults` for the optimizer and sampler, :data:`DEFAULT_MAX_STEPS` and
+    :data:`DEFAULT_WINDOW` for ``steps="auto"``). ``model``: a registered model's name, a
+    ``{"kind": ..., ...}`` table or its settings; ``alpha`` is shorthand for the RBM's.
+    Raises pydantic's ValidationError on bad values, CatalogError on an unknown model."""
+    from ..errors import CatalogError
+    from ..nqs import models
     from ..nqs.defaults import DEFAULTS, resolve_settings
 
     if sampler not in DEFAULTS:
         raise ValueError(f"sampler {sampler!r}: choose one of {', '.join(DEFAULTS)}")
+    table = {"kind": model} if isinstance(model, str) else (
+        model.model_dump() if isinstance(model, ModelSettings) else dict(model))
+    if alpha is not None:
+        if table.get("kind", "rbm") != "rbm":
+            raise CatalogError(f"alpha {alpha}: the RBM's hidden-unit density; model {table['kind']!r} "
+                               "takes its own options")
+        table["alpha"] = alpha
+    model_settings = models.settings(table)
+    own = models.get(model_settings.kind).optimizer_defaults.get(sampler, {})
+    lr = own.get("lr") if lr is None else lr
+    diag_shift = own.get("diag_shift") if diag_shift is None else diag_shift
+    max_norm = own.get("max_norm") if max_norm is None else max_norm
     r = resolve_settings(sampler, lr=lr, lr_final=lr_final, max_norm=max_norm, diag_shift=diag_shift,
                          n_samples=samples, n_chains=chains, beta=beta)
     smp = (SamplerSettings(kind="mcmc", n_samples=r["n_samples"], n_chains=r["n_chains"], beta=r["beta"])
            if sampler == "mcmc" else SamplerSettings(kind="exact"))
-    return NQSSettings(model=ModelSettings(kind=model, alpha=alpha), sampler=smp,
+    steps = "auto" if steps is None else steps
+    auto = steps == "auto"
+    conv = ConvergenceSettings(window=window or DEFAULT_WINDOW[sampler])
+    return NQSSettings(model=model_settings, sampler=smp,
                        optimizer=OptimizerSettings(lr=r["lr"], lr_final=r["lr_final"], max_norm=r["max_norm"],
                                                    diag_shift=r["diag_shift"]),
-                       steps=DEFAULT_STEPS[sampler] if steps is None else steps, seed=seed, init=init)
+                       steps=steps, max_steps=(max_steps or DEFAULT_MAX_STEPS[sampler]) if auto else max_steps,
+                       max_minutes=max_minutes, convergence=conv, seed=seed, init=init)
 
 
 def _finite(x) -> float | None:
@@ -55,12 +81,38 @@ def _finite(x) -> float | None:
 
 
 def make_driver(ham, s: NQSSettings):
+    """The driver of these settings: the model from the model registry; with ``steps="auto"``
+    a constant learning rate (:class:`~nqsbench.nqs.convergence.AutoSteps` lowers it on
+    plateaus), else the cosine decay over the steps when ``lr_final`` > 0."""
+    from ..nqs import models
     from ..nqs.defaults import make_driver as _make
+    from ..nqs.hilbert import Sector
 
     o, smp = s.optimizer, s.sampler
-    return _make(ham, sampler=smp.kind, alpha=s.model.alpha, seed=s.seed, lr=o.lr, lr_final=o.lr_final,
-                 max_norm=o.max_norm, diag_shift=o.diag_shift, n_steps=s.steps, n_samples=smp.n_samples,
-                 n_chains=smp.n_chains, beta=smp.beta, init=s.init)
+    sector = Sector.from_hamiltonian(ham)
+    auto = s.steps == "auto"
+    return _make(ham, sampler=smp.kind, model=models.build(s.model, sector), sector=sector, seed=s.seed,
+                 lr=o.lr, lr_final=0.0 if auto else o.lr_final, max_norm=o.max_norm, diag_shift=o.diag_shift,
+                 n_steps=None if auto else s.steps, n_samples=smp.n_samples, n_chains=smp.n_chains,
+                 beta=smp.beta, init=s.init)
+
+
+def verdict(driver, s: NQSSettings, auto=None):
+    """(converged, why) of a finished driver: the plateau criterion at the end of the run (for
+    ``steps="auto"``: at the final learning rate, as :class:`AutoSteps` decided)."""
+    from ..nqs.convergence import plateau, segment_since_lr_change
+
+    c = s.convergence
+    if auto is not None and auto.verdict is not None:
+        return True, auto.verdict.reason
+    segment = segment_since_lr_change(driver.trace) if auto is not None else driver.trace["energy"]
+    v = plateau(segment, c.window, c.tol_mha, c.sigmas)
+    if auto is None:
+        return v.converged, v.reason
+    lr_note = (f" at learning rate {driver.learning_rate:.3g} (final {s.optimizer.lr_final:g})"
+               if s.optimizer.lr_final > 0 else "")
+    stop = auto.stop_reason or f"max_steps {s.max_steps} reached"
+    return False, f"{stop}{lr_note}; {v.reason}"
 
 
 def _resume_from(driver, ckpt_dir, resume) -> object:
@@ -95,10 +147,14 @@ class NQSMethod(Method):
     Settings = NQSSettings
     kind = "nqs"
     record_model = ResultRecord
-    summary = "NQS ground state (complex RBM + stochastic reconfiguration)"
+    summary = "NQS ground state (a registered model + stochastic reconfiguration)"
 
     def default_settings(self) -> NQSSettings:
         return nqs_settings()
+
+    def settings_from(self, **fields) -> NQSSettings:
+        """The keywords of :func:`nqs_settings` (sampler, model, steps, lr, ...), defaults resolved."""
+        return nqs_settings(**fields)
 
     def record_name(self, s: NQSSettings, label: str | None = None) -> str:
         return f"nqs-{s.model.kind}-{s.sampler.kind}-s{s.seed}" + (f"-{label}" if label else "")
@@ -107,29 +163,43 @@ class NQSMethod(Method):
         from ..nqs import Checkpoint, DivergenceGuard, ProgressBar
         from ..nqs.results import params_path, save_params
 
+        from ..nqs.convergence import AutoSteps
+
         driver = make_driver(ham, s)
         ckpt_dir = ctx.path.with_name(ctx.path.stem + ".ckpt") if ctx.path is not None else None
         resume = _resume_from(driver, ckpt_dir, ctx.resume)
         callbacks = [DivergenceGuard()]
+        auto = None
+        if s.steps == "auto":
+            c = s.convergence
+            auto = AutoSteps(c.window, c.tol_mha, c.sigmas, c.decay, lr_final=s.optimizer.lr_final,
+                             max_minutes=s.max_minutes)
+            callbacks.append(auto)
         if ckpt_dir is not None:
             callbacks.append(Checkpoint(ckpt_dir, every_seconds=ctx.checkpoint_every,
                                         every_steps=ctx.checkpoint_steps or None))
         if ctx.progress:
             callbacks.insert(0, ProgressBar(f"{geom.spec.id} {s.sampler.kind}"))
         if ctx.on_step is not None:
-            callbacks.append(lambda driver, step, log: ctx.on_step(step + 1, s.steps) or False)
+            callbacks.append(lambda driver, step, log: ctx.on_step(step + 1, s.step_budget) or False)
         try:
-            driver.run(s.steps, callbacks=callbacks, resume=resume)
+            driver.run(s.step_budget, callbacks=callbacks, resume=resume)
         except ValueError as exc:        # a checkpoint that does not belong to this run
             raise CheckpointMismatchError(f"--resume from {ckpt_dir}: {exc}") from None
-        record = self.record(driver, geom, s, trace_file=trace_path(ctx.path).name if ctx.path else None)
+        converged, why = verdict(driver, s, auto)
+        record = self.record(driver, geom, s, trace_file=trace_path(ctx.path).name if ctx.path else None,
+                             converged=converged, convergence=why)
         if ctx.path is not None:
             save_params(driver, params_path(ctx.path))
             write_trace_csv(trace_path(ctx.path), driver.trace_arrays)
         return record
 
-    def record(self, driver, geom, s: NQSSettings, trace_file: str | None = None) -> ResultRecord:
-        """The record of a finished driver (energies per cell; the final estimate's statistics)."""
+    def record(self, driver, geom, s: NQSSettings, trace_file: str | None = None,
+               converged: bool | None = None, convergence: str | None = None) -> ResultRecord:
+        """The record of a finished driver (energies per cell; the final estimate's statistics;
+        ``converged`` defaults to the plateau criterion at the end, :func:`verdict`)."""
+        if converged is None:
+            converged, convergence = verdict(driver, s)
         from ..nqs.results import plain
 
         flags = plain(driver.dump_flags())
@@ -137,7 +207,8 @@ class NQSMethod(Method):
         return ResultRecord(
             method=f"nqs-{s.model.kind}", **self.common_fields(geom, driver.ham), settings=s,
             details={k: flags[k] for k in ("model", "sampler", "optimizer")}, sector=flags["sector"],
-            n_parameters=driver.n_parameters, n_steps=driver.step, converged=True,
+            n_parameters=driver.n_parameters, n_steps=driver.step, converged=converged,
+            convergence=convergence, final_lr=driver.learning_rate,
             stopped_early=driver.stopped_early,
             estimate=Estimate(mean=driver.energy, error=driver.energy_error, variance=driver.variance,
                               tau_corr=_finite(st.tau_corr), r_hat=_finite(st.R_hat), n_samples=int(st.n_samples)),

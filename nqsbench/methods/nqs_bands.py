@@ -45,18 +45,30 @@ def bands_settings(ground_state=None, estimator: str = "exact", samples: int | N
         seed=(gs.seed if seed is None else seed) if mc else None)
 
 
-def nqs_subspace(ham, result: ResultRecord, params, s: NQSBandsSettings):
+def ground_state_model(ham, result: ResultRecord, params_file):
+    """(model, sector, params) of a ground-state record: the model rebuilt through the model
+    registry from the record's settings, the parameters loaded into its structure."""
+    import jax
+
+    from ..nqs import models
+    from ..nqs.hilbert import Sector
+    from ..nqs.results import load_params
+
+    sector = Sector.from_hamiltonian(ham, result.sector.get("n_up"), result.sector.get("n_dn"),
+                                     result.sector.get("k_total"))
+    model = models.build(result.settings.model, sector)
+    template = model.init(jax.random.PRNGKey(0), reference=sector.hf_config)
+    params, _ = load_params(params_file, ham, template=template)
+    return model, sector, params
+
+
+def nqs_subspace(ham, model, sector, params, s: NQSBandsSettings):
     """Excitation-subspace bands of the NQS state with the chosen estimator."""
     import jax
 
     from ..nqs.excitations import nqs_vector, subspace_exact, subspace_monte_carlo
-    from ..nqs.hilbert import Sector
-    from ..nqs.models import RBM
     from ..nqs.samplers import MetropolisSampler
 
-    sector = Sector.from_hamiltonian(ham, result.sector.get("n_up"), result.sector.get("n_dn"),
-                                     result.sector.get("k_total"))
-    model = RBM(sector.n_spin_orbitals, alpha=float(result.settings.model.alpha))
     if s.estimator == "exact":
         psi, ed_sector = nqs_vector(ham, model, params, sector)
         sb = subspace_exact(ham, psi, k0=sector.k_total, n_alpha=sector.n_up, n_beta=sector.n_dn,
@@ -117,7 +129,7 @@ class NQSBands(Method):
         return None
 
     def run(self, geom, ham, s: NQSBandsSettings, ctx: RunContext) -> BandRecord:
-        from ..nqs.results import load_params, params_path
+        from ..nqs.results import params_path
 
         result_path, result = ctx.inputs["ground_state"]
         result_path = Path(result_path)
@@ -125,13 +137,13 @@ class NQSBands(Method):
         if not ppath.exists():
             raise RecordError(f"{ppath}: parameters of {result_path.name} not found; rerun `nqsbench run`")
         try:
-            params, _ = load_params(ppath, ham)
+            model, sector, params = ground_state_model(ham, result, ppath)
         except ValueError as exc:
             raise RecordError(str(exc)) from None
-        sb = nqs_subspace(ham, result, params, s)
+        sb = nqs_subspace(ham, model, sector, params, s)
         bands = sb.bands(ham)
         refs = {m: ctx.inputs[m][1] for m in REFERENCE_BANDS
-                if m in ctx.inputs and ctx.inputs[m][1].converged and ctx.inputs[m][1].bands}
+                if m in ctx.inputs and not ctx.inputs[m][1].failed and ctx.inputs[m][1].bands}
         ctrl = exact_control(ham, sb.s_threshold) if s.control else None
         ctrl_bands = ctrl.bands(ham) if ctrl is not None else []
         errors = {}

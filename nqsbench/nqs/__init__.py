@@ -10,13 +10,14 @@ from .callbacks import (Checkpoint, CheckpointError, DivergenceError, Divergence
                         ProgressBar, latest_checkpoint, load_checkpoint, load_latest_checkpoint)
 from .driver import NQS
 from .hilbert import Sector
+from . import models
 from .models import RBM
 from .operator import FermionHamiltonian, make_local_energy, v_score
 from .optimizer import SR, CosineDecay, force, jacobian, sr_direction
 from .samplers import ExactSampler, MetropolisSampler
 from .stats import Stats, importance_statistics, statistics
 
-__all__ = ["NQS", "RBM", "SR", "CosineDecay", "Sector", "ExactSampler", "MetropolisSampler",
+__all__ = ["NQS", "RBM", "models", "SR", "CosineDecay", "Sector", "ExactSampler", "MetropolisSampler",
            "FermionHamiltonian", "make_local_energy", "v_score", "force", "jacobian", "sr_direction", "Stats", "statistics",
            "importance_statistics",
            "Checkpoint", "DivergenceError", "DivergenceGuard", "EarlyStopping", "ProgressBar",

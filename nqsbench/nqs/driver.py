@@ -25,7 +25,7 @@ from .stats import Stats, importance_statistics, pool, statistics
 jax.config.update("jax_enable_x64", True)
 
 TRACE_KEYS = ("energy", "error", "variance", "energy_imag", "acceptance", "tau_corr", "R_hat",
-              "update_norm")
+              "update_norm", "lr")
 
 
 class NQS:
@@ -102,10 +102,10 @@ class NQS:
                 el = eloc_fn(params, flat)
             return flat, wf, el.reshape(nc, npc), (w is not None), sstate, info
 
-        def step(params, opt_state, sstate, key):
+        def step(params, opt_state, sstate, key, lr_scale):
             flat, wf, el, _, sstate, info = sample_and_eloc(params, sstate, key)
             o = jacobian(model, params, flat)
-            params, opt_state, dnorm = opt.update(o, el.reshape(-1), wf, params, opt_state)
+            params, opt_state, dnorm = opt.update(o, el.reshape(-1), wf, params, opt_state, lr_scale)
             return params, opt_state, sstate, el, wf, info, dnorm
 
         self._step = jax.jit(step)
@@ -121,10 +121,17 @@ class NQS:
         self.sampler_state = self.sampler.init_state(self.model, self.params, ks)
         self._sample_key = jax.random.fold_in(key, 1)
         self.step = 0
+        self.lr_scale = 1.0           # reduce-on-plateau factor (nqs.convergence.AutoSteps)
         self.trace = {k: [] for k in TRACE_KEYS}
         self.stopped_early = False
         self.stats = None
         return self
+
+    @property
+    def learning_rate(self) -> float:
+        """The learning rate of the next step: the optimizer's (schedule) times ``lr_scale``."""
+        lr = self.optimizer.learning_rate
+        return float(lr(self.step) if callable(lr) else lr) * self.lr_scale
 
     @property
     def n_parameters(self) -> int:
@@ -142,8 +149,8 @@ class NQS:
                  "p_single": s.p_single, "beta": getattr(s, "beta", 1.0),
                  "n_eval_samples": self.eval_batches * s.n_per_chain * s.n_chains})
         m = self.model
-        model = {"kind": type(m).__name__, **{k: getattr(m, k) for k in ("alpha", "sigma", "bias")
-                                             if hasattr(m, k)}, "n_parameters": self.n_parameters}
+        model = {"kind": type(m).__name__, **(m.describe() if hasattr(m, "describe") else {}),
+                 "n_parameters": self.n_parameters}
         return {"model": model, "sampler": samp,
                 "optimizer": {"kind": "SR", "learning_rate": lr, "diag_shift": opt.diag_shift,
                               "mode": opt.mode, "max_norm": opt.max_norm},
@@ -179,13 +186,14 @@ class NQS:
             while self.step < n_steps:
                 t = self.step
                 key = jax.random.fold_in(self._sample_key, t)
+                lr_now = self.learning_rate
                 params, opt_state, sstate, el, wf, info, dnorm = self._step(
-                    self.params, self.opt_state, self.sampler_state, key)
+                    self.params, self.opt_state, self.sampler_state, key, self.lr_scale)
                 st = self._stats(el, wf)
                 log = {"step": t, "energy": float(np.real(st.mean)) / nk, "error": st.error_of_mean / nk,
                        "variance": st.variance, "energy_imag": float(np.imag(st.mean)) / nk,
                        "acceptance": float(info["acceptance"]), "tau_corr": st.tau_corr,
-                       "R_hat": st.R_hat, "update_norm": float(dnorm)}
+                       "R_hat": st.R_hat, "update_norm": float(dnorm), "lr": lr_now}
                 for k in TRACE_KEYS:
                     self.trace[k].append(log[k])
                 self.params, self.opt_state, self.sampler_state = params, opt_state, sstate
@@ -227,7 +235,7 @@ class NQS:
         for b in range(1 if self._exact else max(int(n_batches), 1)):
             # reuse the compiled step (one compilation per driver); its update is discarded
             _, _, sstate, el, wf, _, _ = self._step(self.params, self.opt_state, sstate,
-                                                    jax.random.fold_in(key, b))
+                                                    jax.random.fold_in(key, b), 1.0)
             batches.append(self._stats(el, wf))
         return pool(batches)
 
@@ -267,7 +275,8 @@ class NQS:
 
     def state_arrays(self) -> dict:
         """Everything needed to resume, as a flat dict of numpy arrays (npz-ready)."""
-        out = {"meta": np.array(json.dumps(self._meta())), "step": np.array(self.step)}
+        out = {"meta": np.array(json.dumps(self._meta())), "step": np.array(self.step),
+               "lr_scale": np.array(self.lr_scale)}
         for name, tree in (("params", self.params), ("opt", self.opt_state), ("sampler", self.sampler_state)):
             for i, leaf in enumerate(jax.tree_util.tree_leaves(tree)):
                 out[f"{name}/{i}"] = np.asarray(leaf)
@@ -294,5 +303,7 @@ class NQS:
             else:
                 self.sampler_state = tree
         self.step = int(d["step"])
-        self.trace = {k: list(d[f"trace/{k}"]) for k in TRACE_KEYS}
+        self.lr_scale = float(d["lr_scale"]) if "lr_scale" in d else 1.0
+        self.trace = {k: list(d[f"trace/{k}"]) if f"trace/{k}" in d else [float("nan")] * self.step
+                      for k in TRACE_KEYS}
         return self

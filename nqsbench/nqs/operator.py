@@ -193,14 +193,16 @@ def make_amplitude_ratio(model, product: bool | None = None):
     transcendental per connection; ``product``, default when the model has it),
     ``model.log_ratio`` (RBM: θ' = θ + Σ ΔW columns, log cosh per connection), or ``model.log_psi``
     on every x'."""
+    from .models.base import LogRatio, ProductRatio
+
     if product is None:
-        product = hasattr(model, "ratio")
+        product = isinstance(model, ProductRatio)
     if product:
         def ratio(tables, x, rem, add, ok):
             return jnp.where(ok, model.ratio(tables, x, rem, add), 0.0)
         return model.ratio_tables, ratio
 
-    if hasattr(model, "log_ratio"):
+    if isinstance(model, LogRatio):
         log_ratio = model.log_ratio
     else:
         def log_ratio(params, x, rem, add):

@@ -103,9 +103,11 @@ class SR:
     def init(self, params):
         return self.transform().init(params)
 
-    def update(self, o, eloc, w, params, opt_state):
-        """Returns (new params, new optimizer state, |δ|)."""
+    def update(self, o, eloc, w, params, opt_state, lr_scale=1.0):
+        """Returns (new params, new optimizer state, |δ|); ``lr_scale`` multiplies the step
+        (reduce-on-plateau: :class:`nqsbench.nqs.convergence.AutoSteps`)."""
         flat, unravel = ravel_pytree(params)
         delta = sr_direction(o, eloc, w, self.diag_shift, self.mode)
         updates, opt_state = self.transform().update(unravel(delta), opt_state, params)
+        updates = jax.tree_util.tree_map(lambda u: u * lr_scale, updates)
         return optax.apply_updates(params, updates), opt_state, jnp.linalg.norm(delta)

@@ -1,6 +1,9 @@
-"""Final variational parameters beside a result record (``<stem>.params.npz``, no pickle).
+"""Final variational parameters beside a result record (``<stem>.params.msgpack``, no pickle).
 
-The record itself is built by :mod:`nqsbench.methods.nqs`; nothing here imports PySCF.
+Parameters of any pytree shape (the RBM's flat dict, a flax model's nested one) are written with
+flax's msgpack serialization (raw array bytes: a round trip is bit for bit) together with what
+they belong to. The record itself is built by :mod:`nqsbench.methods.nqs`; nothing here imports
+PySCF.
 """
 from __future__ import annotations
 
@@ -14,43 +17,59 @@ def plain(obj):
 
 
 def params_path(record_path: str | Path) -> Path:
-    """``<stem>.params.npz`` beside a result record: the final variational parameters."""
+    """``<stem>.params.msgpack`` beside a result record: the final variational parameters."""
     p = Path(record_path)
-    return p.with_name(p.stem + ".params.npz")
+    return p.with_name(p.stem + ".params.msgpack")
+
+
+def save_pytree(tree, path: str | Path, meta: dict | None = None) -> Path:
+    """Write a pytree of arrays (and a JSON-plain ``meta``) atomically, without pickle."""
+    import jax
+    import numpy as np
+    from flax import serialization
+
+    from ..io import atomic_write
+
+    state = serialization.to_state_dict(jax.tree_util.tree_map(np.asarray, tree))
+    data = serialization.msgpack_serialize({"meta": json.dumps(meta or {}), "tree": state})
+
+    def write(tmp):
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+    return atomic_write(path, write)
+
+
+def load_pytree(path: str | Path, template=None):
+    """(tree, meta) from :func:`save_pytree`; with ``template`` (a pytree of the same structure,
+    e.g. a fresh ``model.init``) the tree is restored into its structure (lists, tuples), else
+    as nested dicts. Leaves are jax arrays of the saved dtype."""
+    import jax
+    import jax.numpy as jnp
+    from flax import serialization
+
+    raw = serialization.msgpack_restore(Path(path).read_bytes())
+    meta, tree = json.loads(raw["meta"]), raw["tree"]
+    if template is not None:
+        tree = serialization.from_state_dict(template, tree)
+    return jax.tree_util.tree_map(jnp.asarray, tree), meta
 
 
 def save_params(driver, path: str | Path) -> Path:
     """Final parameters + what they belong to (Hamiltonian hash: Bloch-orbital phases are
     arbitrary, so parameters are only valid for the exact integrals they were trained on)."""
-    import jax
-    import numpy as np
-
-    from ..io import atomic_write
-
-    leaves, _ = jax.tree_util.tree_flatten(driver.params)
-    meta = {"hamiltonian_hash": driver.ham.hash, "flags": plain(driver.dump_flags()), "step": driver.step,
-            "keys": sorted(driver.params)}
-
-    def write(tmp):
-        with open(tmp, "wb") as fh:
-            np.savez(fh, meta=np.array(json.dumps(meta)),
-                     **{k: np.asarray(driver.params[k]) for k in sorted(driver.params)})
-    return atomic_write(path, write)
+    meta = {"hamiltonian_hash": driver.ham.hash, "flags": plain(driver.dump_flags()), "step": driver.step}
+    return save_pytree(driver.params, path, meta)
 
 
-def load_params(path: str | Path, ham) -> tuple[dict, dict]:
-    """(params, meta) from :func:`save_params`; ValueError when they belong to other integrals."""
-    import jax.numpy as jnp
-    import numpy as np
-
+def load_params(path: str | Path, ham, template=None) -> tuple[dict, dict]:
+    """(params, meta) from :func:`save_params`; ValueError when they belong to other integrals,
+    RecordError when the file is unreadable."""
     from ..errors import RecordError
-    from .callbacks import UNREADABLE
 
     try:
-        with np.load(path, allow_pickle=False) as d:
-            meta = json.loads(str(d["meta"]))
-            params = {k: jnp.asarray(d[k]) for k in meta["keys"]}
-    except UNREADABLE as exc:
+        params, meta = load_pytree(path, template)
+        meta["hamiltonian_hash"]
+    except Exception as exc:  # noqa: BLE001 - msgpack, flax and OS errors alike: one line to the user
         raise RecordError(f"{path}: unreadable parameters ({type(exc).__name__}: {exc}); rerun "
                           "`nqsbench run` to make them again") from None
     if meta["hamiltonian_hash"] != ham.hash:

@@ -1,20 +1,32 @@
-"""Variational wave functions: plain modules over 0/1 occupation vectors, no physics.
+"""rbm: complex restricted Boltzmann machine, log ψ = a·x + Σ log cosh(b + W x) (Carleo & Troyer).
 
-A model has ``init(key) -> params`` (a pytree of complex arrays) and
-``log_psi(params, x) -> complex`` for x of shape (..., n_visible). A model may add
-``log_ratio(params, x, rem, add)``: log ψ(x') − log ψ(x) for x' = x with the visible units
-``rem`` (C, r) switched off and ``add`` (C, r) switched on (x a single configuration); the local
-energy uses it to avoid re-evaluating the network on every connected configuration.
+A plain pytree ({a, b, W}) rather than a flax module: three arrays, and the product-form amplitude
+ratio (:meth:`RBM.ratio`, the fast path of the local energy) works on them directly.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from pydantic import Field
+
+from ...records import ModelSettings
 
 jax.config.update("jax_enable_x64", True)
+
+
+class Settings(ModelSettings):
+    """``alpha``: hidden units per visible unit (n_hidden = alpha · 2M)."""
+    model_config = {"extra": "forbid"}
+    kind: Literal["rbm"] = "rbm"
+    alpha: float = Field(2.0, gt=0, description="hidden-unit density of the RBM")
+
+
+def build(settings: Settings, sector) -> "RBM":
+    return RBM(sector.n_spin_orbitals, alpha=float(settings.alpha))
 
 
 def log_cosh(z):
@@ -48,6 +60,9 @@ class RBM:
 
     def n_parameters(self) -> int:
         return self.n_visible + self.n_hidden + self.n_visible * self.n_hidden
+
+    def describe(self) -> dict:
+        return {"alpha": self.alpha, "sigma": self.sigma, "bias": self.bias}
 
     def init(self, key, reference=None) -> dict:
         """Random small (b, W); visible bias a = ±``bias`` on units that are 1/0 in

@@ -1,0 +1,41 @@
+"""What a variational model is to the solver: two required methods and optional fast paths.
+
+A model is an immutable object over 0/1 occupation vectors x of shape (..., 2M):
+
+- ``init(key, reference=None) -> params``: a pytree of complex128 arrays (any nesting: dicts of
+  dicts from flax, plain dicts); ``reference`` is the HF configuration the model may start near.
+- ``log_psi(params, x) -> complex`` of shape x.shape[:-1]; holomorphic in the parameters
+  (stochastic reconfiguration differentiates it with ``holomorphic=True``).
+
+Fast paths, found by these Protocols (``isinstance`` checks the methods exist), used by the
+local energy and the band estimators on every connected configuration
+x' = x − Σ_rem e_u + Σ_add e_u (a unit both removed and added cancels):
+
+- :class:`ProductRatio` — ``ratio_tables(params)`` once per parameter set and
+  ``ratio(tables, x, rem, add) -> (C,)`` ψ(x')/ψ(x) without transcendental functions (RBM);
+- :class:`LogRatio` — ``log_ratio(params, x, rem, add) -> (C,)`` log ψ(x') − log ψ(x) sharing the
+  work of x (RBM: θ' = θ + ΔW columns; NNBF: the first layer as a low-rank update);
+- neither: ``log_psi`` on every x' (:func:`nqsbench.nqs.operator.make_amplitude_ratio`).
+"""
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+
+@runtime_checkable
+class Model(Protocol):
+    def init(self, key, reference=None) -> Any: ...
+
+    def log_psi(self, params, x): ...
+
+
+@runtime_checkable
+class ProductRatio(Protocol):
+    def ratio_tables(self, params) -> Any: ...
+
+    def ratio(self, tables, x, rem, add): ...
+
+
+@runtime_checkable
+class LogRatio(Protocol):
+    def log_ratio(self, params, x, rem, add): ...

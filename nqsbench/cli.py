@@ -368,7 +368,7 @@ def run_nqs(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[
             seed: int = typer.Option(0, help="seed for parameters and sampling"),
             resume: bool = typer.Option(False, "--resume", help="continue from the latest checkpoint"),
             lr: Optional[float] = typer.Option(None, "--lr", help="SR learning rate (default per sampler)"),
-            lr_final: Optional[float] = typer.Option(None, "--lr-final", help="cosine-decay the learning rate to this over --steps; 0 = constant (default per sampler)"),
+            lr_final: Optional[float] = typer.Option(None, "--lr-final", help="--steps N: cosine-decay the learning rate to this over the N steps; --steps auto: the rate that plateaus halve it down to; 0 = constant (default per sampler)"),
             max_norm: Optional[float] = typer.Option(None, "--max-norm", help="trust region: cap |δ| of each SR step; 0 = none (default per sampler)"),
             diag_shift: Optional[float] = typer.Option(None, "--diag-shift", help="SR diagonal shift (default per sampler)"),
             samples: Optional[int] = typer.Option(None, "--samples", help="Monte Carlo samples per step (mcmc)"),

@@ -228,15 +228,16 @@ _BAND_OPTIONS = {"s_threshold": "--threshold", "n_samples": "--samples", "n_chai
                  "seed": "--seed", "": "--samples/--chains"}
 
 
-def _parse_sets(items: Optional[List[str]]) -> dict:
-    """``["eom.min_weight=0.2", "n_roots=3"]`` → nested dict (values as JSON, else strings)."""
+def _parse_sets(items: Optional[List[str]], flag: str = "--set", example: str = "e.g. n_roots=3") -> dict:
+    """``["eom.min_weight=0.2", "n_roots=3"]`` → nested dict (values as JSON, else strings);
+    ``flag`` and ``example`` name the option in the one-line error."""
     from .errors import CatalogError
 
     out: dict = {}
     for item in items or []:
         key, sep, val = item.partition("=")
         if not sep or not key.strip():
-            raise CatalogError(f"--set {item!r}: expected KEY=VALUE, e.g. n_roots=3")
+            raise CatalogError(f"{flag} {item!r}: expected KEY=VALUE, {example}")
         try:
             value = json.loads(val)
         except ValueError:
@@ -421,16 +422,11 @@ def _model_table(model: str, options: Optional[List[str]], alpha: Optional[float
 
     if model not in models.names():
         raise CatalogError(f"--model {model!r}: unknown model; available: {', '.join(models.names())}")
-    table = {"kind": model}
-    for item in options or []:
-        key, sep, val = item.partition("=")
-        if not sep or not key.strip() or key.strip() == "kind":
-            raise CatalogError(f"--model-opt {item!r}: expected KEY=VALUE with a field of model {model!r}, "
-                               f"one of {', '.join(f for f in models.get(model).Settings.model_fields if f != 'kind')}")
-        try:
-            table[key.strip()] = json.loads(val)
-        except ValueError:
-            table[key.strip()] = val
+    fields = f"a field of model {model!r}: {', '.join(f for f in models.get(model).Settings.model_fields if f != 'kind')}"
+    opts = _parse_sets(options, "--model-opt", fields)
+    if "kind" in opts:
+        raise CatalogError(f"--model-opt kind={opts['kind']}: the model is --model; give {fields}")
+    table = {"kind": model, **opts}
     if alpha is not None:
         if model != "rbm":
             raise CatalogError(f"--alpha {alpha}: the RBM's hidden-unit density; --model {model} takes "

@@ -534,7 +534,7 @@ class ResultRecord(CellRecord):
     n_parameters: int | None = None
     n_steps: int = Field(description="optimization steps done (resumed steps included)")
     converged: bool = Field(description="the plateau criterion (settings.convergence) holds at the "
-                            "end of the run; ``failure`` says why not")
+                            "end of the run; ``convergence`` says why or why not")
     convergence: str | None = Field(None, description="the plateau criterion's verdict in words")
     final_lr: float | None = Field(None, description="the learning rate at the end (auto steps lower it)")
     stopped_early: bool = False

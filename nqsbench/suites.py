@@ -123,13 +123,11 @@ class NQSTask(TaskBase):
     @model_validator(mode="after")
     def _model_known(self):
         from .errors import CatalogError
+        from .methods.nqs import model_table
         from .nqs import models
 
-        table = {"kind": self.model} if isinstance(self.model, str) else dict(self.model)
-        if self.alpha is not None and table.get("kind", "rbm") != "rbm":
-            raise ValueError(f"alpha is the RBM's; give model {table.get('kind')!r} its options in its table")
         try:
-            models.settings(table)
+            models.settings(model_table(self.model, self.alpha))
         except CatalogError as exc:
             raise ValueError(str(exc)) from None
         except ValidationError as exc:

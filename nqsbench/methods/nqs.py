@@ -37,6 +37,21 @@ class CheckpointMismatchError(NqsbenchError):
     """``resume=True`` with a checkpoint of another run."""
 
 
+def model_table(model: str | dict | ModelSettings = "rbm", alpha: float | None = None) -> dict:
+    """``{"kind": ..., ...}`` from a model's name, table or settings, with ``alpha`` (shorthand
+    for the RBM's) merged in; CatalogError when ``alpha`` is given for another model."""
+    from ..errors import CatalogError
+
+    table = {"kind": model} if isinstance(model, str) else (
+        model.model_dump() if isinstance(model, ModelSettings) else dict(model))
+    if alpha is not None:
+        if table.get("kind", "rbm") != "rbm":
+            raise CatalogError(f"alpha {alpha}: the RBM's hidden-unit density; model {table['kind']!r} "
+                               "takes its own options")
+        table["alpha"] = alpha
+    return table
+
+
 def nqs_settings(sampler: str = "exact", model: str | dict | ModelSettings = "rbm",
                  steps: int | str | None = "auto", seed: int = 0, init: str = "hf",
                  lr: float | None = None, lr_final: float | None = None, max_norm: float | None = None,
@@ -48,26 +63,15 @@ def nqs_settings(sampler: str = "exact", model: str | dict | ModelSettings = "rb
     :data:`DEFAULT_WINDOW` and :data:`DEFAULT_TOL_MHA` for the plateau criterion). ``model``: a registered model's name, a
     ``{"kind": ..., ...}`` table or its settings; ``alpha`` is shorthand for the RBM's.
     Raises pydantic's ValidationError on bad values, CatalogError on an unknown model."""
-    from ..errors import CatalogError
     from ..nqs import models
     from ..nqs.defaults import DEFAULTS, resolve_settings
 
     if sampler not in DEFAULTS:
         raise ValueError(f"sampler {sampler!r}: choose one of {', '.join(DEFAULTS)}")
-    table = {"kind": model} if isinstance(model, str) else (
-        model.model_dump() if isinstance(model, ModelSettings) else dict(model))
-    if alpha is not None:
-        if table.get("kind", "rbm") != "rbm":
-            raise CatalogError(f"alpha {alpha}: the RBM's hidden-unit density; model {table['kind']!r} "
-                               "takes its own options")
-        table["alpha"] = alpha
-    model_settings = models.settings(table)
-    own = models.get(model_settings.kind).optimizer_defaults.get(sampler, {})
-    lr = own.get("lr") if lr is None else lr
-    diag_shift = own.get("diag_shift") if diag_shift is None else diag_shift
-    max_norm = own.get("max_norm") if max_norm is None else max_norm
+    model_settings = models.settings(model_table(model, alpha))
     r = resolve_settings(sampler, lr=lr, lr_final=lr_final, max_norm=max_norm, diag_shift=diag_shift,
-                         n_samples=samples, n_chains=chains, beta=beta)
+                         n_samples=samples, n_chains=chains, beta=beta,
+                         overrides=models.get(model_settings.kind).optimizer_defaults.get(sampler))
     smp = (SamplerSettings(kind="mcmc", n_samples=r["n_samples"], n_chains=r["n_chains"], beta=r["beta"])
            if sampler == "mcmc" else SamplerSettings(kind="exact"))
     steps = "auto" if steps is None else steps
@@ -166,9 +170,8 @@ class NQSMethod(Method):
 
     def run(self, geom, ham, s: NQSSettings, ctx: RunContext) -> ResultRecord:
         from ..nqs import Checkpoint, DivergenceGuard, ProgressBar
-        from ..nqs.results import params_path, save_params
-
         from ..nqs.convergence import AutoSteps
+        from ..nqs.results import params_path, save_params
 
         driver = make_driver(ham, s)
         ckpt_dir = ctx.path.with_name(ctx.path.stem + ".ckpt") if ctx.path is not None else None
@@ -192,19 +195,17 @@ class NQSMethod(Method):
         except ValueError as exc:        # a checkpoint that does not belong to this run
             raise CheckpointMismatchError(f"--resume from {ckpt_dir}: {exc}") from None
         converged, why = verdict(driver, s, auto)
-        record = self.record(driver, geom, s, trace_file=trace_path(ctx.path).name if ctx.path else None,
-                             converged=converged, convergence=why)
+        record = self.record(driver, geom, s, converged, why,
+                             trace_file=trace_path(ctx.path).name if ctx.path else None)
         if ctx.path is not None:
             save_params(driver, params_path(ctx.path))
             write_trace_csv(trace_path(ctx.path), driver.trace_arrays)
         return record
 
-    def record(self, driver, geom, s: NQSSettings, trace_file: str | None = None,
-               converged: bool | None = None, convergence: str | None = None) -> ResultRecord:
+    def record(self, driver, geom, s: NQSSettings, converged: bool, convergence: str,
+               trace_file: str | None = None) -> ResultRecord:
         """The record of a finished driver (energies per cell; the final estimate's statistics;
-        ``converged`` defaults to the plateau criterion at the end, :func:`verdict`)."""
-        if converged is None:
-            converged, convergence = verdict(driver, s)
+        ``converged``/``convergence``: :func:`verdict`)."""
         from ..nqs.results import plain
 
         flags = plain(driver.dump_flags())

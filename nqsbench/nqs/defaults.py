@@ -25,11 +25,12 @@ DEFAULTS = {
 def resolve_settings(sampler: str, lr: float | None = None, lr_final: float | None = None,
                      max_norm: float | None = None, diag_shift: float | None = None,
                      n_samples: int | None = None, n_chains: int | None = None,
-                     beta: float | None = None) -> dict:
-    """The per-sampler defaults filled in where an argument is None. ``lr_final`` and
-    ``max_norm`` are 0.0 when off (given as 0, or no default), so resolving a resolved dict
-    again changes nothing; the Markov-chain keys only for ``sampler='mcmc'``."""
-    d = DEFAULTS[sampler]
+                     beta: float | None = None, overrides: dict | None = None) -> dict:
+    """The per-sampler defaults filled in where an argument is None (``overrides``: defaults of
+    a model's own that replace these, e.g. the NNBF's lr). ``lr_final`` and ``max_norm`` are 0.0
+    when off (given as 0, or no default), so resolving a resolved dict again changes nothing; the
+    Markov-chain keys only for ``sampler='mcmc'``."""
+    d = {**DEFAULTS[sampler], **(overrides or {})}
 
     def pick(given, key, off=None):
         return d.get(key, off) if given is None else given

@@ -141,6 +141,7 @@ def show(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[str
          as_json: bool = JsonOpt) -> None:
     """Show a system: spec, orbitals and electrons per cell, and the size of every sector."""
     from .build import make_cell, pyscf_kmesh, pyscf_order
+    from .nqs.operator import n_connections
     from .sectors import check_countable, kmesh_grid, sector_dims
 
     geom = _geometry(system, param, kmesh)
@@ -161,6 +162,7 @@ def show(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[str
         for i, ax in enumerate(order):
             user[ax] = int(k[i])
         ks.append(tuple(user))
+    n_single, n_double = n_connections(na, na, m, n_act)
     sectors = [(a, b, [int(d) for d in sector_dims(kvecs, mesh, n_act, a, b)])
                for a, b in ((na, na), (na + 1, na), (na - 1, na)) if 0 <= a <= m]
     if as_json:
@@ -170,6 +172,7 @@ def show(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[str
                      "orbitals_per_cell": nao, "frozen_core": spec.frozen_core,
                      "electrons_per_cell": spec.n_electrons_cell, "active_electrons_per_cell": n_el,
                      "spatial_orbitals": m, "spin_orbitals": 2 * m, "n_up": na, "n_dn": na,
+                     "connections": {"singles": n_single, "doubles": n_double},
                      "sectors": [{"n_up": a, "n_dn": b, "k_total": list(k), "dim": d}
                                  for a, b, dims in sectors for k, d in zip(ks, dims)]})
         return
@@ -179,6 +182,9 @@ def show(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[str
     console.print(f"  per cell: {nao} orbitals ({spec.frozen_core} frozen), {spec.n_electrons_cell} "
                   f"electrons ({n_el} active)")
     console.print(f"  k-space problem: {m} spatial orbitals, {2 * m} spin-orbitals, N↑ = N↓ = {na}")
+    console.print(f"  NQS local energy: {n_single:,} singles + {n_double:,} doubles per configuration "
+                  f"(`nqsbench run {spec.id} -k {','.join(map(str, geom.kmesh))} --sampler mcmc --dry-run` "
+                  "estimates a run's peak memory and time per step)", highlight=False, soft_wrap=True)
     table = Table(title="sector dimensions (determinants)")
     table.add_column("N↑, N↓")
     for k in ks:
@@ -223,7 +229,7 @@ def _settings_error(flag: str, exc, options: dict[str, str] | None = None) -> Nq
 _NQS_OPTIONS = {"alpha": "--alpha", "n_samples": "--samples", "n_chains": "--chains", "beta": "--beta",
                 "lr": "--lr", "lr_final": "--lr-final", "max_norm": "--max-norm", "diag_shift": "--diag-shift",
                 "steps": "--steps", "seed": "--seed", "init": "--init", "max_steps": "--max-steps",
-                "max_minutes": "--max-minutes", "": "--samples/--chains"}
+                "max_minutes": "--max-minutes", "solver": "--sr-solver", "": "--samples/--chains"}
 _BAND_OPTIONS = {"s_threshold": "--threshold", "n_samples": "--samples", "n_chains": "--chains",
                  "seed": "--seed", "": "--samples/--chains"}
 
@@ -372,30 +378,48 @@ def run_nqs(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[
             lr_final: Optional[float] = typer.Option(None, "--lr-final", help="--steps N: cosine-decay the learning rate to this over the N steps; --steps auto: the rate that plateaus halve it down to; 0 = constant (default per sampler)"),
             max_norm: Optional[float] = typer.Option(None, "--max-norm", help="trust region: cap |δ| of each SR step; 0 = none (default per sampler)"),
             diag_shift: Optional[float] = typer.Option(None, "--diag-shift", help="SR diagonal shift (default per sampler)"),
+            sr_solver: str = typer.Option("auto", "--sr-solver", help="SR linear solve: sr (parameters²), minsr "
+                                          "(samples²), cg (matrix-free, memory samples × parameters) or auto"),
             samples: Optional[int] = typer.Option(None, "--samples", help="Monte Carlo samples per step (mcmc)"),
             chains: Optional[int] = typer.Option(None, "--chains", help="Markov chains (mcmc)"),
             beta: Optional[float] = typer.Option(None, "--beta", help="mcmc: sample |ψ|^(2·beta) with importance weights (default 0.5)"),
             checkpoint_every: float = typer.Option(60.0, "--checkpoint-every", help="seconds between checkpoints"),
             checkpoint_steps: int = typer.Option(50, "--checkpoint-steps", min=0,
                                                  help="also checkpoint every this many steps (0: by time only)"),
+            memory_gb: Optional[float] = typer.Option(None, "--memory-gb", min=0.1, help="memory budget of the run in GB "
+                                                      "(default $NQSBENCH_MEMORY_GB or 8): sizes the local-energy "
+                                                      "chunks; a run whose estimated peak exceeds it is refused"),
+            dry_run: bool = typer.Option(False, "--dry-run", help="build the run and print its pre-flight "
+                                         "estimate of peak memory and time per step; compute and write nothing"),
             out: Optional[Path] = typer.Option(None, help="record path (default: results/...)"),
             progress: bool = typer.Option(True, help="show a progress bar"),
             results: Optional[Path] = ResultsOpt, references: Optional[Path] = ReferencesOpt,
             ) -> None:
     """Optimize a neural-network quantum state → a JSON ResultRecord (+ trace CSV, parameters,
-    checkpoints)."""
+    checkpoints). The pre-flight memory and time estimate is printed first; a run that would not
+    fit its memory budget is refused before it allocates."""
     from .methods import RunContext
     from .nqs import DivergenceError
 
     settings = _nqs_settings(_model_table(model, model_opt, alpha), sampler, init, steps, seed=seed, lr=lr,
                              lr_final=lr_final, max_norm=max_norm, diag_shift=diag_shift, samples=samples,
-                             chains=chains, beta=beta, max_steps=max_steps, max_minutes=max_minutes)
+                             chains=chains, beta=beta, max_steps=max_steps, max_minutes=max_minutes,
+                             sr_solver=sr_solver)
     geom = _geometry(system, param, kmesh)
+    if dry_run:
+        from .build import get_hamiltonian
+        from .methods.nqs import make_driver
+
+        console.print(make_driver(get_hamiltonian(geom), settings, memory_gb=memory_gb).memory_plan.summary(),
+                      highlight=False, soft_wrap=True)
+        return
     store = _store(references, results)
     try:
         res = store.run("nqs", geom, settings, path=out, force=True,
                         ctx=RunContext(resume=resume, progress=progress, checkpoint_every=checkpoint_every,
-                                       checkpoint_steps=checkpoint_steps))
+                                       checkpoint_steps=checkpoint_steps,
+                                       options={"memory_gb": memory_gb} if memory_gb else {},
+                                       log=lambda line: err_console.print(line, highlight=False, soft_wrap=True)))
     except DivergenceError as exc:
         err_console.print(f"[bold red]diverged:[/] {exc}; no record written", highlight=False, soft_wrap=True)
         raise typer.Exit(3)

@@ -14,6 +14,7 @@ environment see their own folders.
 | NQSBENCH_CACHE         | Hamiltonian cache                      | ``~/.cache/nqsbench``                         |
 | NQSBENCH_MPIRUN        | MPI launcher of ``dmrg --mpi N``       | ``mpirun``                                    |
 | NQSBENCH_MPI_PYTHON    | Python with block2's MPI build         | this Python (``sys.executable``)              |
+| NQSBENCH_MEMORY_GB     | memory budget of one NQS run (GB)      | 8 (two runs and the system fit 24 GiB)        |
 
 The catalog, the suites and the committed reference cache ship inside the package
 (``nqsbench/data/``, found through :mod:`importlib.resources`); in a source checkout those are
@@ -25,6 +26,7 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -40,6 +42,11 @@ class Settings(BaseSettings):
     cache: Path | None = None
     mpirun: str | None = None
     mpi_python: Path | None = None
+    memory_gb: float | None = Field(None, gt=0)
+
+
+DEFAULT_MEMORY_GB = 8.0
+"""Budget of one NQS run: a 24 GiB machine holds two runs (``suite --jobs 2``) and the system."""
 
 
 def settings() -> Settings:
@@ -105,6 +112,12 @@ def mpi_python() -> str:
     import sys
 
     return str(settings().mpi_python or sys.executable)
+
+
+def memory_gb() -> float:
+    """Memory budget of one NQS run in GB (:mod:`nqsbench.nqs.memory` plans within it)."""
+    gb = settings().memory_gb
+    return DEFAULT_MEMORY_GB if gb is None else gb
 
 
 def folders() -> dict[str, str]:

@@ -13,6 +13,10 @@ class SectorTooLargeError(NqsbenchError):
     """An exact-diagonalization sector exceeds the configured size limit."""
 
 
+class MemoryBudgetError(NqsbenchError):
+    """A run's estimated peak memory exceeds its budget or the machine (refused before allocating)."""
+
+
 class RecordError(NqsbenchError):
     """A result record is missing, corrupt or fails its schema."""
 

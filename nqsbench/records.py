@@ -78,7 +78,16 @@ def git_commit() -> str:
 
 
 def peak_memory_mb() -> float:
-    """Peak resident set size of this process (ru_maxrss is KiB on Linux)."""
+    """Peak resident set size of this process: Linux's VmHWM (of this program's memory only:
+    ru_maxrss also counts the parent's resident set at fork, so a run started by a 3 GB pytest
+    reported a 3 GB peak), else ru_maxrss (KiB on Linux, bytes on macOS)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
 
@@ -338,12 +347,16 @@ class SamplerSettings(_Frozen):
 
 class OptimizerSettings(_Frozen):
     """Stochastic reconfiguration: learning rate ``lr`` (cosine-decayed to ``lr_final`` over the
-    run when > 0), diagonal shift, trust region ``max_norm`` on |δ| (0 = none)."""
+    run when > 0), diagonal shift, trust region ``max_norm`` on |δ| (0 = none), and how the SR
+    equations are solved (``solver``: :func:`nqsbench.nqs.optimizer.sr_direction`)."""
     kind: Literal["sr"] = "sr"
     lr: float = Field(gt=0)
     lr_final: float = Field(0.0, ge=0)
     max_norm: float = Field(0.0, ge=0)
     diag_shift: float = Field(gt=0)
+    solver: Literal["auto", "sr", "minsr", "cg"] = Field(
+        "auto", description="sr: N_p × N_p Cholesky; minsr: N_s × N_s (samples < parameters); cg: "
+        "matrix-free conjugate gradients (memory N_s × N_p); auto: minsr or sr, cg when both are large")
 
 
 class ConvergenceSettings(_Frozen):

@@ -56,7 +56,8 @@ class Resources(_Frozen):
     """What one record of a task needs (hints): ``cores`` and ``memory_gb`` become Dask worker
     resources (a task runs only on a worker that declares at least that much, where the cluster's
     workers declare them: ``dask worker --resources "cores=8,memory_gb=64"``); ``expected_hours``
-    feeds the progress bar's ETA until a record's own wall time is known."""
+    feeds the progress bar's ETA until a record's own wall time is known. ``memory_gb`` is also
+    the memory budget of the task's NQS runs (``nqsbench run --memory-gb``)."""
     cores: int | None = Field(None, ge=1)
     memory_gb: float | None = Field(None, gt=0)
     expected_hours: float | None = Field(None, gt=0)
@@ -482,6 +483,12 @@ def _clean_stale_tmp(folder: Path, older_than_s: float = 60.0) -> None:
             pass
 
 
+def _run_options(job: Job) -> dict:
+    """Run options of a job: its resources' memory as the NQS memory budget."""
+    r = job.resources
+    return {"memory_gb": r.memory_gb} if r is not None and r.memory_gb else {}
+
+
 def run_job(job: Job, store: Store, on_step: Callable | None = None, force: bool = True) -> Outcome:
     """Compute one record (its dependencies are already fresh or computed by the store). With
     ``force=False`` a record that turned fresh meanwhile (another run wrote it) is reused; a
@@ -491,7 +498,8 @@ def run_job(job: Job, store: Store, on_step: Callable | None = None, force: bool
     _clean_stale_tmp(job.path.with_name(job.path.stem + ".ckpt"))
     try:
         res = store.run(job.method, job.geom, job.settings, path=job.path, label=job.record_label, force=force,
-                        ctx=RunContext(resume="auto", checkpoint_every=60.0, on_step=on_step))
+                        ctx=RunContext(resume="auto", checkpoint_every=60.0, on_step=on_step,
+                                       options=_run_options(job)))
     except RecordClaimedError as exc:     # another suite computes it (or its input): recheck at the end
         h = exc.holder
         return Outcome(job, "claimed", f"claimed by pid {h.get('pid')} on {h.get('host')}", time.perf_counter() - t0)

@@ -2,6 +2,7 @@
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from jax.flatten_util import ravel_pytree
 
 from nqsbench.nqs import NQS, RBM, force, jacobian, sr_direction
@@ -53,6 +54,19 @@ def test_sr_and_minsr_agree():
     ob = (o - (w[:, None] * o).sum(0)) * sw[:, None]
     s = jnp.conj(ob).T @ ob + 1e-3 * jnp.eye(npar)
     np.testing.assert_allclose(np.asarray(s @ a), np.asarray(force(o, el, w)), atol=1e-10)
+
+
+@pytest.mark.parametrize("ns,npar", [(30, 50), (80, 40)])
+def test_conjugate_gradients_agree_with_direct_solves(ns, npar):
+    """The matrix-free solve (memory N_s × N_p only) gives the direct solves' δ."""
+    rng = np.random.default_rng(ns)
+    o = jnp.asarray(rng.normal(size=(ns, npar)) + 1j * rng.normal(size=(ns, npar)))
+    el = jnp.asarray(rng.normal(size=ns) + 0.1j * rng.normal(size=ns))
+    w = jnp.asarray(rng.uniform(0.5, 1.5, size=ns))
+    w = w / w.sum()
+    direct = sr_direction(o, el, w, 1e-2, "minsr" if ns < npar else "sr")
+    cg = sr_direction(o, el, w, 1e-2, "cg")
+    np.testing.assert_allclose(np.asarray(cg), np.asarray(direct), rtol=1e-8, atol=1e-10)
 
 
 def test_cosine_decay_and_trust_region():

@@ -45,6 +45,7 @@ class RunContext:
     checkpoint_steps: int = 50              # ... and at least every this many steps (0: off)
     progress: bool = False
     on_step: Callable[[int, int], None] | None = None
+    log: Callable[[str], None] | None = None     # one-line notes before/while running (e.g. the memory plan)
     options: dict[str, Any] = field(default_factory=dict)   # run limits (e.g. exact: max_dim)
 
 

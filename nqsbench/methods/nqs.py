@@ -57,7 +57,7 @@ def nqs_settings(sampler: str = "exact", model: str | dict | ModelSettings = "rb
                  lr: float | None = None, lr_final: float | None = None, max_norm: float | None = None,
                  diag_shift: float | None = None, samples: int | None = None, chains: int | None = None,
                  beta: float | None = None, max_steps: int | None = None, max_minutes: float | None = None,
-                 window: int | None = None, alpha: float | None = None) -> NQSSettings:
+                 window: int | None = None, alpha: float | None = None, sr_solver: str = "auto") -> NQSSettings:
     """Settings of an NQS run with the defaults filled in (None = default;
     :mod:`nqsbench.nqs.defaults` for the optimizer and sampler, :data:`DEFAULT_MAX_STEPS` and
     :data:`DEFAULT_WINDOW` and :data:`DEFAULT_TOL_MHA` for the plateau criterion). ``model``: a registered model's name, a
@@ -79,7 +79,7 @@ def nqs_settings(sampler: str = "exact", model: str | dict | ModelSettings = "rb
     conv = ConvergenceSettings(window=window or DEFAULT_WINDOW[sampler], tol_mha=DEFAULT_TOL_MHA[sampler])
     return NQSSettings(model=model_settings, sampler=smp,
                        optimizer=OptimizerSettings(lr=r["lr"], lr_final=r["lr_final"], max_norm=r["max_norm"],
-                                                   diag_shift=r["diag_shift"]),
+                                                   diag_shift=r["diag_shift"], solver=sr_solver),
                        steps=steps, max_steps=(max_steps or DEFAULT_MAX_STEPS[sampler]) if auto else max_steps,
                        max_minutes=max_minutes, convergence=conv, seed=seed, init=init)
 
@@ -89,10 +89,12 @@ def _finite(x) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def make_driver(ham, s: NQSSettings):
+def make_driver(ham, s: NQSSettings, memory_gb: float | None = None):
     """The driver of these settings: the model from the model registry; with ``steps="auto"``
     a constant learning rate (:class:`~nqsbench.nqs.convergence.AutoSteps` lowers it on
-    plateaus), else the cosine decay over the steps when ``lr_final`` > 0."""
+    plateaus), else the cosine decay over the steps when ``lr_final`` > 0. ``memory_gb``: the
+    run's memory budget (default :func:`nqsbench.config.memory_gb`; a run option, not a
+    setting: it changes how the work is chunked, not the numbers)."""
     from ..nqs import models
     from ..nqs.defaults import make_driver as _make
     from ..nqs.hilbert import Sector
@@ -103,7 +105,7 @@ def make_driver(ham, s: NQSSettings):
     return _make(ham, sampler=smp.kind, model=models.build(s.model, sector), sector=sector, seed=s.seed,
                  lr=o.lr, lr_final=0.0 if auto else o.lr_final, max_norm=o.max_norm, diag_shift=o.diag_shift,
                  n_steps=None if auto else s.steps, n_samples=smp.n_samples, n_chains=smp.n_chains,
-                 beta=smp.beta, init=s.init)
+                 beta=smp.beta, init=s.init, sr_solver=o.solver, memory_gb=memory_gb)
 
 
 def verdict(driver, s: NQSSettings, auto=None):
@@ -173,7 +175,9 @@ class NQSMethod(Method):
         from ..nqs.convergence import AutoSteps
         from ..nqs.results import params_path, save_params
 
-        driver = make_driver(ham, s)
+        driver = make_driver(ham, s, memory_gb=ctx.options.get("memory_gb"))
+        if ctx.log is not None:
+            ctx.log(driver.memory_plan.summary())
         ckpt_dir = ctx.path.with_name(ctx.path.stem + ".ckpt") if ctx.path is not None else None
         resume = _resume_from(driver, ckpt_dir, ctx.resume)
         callbacks = [DivergenceGuard()]
@@ -212,7 +216,8 @@ class NQSMethod(Method):
         st = driver.stats
         return ResultRecord(
             method=f"nqs-{s.model.kind}", **self.common_fields(geom, driver.ham), settings=s,
-            details={k: flags[k] for k in ("model", "sampler", "optimizer")}, sector=flags["sector"],
+            details={**{k: flags[k] for k in ("model", "sampler", "optimizer")},
+                     "memory": driver.memory_plan.to_dict()}, sector=flags["sector"],
             n_parameters=driver.n_parameters, n_steps=driver.step, converged=converged,
             convergence=convergence, final_lr=driver.learning_rate,
             stopped_early=driver.stopped_early,

@@ -47,7 +47,8 @@ def resolve_settings(sampler: str, lr: float | None = None, lr_final: float | No
 def make_driver(ham, sampler: str = "exact", alpha: float = 2.0, seed: int = 0, lr: float | None = None,
                 diag_shift: float | None = None, n_samples: int | None = None,
                 n_chains: int | None = None, beta: float | None = None, lr_final: float | None = None,
-                max_norm: float | None = None, n_steps: int | None = None, **kw) -> NQS:
+                max_norm: float | None = None, n_steps: int | None = None, sr_solver: str = "auto",
+                **kw) -> NQS:
     """An :class:`NQS` with the per-sampler defaults (:func:`resolve_settings`; None means the
     default). ``lr_final`` > 0 decays the learning rate from ``lr`` to ``lr_final`` over
     ``n_steps`` (the run's total steps; :class:`CosineDecay`); ``max_norm`` > 0 caps |δ| per SR
@@ -59,7 +60,7 @@ def make_driver(ham, sampler: str = "exact", alpha: float = 2.0, seed: int = 0, 
         if n_steps is None:
             raise ValueError("lr_final needs n_steps (the length of the decay)")
         lr = CosineDecay(lr, r["lr_final"], int(n_steps))
-    opt = SR(learning_rate=lr, diag_shift=r["diag_shift"], max_norm=r["max_norm"] or None)
+    opt = SR(learning_rate=lr, diag_shift=r["diag_shift"], max_norm=r["max_norm"] or None, mode=sr_solver)
     if sampler == "exact":
         return NQS(ham, sampler="exact", optimizer=opt, alpha=alpha, seed=seed, **kw)
     from .hilbert import Sector

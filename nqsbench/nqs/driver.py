@@ -8,6 +8,7 @@ resumed from a checkpoint reproduces an uninterrupted run exactly.
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import jax
@@ -15,6 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from .callbacks import UNREADABLE, CheckpointError, DivergenceGuard, load_checkpoint, load_latest_checkpoint
+from .. import config
+from . import memory
 from .hilbert import Sector
 from .models import RBM, count_parameters
 from .operator import FermionHamiltonian, make_local_energy, sector_matrix_coo, v_score
@@ -41,7 +44,12 @@ class NQS:
     init : 'hf' (visible bias ±model.bias towards the HF determinant) or 'random'.
     n_samples, n_chains : Markov-chain settings when ``sampler='mcmc'``.
     eval_batches : sampler calls pooled for the final estimate (Markov chains; default 8).
-    chunk_size : configurations per local-energy batch.
+    chunk_size : configurations per local-energy batch (default: the most that a quarter of
+        ``memory_gb`` holds, :mod:`nqsbench.nqs.memory`).
+    memory_gb : memory budget of the run (default :func:`nqsbench.config.memory_gb`). The SR
+        step is compiled ahead of time and its XLA memory analysis, on top of what the process
+        holds, is checked against the budget and the machine before anything is allocated
+        (:class:`~nqsbench.errors.MemoryBudgetError` otherwise); ``memory_plan`` keeps it.
     exact_matrix : with the exact sampler, build the sector matrix once from the same
         connections and get E_loc = (Hψ)/ψ by a sparse product (much faster; same numbers).
     sector : a :class:`Sector` (default: N_up = N_down = HF, K = HF momentum).
@@ -55,8 +63,8 @@ class NQS:
 
     def __init__(self, ham, model=None, sampler="exact", optimizer=None, seed: int = 0,
                  init: str = "hf", alpha: float = 2.0, n_samples: int = 1024, n_chains: int = 32,
-                 chunk_size: int = 64, sector: Sector | None = None, exact_matrix: bool = True,
-                 eval_batches: int = 8):
+                 chunk_size: int | None = None, sector: Sector | None = None, exact_matrix: bool = True,
+                 eval_batches: int = 8, memory_gb: float | None = None):
         self.ham = ham
         self.sector = sector or Sector.from_hamiltonian(ham)
         self.model = model or RBM(self.sector.n_spin_orbitals, alpha=alpha)
@@ -71,13 +79,48 @@ class NQS:
         self.optimizer = optimizer or SR(learning_rate=0.25, diag_shift=1e-3)
         self.seed = int(seed)
         self.init = init
-        self.chunk_size = chunk_size
         self.exact_matrix = exact_matrix
         self.eval_batches = int(eval_batches)
+        self.memory_gb = float(memory_gb or config.memory_gb())
         self.fham = FermionHamiltonian(ham, self.sector)
-        self._eloc = make_local_energy(self.fham, self.model, chunk_size=chunk_size)
-        self._build()
         self.reset()
+        self._plan(chunk_size)
+
+    def _plan(self, chunk_size):
+        """Chunk the local energy, compile the step ahead of time and check its memory."""
+        budget = int(self.memory_gb * memory.GB)
+        uses_eloc = not (isinstance(self.sampler, ExactSampler) and self.exact_matrix)
+        n_samples = self.sampler.n_samples
+        per, seconds = 0, None
+        if uses_eloc:
+            per, seconds = memory.probe_local_energy(
+                lambda c: make_local_energy(self.fham, self.model, chunk_size=c), self.params,
+                self.sector.hf_config)
+        if chunk_size is None:
+            chunk_size = memory.choose_chunk(per, n_samples, budget) if uses_eloc else 64
+        self.chunk_size = int(chunk_size)
+        self._eloc = make_local_energy(self.fham, self.model, chunk_size=self.chunk_size)
+        self._build()
+        lowered = self._step.lower(self.params, self.opt_state, self.sampler_state,
+                                   jax.random.fold_in(self._sample_key, 0), 1.0)
+        compiled = lowered.compile()
+        self.memory_plan = memory.MemoryPlan(
+            budget=budget, process=memory.rss_bytes(), process_peak=memory.peak_rss_bytes(),
+            step=memory.compiled_bytes(compiled),
+            chunk_size=self.chunk_size if uses_eloc else 0, eloc_per_config=per, n_samples=n_samples,
+            n_parameters=self.n_parameters, available=memory.available_bytes(),
+            seconds_per_config=seconds).check()
+        self._step = compiled
+
+    def _sample_mesh(self):
+        """A one-axis mesh over ``jax.devices()`` when there are several and the samples of a
+        step split evenly across them (Markov chains; the exact tier is small), else None."""
+        devices = jax.devices()
+        if len(devices) < 2 or isinstance(self.sampler, ExactSampler):
+            return None
+        if (self.sampler.n_per_chain * self.sampler.n_chains) % len(devices):
+            return None
+        return jax.sharding.Mesh(np.array(devices), ("samples",))
 
     # ------------------------------------------------------------------ setup
     def _build(self):
@@ -89,6 +132,18 @@ class NQS:
             # all connected configurations lie in the enumerated sector: E_loc = (Hψ)_x / ψ_x
             rows, cols, vals = (jnp.asarray(a) for a in sector_matrix_coo(self.fham, sampler.configs))
             dim = len(sampler.configs)
+
+        jac_fn = partial(jacobian, model)
+        mesh = self._sample_mesh()
+        if mesh is not None:
+            # samples split across devices: each computes its share of the local energies and
+            # of the Jacobian rows (per-sample work, so the numbers do not depend on the split)
+            spec = jax.sharding.PartitionSpec("samples")
+            # check_vma=False: with it, the gradient with respect to the replicated parameters
+            # inside the Jacobian is summed over devices (every row becomes the sum of shards)
+            split = partial(jax.shard_map, mesh=mesh, in_specs=(jax.sharding.PartitionSpec(), spec),
+                            out_specs=spec, check_vma=False)
+            eloc_fn, jac_fn = split(eloc_fn), split(jac_fn)
 
         def sample_and_eloc(params, sstate, key):
             xs, w, sstate, info = sampler.sample(model, params, sstate, key)
@@ -104,7 +159,7 @@ class NQS:
 
         def step(params, opt_state, sstate, key, lr_scale):
             flat, wf, el, _, sstate, info = sample_and_eloc(params, sstate, key)
-            o = jacobian(model, params, flat)
+            o = jac_fn(params, flat)
             params, opt_state, dnorm = opt.update(o, el.reshape(-1), wf, params, opt_state, lr_scale)
             return params, opt_state, sstate, el, wf, info, dnorm
 

@@ -29,30 +29,47 @@ jax.config.update("jax_enable_x64", True)
 
 
 class FermionHamiltonian:
-    """Spin-orbital arrays of H built once from a :class:`nqsbench.hamiltonian.Hamiltonian`."""
+    """Spin-orbital view of a :class:`nqsbench.hamiltonian.Hamiltonian`, built once per sector.
+
+    Two-electron integrals stay in the Hamiltonian's momentum blocks (N_k³ · n_orb⁴ complex
+    numbers, one copy); a spin-orbital element v_aibj is gathered from them on demand
+    (:meth:`v`), so no (2M)⁴ array is ever formed (1.4 GB per copy at 2M = 96). Only the
+    one-body matrix (2M)², the singles' (2M)³ table and the diagonal's (2M)² are dense."""
 
     def __init__(self, ham, sector: Sector):
-        h, eri = ham.dense()
         m = ham.n_spatial
         n = 2 * m
         self.sector = sector
         self.constant = float(ham.constant)
         self.nk = ham.nk
-        spin = sector.so_spin
-        sp = np.arange(n) % m
-        same = (spin[:, None] == spin[None, :])
-        t = h[np.ix_(sp, sp)] * same
-        v = eri[np.ix_(sp, sp, sp, sp)] * same[:, :, None, None] * same[None, None, :, :]
+        self.n_orb = ham.n_orb
+        self.eri_blocks = np.ascontiguousarray(ham.eri / ham.nk)      # (k1, k2, k3, p, q, r, s), 1/N_k in
+        self.kconserv = np.asarray(ham.kconserv, dtype=np.int32)
+        h_spatial = np.zeros((m, m), dtype=complex)                    # block diagonal in k
+        for k, hk in enumerate(ham.h1):
+            h_spatial[k * ham.n_orb:(k + 1) * ham.n_orb, k * ham.n_orb:(k + 1) * ham.n_orb] = hk
+        t = np.kron(np.eye(2), h_spatial)                                 # spin conserved
         self.t = t                                                    # (2M, 2M)
-        self.v = v                                                    # (2M,)*4 chemist, spin-conserving
+        so = np.arange(n)
         # diagonal: E_d(x) = t_nn x_n + ½ xᵀ D x,  D_mn = v_mmnn − v_mnnm
         self.t_diag = np.real(np.diagonal(t)).copy()
-        d = np.einsum("mmnn->mn", v) - np.einsum("mnnm->mn", v)
-        self.d_mat = np.real(d).copy()
+        mm, nn = so[:, None], so[None, :]
+        self.d_mat = np.real(self.v(mm, mm, nn, nn) - self.v(mm, nn, nn, mm)).copy()
         # singles: F_ai(x) = t_ai + Σ_n G_ain x_n,   G_ain = v_ainn − v_anni
-        self.g = np.einsum("ainn->ain", v) - np.einsum("anni->ain", v)
-        # doubles: Vas[a,b,i,j] = v_aibj − v_ajbi
-        self.vas = np.einsum("aibj->abij", v) - np.einsum("ajbi->abij", v)
+        a, i, nn = so[:, None, None], so[None, :, None], so[None, None, :]
+        self.g = self.v(a, i, nn, nn) - self.v(a, nn, nn, i)
+
+    def v(self, a, i, b, j, eri=None, xp=np):
+        """Chemist (a i | b j) over spin-orbitals (index arrays, broadcast): spin conserved on
+        each of a–i and b–j, zero unless momentum is conserved. ``eri``/``xp``: the blocks as a
+        JAX array and ``jax.numpy`` inside traced code."""
+        eri = self.eri_blocks if eri is None else eri
+        m, h = self.sector.n_spatial, self.n_orb
+        kc = self.kconserv if xp is np else xp.asarray(self.kconserv)
+        (sa, pa), (si, pi), (sb, pb), (sj, pj) = (divmod(z, m) for z in (a, i, b, j))
+        (ka, oa), (ki, oi), (kb, ob), (kj, oj) = (divmod(z, h) for z in (pa, pi, pb, pj))
+        allowed = (sa == si) & (sb == sj) & (kc[ka, ki, kb] == kj)
+        return xp.where(allowed, eri[ka, ki, kb, oa, oi, ob, oj], 0.0)
 
     @property
     def n_spin_orbitals(self) -> int:
@@ -89,6 +106,15 @@ def _double_tables(sec: Sector) -> np.ndarray:
     rows = [o + e for occ, emp in ((occ_u, emp_u), (occ_d, emp_d), (occ_x, emp_x))
             for o in occ for e in emp]
     return np.array(rows, dtype=np.int32).reshape(-1, 4)
+
+
+def n_connections(n_up: int, n_dn: int, n_spatial: int, n_orb: int) -> tuple[int, int]:
+    """(singles, doubles) entries per configuration of the grouped connection lists (padding
+    included): what a local energy costs, in ratios to evaluate."""
+    eu, ed = n_spatial - n_up, n_spatial - n_dn
+    singles = (n_up + n_dn) * n_orb
+    pairs = n_up * (n_up - 1) // 2 * eu + n_dn * (n_dn - 1) // 2 * ed + n_up * n_dn * eu
+    return singles, pairs * n_orb
 
 
 def _grouped_double_tables(sec: Sector) -> np.ndarray:
@@ -132,7 +158,7 @@ def make_connections(fham: FermionHamiltonian, grouped: bool = True):
     kadd = jnp.asarray(sec.kadd)
     t = jnp.asarray(fham.t)
     g = jnp.asarray(fham.g)
-    vas = jnp.asarray(fham.vas)
+    eri = jnp.asarray(fham.eri_blocks)
     t_diag = jnp.asarray(fham.t_diag)
     d_mat = jnp.asarray(fham.d_mat)
     const = fham.constant
@@ -142,6 +168,9 @@ def make_connections(fham: FermionHamiltonian, grouped: bool = True):
     ksub = jnp.asarray(sec.ksub)
     nk = sec.nk
     n_orb = sec.n_orb
+
+    def vas(a, b, i, j):                                                  # v_aibj − v_ajbi
+        return fham.v(a, i, b, j, eri, jnp) - fham.v(a, j, b, i, eri, jnp)
 
     def conn(x):
         x = x.astype(jnp.int32)
@@ -177,7 +206,7 @@ def make_connections(fham: FermionHamiltonian, grouped: bool = True):
             ok_d = kadd[so_k[i2], so_k[j2]] == kadd[so_k[a2], so_k[b2]]
         par_d = (pref[i2] + pref[j2] + pref[a2] + pref[b2] - 1
                  - (i2 < a2) - (j2 < a2) - (i2 < b2) - (j2 < b2))
-        mel_d = jnp.where(ok_d, jnp.conj(vas[a2, b2, i2, j2]) * (1 - 2 * (par_d % 2)), 0.0)
+        mel_d = jnp.where(ok_d, jnp.conj(vas(a2, b2, i2, j2)) * (1 - 2 * (par_d % 2)), 0.0)
         return (e_diag, i[:, None], a[:, None], mel_s, ok_s,
                 jnp.stack([i2, j2], -1), jnp.stack([a2, b2], -1), mel_d, ok_d)
 

@@ -15,7 +15,9 @@ slower).
 
 With Ō = √p (O − ⟨O⟩) (N_s × N_p) and e = √p (E_loc − ⟨E_loc⟩): S = Ō†Ō, F = Ō†e. When
 N_s < N_p the kernel (MinSR) form δ = Ō† (ŌŌ† + ε I)^{-1} e is used: the same δ, an
-N_s × N_s solve.
+N_s × N_s solve. With ``mode="cg"`` neither matrix is formed: conjugate gradients on
+(Ō†Ō + ε I) δ = Ō†e with products Ō†(Ō v), so the step's memory is the Jacobian's N_s × N_p and
+nothing quadratic ("auto" picks it when both N_s and N_p exceed :data:`DIRECT_LIMIT`).
 """
 from __future__ import annotations
 
@@ -47,8 +49,17 @@ def force(o, eloc, w):
     return jnp.conj(o - o_mean).T @ (w * (eloc - e))
 
 
+DIRECT_LIMIT = 8192
+"""Above this many samples and parameters both, ``mode="auto"`` solves by conjugate gradients
+(a direct solve would hold a ≥ 1 GB complex matrix)."""
+
+CG_TOL = 1e-10
+"""Relative residual of the conjugate-gradient solve (far below the Monte Carlo noise of F)."""
+
+
 def sr_direction(o, eloc, w, diag_shift, mode="auto"):
-    """δ solving (S + ε I) δ = F; ``mode`` 'sr' (N_p × N_p), 'minsr' (N_s × N_s) or 'auto'."""
+    """δ solving (S + ε I) δ = F; ``mode`` 'sr' (N_p × N_p), 'minsr' (N_s × N_s), 'cg'
+    (matrix-free conjugate gradients) or 'auto'."""
     ns, npar = o.shape
     sw = jnp.sqrt(w)
     e = jnp.sum(w * eloc)
@@ -56,7 +67,13 @@ def sr_direction(o, eloc, w, diag_shift, mode="auto"):
     ob = (o - o_mean) * sw[:, None]
     eps = sw * (eloc - e)
     if mode == "auto":
-        mode = "minsr" if ns < npar else "sr"
+        mode = "cg" if min(ns, npar) > DIRECT_LIMIT else "minsr" if ns < npar else "sr"
+    if mode == "cg":
+        def matvec(v):
+            return jnp.conj(ob).T @ (ob @ v) + diag_shift * v
+        f = jnp.conj(ob).T @ eps
+        delta, _ = jax.scipy.sparse.linalg.cg(matvec, f, tol=CG_TOL, maxiter=10 * min(ns, npar) + 100)
+        return delta
     if mode == "sr":
         s = jnp.conj(ob).T @ ob + diag_shift * jnp.eye(npar)
         f = jnp.conj(ob).T @ eps

@@ -599,7 +599,8 @@ def compare_netket_cmd(system: str, param: Optional[List[str]] = ParamOpt, kmesh
                        alpha: float = typer.Option(2.0, help="hidden-unit density of the RBM"),
                        batch: int = typer.Option(512, help="samples per local-energy batch"),
                        sr_samples: int = typer.Option(1024, "--sr-samples", help="samples of the SR step"),
-                       chunk: int = typer.Option(64, help="our local-energy chunk size"),
+                       chunk: Optional[int] = typer.Option(None, help="our local-energy chunk size "
+                                                           "(default: the one a run plans from its memory budget)"),
                        netket_chunks: str = typer.Option("64,256", "--netket-chunks",
                                                          help="NetKet chunk sizes to try, best kept (0: whole batch)"),
                        repeat: int = typer.Option(3, help="timings are the best of this many calls"),
@@ -619,7 +620,7 @@ def compare_netket_cmd(system: str, param: Optional[List[str]] = ParamOpt, kmesh
     if not nk_chunks or min(nk_chunks) < 0:
         raise CatalogError(f"--netket-chunks {netket_chunks!r}: give integers ≥ 0 separated by commas, e.g. 64,256")
     for name, v in (("--batch", batch), ("--sr-samples", sr_samples), ("--chunk", chunk), ("--repeat", repeat)):
-        if v < 1:
+        if v is not None and v < 1:
             raise CatalogError(f"{name} {v}: must be ≥ 1")
     if alpha <= 0:
         raise CatalogError(f"--alpha {alpha}: must be > 0")

@@ -63,7 +63,8 @@ def benchmarks(mods):
 
 def test_default_parameters_cover_the_issue_systems():
     common, mods = load_suite(None)
-    assert common.PARAMS == ["h-chain-k4", "h-chain-k6", "graphene-G", "lih-G"]
+    assert common.PARAMS == ["h-chain-k4", "h-chain-k6", "graphene-G", "lih-G",
+                             "h-chain-k8", "graphene-2x2x1", "lih-2x2x2"]
     names = {m for _, m in benchmarks(mods)}
     missing = REQUIRED - names
     assert not missing, f"benchmarks missing from the suite: {missing}"
@@ -136,3 +137,19 @@ def test_asv_quick_run_on_the_smallest_system():
     assert "failed" not in text.lower(), text
     for name in REQUIRED:
         assert name in text, f"{name} did not run:\n{text}"
+
+
+def test_beyond_tier_local_energy_runs_and_exact_only_benchmarks_skip():
+    """The beyond tier is an asv parameter (H chain N_k = 8 here, the cheapest): local energies
+    at the planned chunk; SR steps and exact energies skip it (NotImplementedError: asv's skip)."""
+    common, mods = load_suite("h-chain-k8")
+    label = "h-chain-k8"
+    assert label in common.BEYOND
+    paths = common.warm_hamiltonians()
+    nqs = next(m for m in mods if m.__name__.endswith("bench_nqs"))
+    le = nqs.LocalEnergy()
+    le.setup(paths, label)
+    assert le.track_local_energies_per_second(paths, label) > 0
+    for cls in (nqs.SRStep, nqs.EnergyError):
+        with pytest.raises(NotImplementedError, match="beyond the exact tier"):
+            cls().setup(paths, label)

@@ -10,7 +10,7 @@ amplitude ratios, far more work than a local energy, hence the small sample coun
 """
 from __future__ import annotations
 
-from .common import SystemBenchmark, memo, workload
+from .common import SystemBenchmark, exact_tier_only, memo, workload
 
 MC_SAMPLES = 128
 
@@ -25,6 +25,7 @@ class BandSubspace(SystemBenchmark):
     def setup(self, paths, system):
         from nqsbench.nqs.excitations import nqs_vector
 
+        exact_tier_only(system)
         self.w = w = workload(system, paths[system])
         self.psi = memo(("psi", system), lambda: nqs_vector(w.ham, w.model, w.params, w.sector)[0])
         self.xs = w.samples[:MC_SAMPLES].reshape(32, -1, w.samples.shape[-1])

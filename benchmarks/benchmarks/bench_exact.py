@@ -1,7 +1,7 @@
 """Exact ground state: Davidson in every (N↑, N↓, K) sector of the neutral cell (no bands)."""
 from __future__ import annotations
 
-from .common import SystemBenchmark, hamiltonian
+from .common import SystemBenchmark, exact_tier_only, hamiltonian
 
 
 class TimeExactGroundState(SystemBenchmark):
@@ -12,6 +12,7 @@ class TimeExactGroundState(SystemBenchmark):
     warmup_time = 0.0
 
     def setup(self, paths, system):
+        exact_tier_only(system)
         self.ham = hamiltonian(system, paths[system])
 
     def time_ground_state(self, paths, system):

@@ -20,6 +20,8 @@ class TimeHamiltonianBuild:
     timeout = 900.0
 
     def setup(self, system):
+        if system == "graphene-2x2x1":        # ~3 min a build: the setup_cache builds it once
+            raise NotImplementedError("graphene 2x2x1: too slow to time repeatedly")
         geom = geometry(system)
 
         def preload():             # keep PySCF's imports and first-use setup out of the timing

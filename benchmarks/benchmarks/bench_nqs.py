@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from .common import BATCH, SR_SAMPLES, SystemBenchmark, block, hamiltonian, memo, workload
+from .common import SR_SAMPLES, SystemBenchmark, batch_of, block, exact_tier_only, hamiltonian, memo, workload
 
 
 def _best_seconds(fn, repeat: int = 3) -> float:
@@ -21,18 +21,26 @@ def _best_seconds(fn, repeat: int = 3) -> float:
     return best
 
 
+def _local_energy(w):
+    """The local energy at the chunk a run would plan (:func:`nqsbench.nqs.memory.plan_local_energy`)."""
+    from nqsbench import config
+    from nqsbench.nqs import FermionHamiltonian, memory
+
+    return memory.plan_local_energy(FermionHamiltonian(w.ham, w.sector), w.model, w.params, len(w.samples),
+                                    int(config.memory_gb() * memory.GB))[0]
+
+
 class LocalEnergy(SystemBenchmark):
-    """Local energies of a batch of BATCH samples (momentum-grouped connections, chunk 64)."""
+    """Local energies of a batch of samples (BATCH; fewer on graphene 2x2x1 and LiH 2x2x2),
+    momentum-grouped connections at the chunk size a run plans."""
 
     def setup(self, paths, system):
         import jax.numpy as jnp
 
-        from nqsbench.nqs import FermionHamiltonian, make_local_energy
-
         w = workload(system, paths[system])
 
         def make():
-            f = make_local_energy(FermionHamiltonian(w.ham, w.sector), w.model, chunk_size=64)
+            f = _local_energy(w)
             block(f(w.params, jnp.asarray(w.samples)))        # compile
             return f
 
@@ -68,8 +76,9 @@ class MarkovChain(SystemBenchmark):
             block(f(w.params, state, jax.random.PRNGKey(2)))      # compile
             return f, state
 
+        self.n_batch = batch_of(system)
         self.sweep = memo(("sweep", system), lambda: make(self.N_CHAINS))
-        self.batch = memo(("sweeps", system), lambda: make(BATCH))
+        self.batch = memo(("sweeps", system), lambda: make(self.n_batch))
         self.params = w.params
         self.key = jax.random.PRNGKey(3)
 
@@ -78,8 +87,8 @@ class MarkovChain(SystemBenchmark):
         block(f(self.params, state, self.key))
 
     def track_samples_per_second(self, paths, system):
-        f, state = self.batch                 # BATCH / 32 sweeps per chain
-        return BATCH / _best_seconds(lambda: block(f(self.params, state, self.key)))
+        f, state = self.batch                 # n_batch / 32 sweeps per chain
+        return self.n_batch / _best_seconds(lambda: block(f(self.params, state, self.key)))
 
     track_samples_per_second.unit = "samples/s"
 
@@ -93,13 +102,14 @@ class SRStep(SystemBenchmark):
         import jax
         import jax.numpy as jnp
 
-        from nqsbench.nqs import SR, FermionHamiltonian, jacobian, make_local_energy
+        from nqsbench.nqs import SR, jacobian
 
+        exact_tier_only(system)
         w = workload(system, paths[system], batch=SR_SAMPLES)
         opt = SR(learning_rate=0.25, diag_shift=1e-3)
 
         def make():
-            eloc = make_local_energy(FermionHamiltonian(w.ham, w.sector), w.model, chunk_size=64)
+            eloc = _local_energy(w)
 
             @jax.jit
             def step(params, opt_state, xs):
@@ -130,6 +140,7 @@ class EnergyError(SystemBenchmark):
     def setup(self, paths, system):
         from nqsbench.nqs import Sector
 
+        exact_tier_only(system)
         self.ham = ham = hamiltonian(system, paths[system])
         sec = Sector.from_hamiltonian(ham)
 

@@ -93,13 +93,12 @@ class NQS:
         n_samples = self.sampler.n_samples
         per, seconds = 0, None
         if uses_eloc:
-            per, seconds = memory.probe_local_energy(
-                lambda c: make_local_energy(self.fham, self.model, chunk_size=c), self.params,
-                self.sector.hf_config)
-        if chunk_size is None:
-            chunk_size = memory.choose_chunk(per, n_samples, budget) if uses_eloc else 64
+            self._eloc, chunk_size, per, seconds = memory.plan_local_energy(
+                self.fham, self.model, self.params, n_samples, budget, chunk_size)
+        else:
+            chunk_size = chunk_size or 64
+            self._eloc = make_local_energy(self.fham, self.model, chunk_size=chunk_size)
         self.chunk_size = int(chunk_size)
-        self._eloc = make_local_energy(self.fham, self.model, chunk_size=self.chunk_size)
         self._build()
         lowered = self._step.lower(self.params, self.opt_state, self.sampler_state,
                                    jax.random.fold_in(self._sample_key, 0), 1.0)

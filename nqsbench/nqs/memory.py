@@ -5,8 +5,8 @@ The numbers come from XLA itself, not from a hand-written cost model: the compil
 ``memory_analysis()`` (arguments + outputs + temporaries of the whole SR step: sampling, local
 energies, Jacobian, SR solve) on top of the process's resident set at planning time. The local
 energy's chunk is sized from one probe compile at chunk 1 (its temporaries are almost all per
-configuration: connections × amplitude-ratio work), so that the chunk's working set takes at most
-:data:`ELOC_SHARE` of the budget.
+configuration: connections × amplitude-ratio work), so that the chunk's working set stays within
+:data:`WORKING_SET` (speed) and :data:`ELOC_SHARE` of the budget (memory).
 """
 from __future__ import annotations
 
@@ -91,6 +91,21 @@ def choose_chunk(per_config: int, n_configs: int, budget_bytes: int) -> int:
     :data:`ELOC_SHARE` of the budget) holds, at least 1, at most the batch and :data:`MAX_CHUNK`."""
     fit = int(min(ELOC_SHARE * budget_bytes, WORKING_SET) // max(per_config, 1))
     return max(1, min(fit, MAX_CHUNK, max(n_configs, 1)))
+
+
+def plan_local_energy(fham, model, params, n_configs: int, budget_bytes: int,
+                      chunk_size: int | None = None):
+    """``(eloc, chunk, bytes_per_config, seconds_per_config)``: the jitted local energy of
+    :func:`nqsbench.nqs.operator.make_local_energy` at the chunk :func:`choose_chunk` picks
+    from a probe (or at ``chunk_size``), for runs and benchmarks alike."""
+    from .operator import make_local_energy
+
+    def make(c):
+        return make_local_energy(fham, model, chunk_size=c)
+
+    per, seconds = probe_local_energy(make, params, fham.sector.hf_config)
+    chunk = int(chunk_size) if chunk_size is not None else choose_chunk(per, n_configs, budget_bytes)
+    return make(chunk), chunk, per, seconds
 
 
 @dataclass(frozen=True)

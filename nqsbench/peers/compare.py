@@ -21,6 +21,7 @@ Ratios are ours ÷ NetKet throughputs (> 1: ours is faster), measured in the sam
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -52,6 +53,7 @@ class NetketComparison:
     eloc_scale: float = float("nan")         # max_x |E_loc(x)| (for a relative reading)
     eloc_s_ours: float = float("nan")        # seconds per batch, best of repeat
     eloc_s_netket: float = float("nan")
+    chunk: int = 0                           # our local-energy chunk (planned unless given)
     netket_chunk: int | None = None          # NetKet's fastest chunk size (None: whole batch)
     netket_chunk_s: dict = field(default_factory=dict)
     sr_s_ours: float | None = None           # seconds per SR step (no sampling), best of repeat
@@ -102,18 +104,21 @@ def _exact_expectation(log_psi: np.ndarray, eloc: np.ndarray) -> float:
 
 
 def compare_netket(ham, *, label: str = "", alpha: float = 2.0, batch: int = 512,
-                   sr_samples: int = 1024, chunk: int = 64, netket_chunks=(64, 256), repeat: int = 3,
+                   sr_samples: int = 1024, chunk: int | None = None, netket_chunks=(64, 256), repeat: int = 3,
                    seed: int = 0, diag_shift: float = 1e-3, exact_max: int = 20_000, sr: bool = True,
                    echo=None) -> NetketComparison:
     """Run the comparison on ``ham`` (see the module doc). ``netket_chunks``: NetKet chunk sizes
-    to time (0 or None: the whole batch at once); ``echo``: a callable for progress lines."""
+    to time (0 or None: the whole batch at once); ``chunk``: ours (default: the chunk a run plans,
+    :func:`nqsbench.nqs.memory.plan_local_energy`); ``echo``: a callable for progress lines."""
     from .netket import require_netket
 
     nk = require_netket()
     import jax
     import jax.numpy as jnp
 
-    from ..nqs.operator import FermionHamiltonian, make_local_energy
+    from .. import config
+    from ..nqs import memory
+    from ..nqs.operator import FermionHamiltonian
     from ..nqs.optimizer import force, jacobian, sr_direction
     from ..nqs.workloads import make_workload
     from .netket import (from_netket_tree, netket_hilbert, netket_local_energy, netket_log_psi,
@@ -137,12 +142,16 @@ def compare_netket(ham, *, label: str = "", alpha: float = 2.0, batch: int = 512
     nk_model, nk_params = netket_rbm(model), to_netket_params(params)
 
     fham = FermionHamiltonian(ham, sec)
-    eloc = make_local_energy(fham, model, chunk_size=chunk)
+    eloc, chunk, _, _ = memory.plan_local_energy(fham, model, params, batch, int(config.memory_gb() * memory.GB),
+                                                 chunk_size=chunk)
+    res.chunk = chunk
 
     # ---- exact expectation of the same parameters over the whole sector
-    configs = sec.enumerate()
-    res.sector_dim = len(configs)
-    if res.sector_dim <= exact_max:
+    m = sec.n_spatial
+    approx_dim = math.comb(m, sec.n_up) * math.comb(m, sec.n_dn) // sec.nk    # ~ per K, before enumerating
+    configs = sec.enumerate() if approx_dim <= 4 * exact_max else None
+    res.sector_dim = len(configs) if configs is not None else approx_dim
+    if configs is not None and res.sector_dim <= exact_max:
         lp_o = np.asarray(model.log_psi(params, configs))
         e_o = np.asarray(eloc(params, configs))
         cnk = to_netket_samples(configs)
@@ -151,7 +160,8 @@ def compare_netket(ham, *, label: str = "", alpha: float = 2.0, batch: int = 512
         res.exact_ours = _exact_expectation(lp_o, e_o)
         res.exact_netket = _exact_expectation(lp_n, e_n)
     else:
-        res.exact_note = f"sector has {res.sector_dim:,} determinants > exact_max {exact_max:,}"
+        about = "" if configs is not None else "about "
+        res.exact_note = f"sector has {about}{res.sector_dim:,} determinants > exact_max {exact_max:,}"
     del configs
 
     # ---- local energies on the same batch

@@ -323,7 +323,7 @@ def test_beyond_suite_carries_resource_hints():
     heavy = [j for j in js if j.method in ("dmrg", "nqs")]
     assert heavy and all(j.resources and j.resources.cores and j.resources.memory_gb and
                          j.resources.expected_hours for j in heavy)
-    assert {j.system for j in heavy if j.method == "dmrg"} == {"h-chain", "graphene", "lih"}
+    assert {j.system for j in heavy if j.method == "dmrg"} == {"h-chain", "graphene", "lih", "polyacetylene"}
     # the records it shares with `full` have the same settings there (else each suite would
     # recompute the other's records forever)
     full = {j.path: j.settings for j in jobs(load_suite("full"), Store(Path("/refs"), Path("/res")))}

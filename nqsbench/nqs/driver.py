@@ -44,8 +44,8 @@ class NQS:
     init : 'hf' (visible bias ±model.bias towards the HF determinant) or 'random'.
     n_samples, n_chains : Markov-chain settings when ``sampler='mcmc'``.
     eval_batches : sampler calls pooled for the final estimate (Markov chains; default 8).
-    chunk_size : configurations per local-energy batch (default: the most that a quarter of
-        ``memory_gb`` holds, :mod:`nqsbench.nqs.memory`).
+    chunk_size : configurations per local-energy batch (default: the most that 32 MB holds, or a
+        quarter of ``memory_gb`` if smaller: :func:`nqsbench.nqs.memory.choose_chunk`).
     memory_gb : memory budget of the run (default :func:`nqsbench.config.memory_gb`). The SR
         step is compiled ahead of time and its XLA memory analysis, on top of what the process
         holds, is checked against the budget and the machine before anything is allocated

@@ -256,11 +256,6 @@ def _parse_sets(items: Optional[List[str]], flag: str = "--set", example: str = 
     return out
 
 
-def _merge(base: dict, over: dict) -> dict:
-    return {**base, **{k: _merge(base.get(k, {}), v) if isinstance(v, dict) and isinstance(base.get(k), dict)
-                       else v for k, v in over.items()}}
-
-
 def _print_record(path, record, skipped: bool) -> None:
     head = f"{record.method} {record.system} {record.params} k-mesh {'x'.join(map(str, record.kmesh))}: "
     if record.failed:
@@ -299,8 +294,7 @@ def _make_method_command(name: str):
 
         method = get(name)
         try:
-            settings = method.Settings.model_validate(_merge(method.default_settings().model_dump(),
-                                                             _parse_sets(sets)))
+            settings = method.settings_from(**_parse_sets(sets))
         except ValidationError as exc:
             raise _settings_error("--set", exc) from None
         if mpi is not None and mpi_help is None:

@@ -31,6 +31,18 @@ from .hamiltonian import Hamiltonian
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_DIM = 3_000_000
+DAVIDSON_MAX_SPACE = 40      # Davidson subspace before a restart (basis and H·basis each)
+KRYLOV_MAX_DIM = 400         # block-Lanczos vectors of a quasiparticle search (preallocated)
+
+
+def peak_bytes(dim_n: int, dim_pm: int, n_orb: int, n_kept: int) -> int:
+    """Upper bound on the vectors exact diagonalization holds at once (complex128): the Davidson
+    basis and H·basis of the largest N sector with the copies its concatenation makes, the
+    ``n_kept`` ground-state vectors kept for the bands, or a quasiparticle search's preallocated
+    Krylov block in the largest N±1 sector (``dim_pm``, 0 without bands) with its start vectors."""
+    davidson = dim_n * (4 * DAVIDSON_MAX_SPACE + 8)
+    krylov = dim_pm * (KRYLOV_MAX_DIM + 3 * n_orb + 8) if dim_pm else 0
+    return 16 * (max(davidson, krylov) + n_kept * dim_n)
 
 
 def _popcount(x: np.ndarray) -> np.ndarray:
@@ -295,7 +307,7 @@ class SectorBlock:
         return SectorResult(self.n_alpha, self.n_beta, self.k, self.dim, np.asarray(w), vecs, s2, count[0])
 
 
-def davidson(matvec, diag: np.ndarray, n_roots: int, tol: float = 1e-6, max_space: int = 40,
+def davidson(matvec, diag: np.ndarray, n_roots: int, tol: float = 1e-6, max_space: int = DAVIDSON_MAX_SPACE,
              max_iter: int = 500, seed: int = 0):
     """Block Davidson for the lowest eigenpairs of a Hermitian operator (diagonal preconditioner)."""
     dim = len(diag)
@@ -432,7 +444,7 @@ def apply_ladder(src: SectorBlock, vec: np.ndarray, orbital: int, spin: int, cre
     return dst.from_full(out)
 
 
-def krylov_roots(matvec, starts: np.ndarray, n_wanted: int, tol: float = 1e-5, max_dim: int = 400,
+def krylov_roots(matvec, starts: np.ndarray, n_wanted: int, tol: float = 1e-5, max_dim: int = KRYLOV_MAX_DIM,
                  check: int = 4, min_weight: float = 0.1):
     """Block Lanczos (full reorthogonalisation) from ``starts`` (dim × b).
 

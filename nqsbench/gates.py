@@ -72,10 +72,12 @@ class GateBase(_Frozen):
 
 
 def _reference(job, methods, store: Store, need_bands: bool = False):
-    """First fresh, converged reference record among ``methods`` → (method, record, why-not-others)."""
+    """First fresh, converged reference record among ``methods`` → (method, record, why-not-others),
+    with the settings the suite computes it with (``job.reference_settings``; else the defaults)."""
     why = []
+    settings = dict(job.reference_settings)        # the suite's, where not the defaults
     for m in methods:
-        st = store.status(m, job.geom)
+        st = store.status(m, job.geom, settings.get(m))
         if not st.fresh:
             why.append(f"{m}: {st.reason}")
             continue

@@ -77,19 +77,32 @@ def git_commit() -> str:
         return "unknown"
 
 
+def _proc_status_mb(field: str) -> float | None:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
 def peak_memory_mb() -> float:
     """Peak resident set size of this process: Linux's VmHWM (of this program's memory only:
     ru_maxrss also counts the parent's resident set at fork, so a run started by a 3 GB pytest
     reported a 3 GB peak), else ru_maxrss (KiB on Linux, bytes on macOS)."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
+    hwm = _proc_status_mb("VmHWM")
+    if hwm is not None:
+        return hwm
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
+
+
+def resident_memory_mb() -> float:
+    """Resident set size of this process now (Linux VmRSS; elsewhere the peak so far)."""
+    rss = _proc_status_mb("VmRSS")
+    return rss if rss is not None else peak_memory_mb()
 
 
 class Timer:
@@ -288,9 +301,39 @@ class EOMCCSDSettings(CCSDSettings):
 class DMRGSettings(MethodSettings):
     """block2 DMRG (SU2) on the real Γ-supercell Hamiltonian, extrapolated in discarded weight."""
     method: Literal["dmrg"] = "dmrg"
-    max_bond_dim: int = Field(500, ge=1)
+    max_bond_dim: int = Field(500, ge=1, description="the largest bond dimension; the default schedule and "
+                              "reverse sweeps are derived from it")
     schedule: tuple[tuple[int, int, float], ...] = ((50, 4, 1e-4), (100, 4, 1e-5), (250, 4, 1e-6), (500, 6, 0.0))
     reverse_bond_dims: tuple[int, ...] = (400, 300, 200, 150, 100)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _schedule_from_max_bond_dim(cls, data):
+        """``max_bond_dim = M`` alone sets the schedule (the default's rows below M, then M with 6
+        noiseless sweeps) and the reverse sweeps (0.8, 0.6, 0.4, 0.3, 0.2 × M): at M = 500 these are
+        the defaults. Before, a lone max_bond_dim changed only the failure message."""
+        if isinstance(data, dict) and "schedule" in data and "max_bond_dim" not in data:
+            data = {**data, "max_bond_dim": max(int(r[0]) for r in data["schedule"])}
+        if isinstance(data, dict) and "max_bond_dim" in data:
+            m = int(data["max_bond_dim"])
+            data = dict(data)
+            if "schedule" not in data:
+                grow = [(50, 4, 1e-4), (100, 4, 1e-5), (250, 4, 1e-6), (500, 4, 1e-6), (1000, 4, 1e-7)]
+                data["schedule"] = tuple(r for r in grow if r[0] < m) + ((m, 6, 0.0),)
+            if "reverse_bond_dims" not in data:
+                data["reverse_bond_dims"] = tuple(max(1, round(f * m)) for f in (0.8, 0.6, 0.4, 0.3, 0.2))
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        top = max(m for m, _, _ in self.schedule)
+        if top != self.max_bond_dim:
+            raise ValueError(f"max_bond_dim {self.max_bond_dim} is not the schedule's largest bond dimension "
+                             f"{top}; give max_bond_dim alone (the schedule follows) or make them agree")
+        if any(m >= self.max_bond_dim for m in self.reverse_bond_dims):
+            raise ValueError(f"reverse_bond_dims must be below max_bond_dim {self.max_bond_dim} (the "
+                             "extrapolation needs smaller bond dimensions)")
+        return self
     sweep_tol: float = Field(1e-9, gt=0)
     n_threads: int = Field(2, ge=1)
     max_error_per_cell: float = Field(1e-4, gt=0, description="a larger extrapolation error (Ha per "

@@ -32,6 +32,7 @@ class ScoreJob:
     """What a gate needs of a job (the attributes of :class:`nqsbench.suites.Job` it reads)."""
     geom: catalog.Geometry
     path: Path
+    reference_settings: tuple = ()           # references with their default settings
 
     @property
     def system(self) -> str:

@@ -79,6 +79,8 @@ class ReferenceTask(TaskBase):
     """Reference records by registered method name (``nqsbench.methods.names("reference")``)."""
     kind: Literal["reference"]
     methods: list[str] = Field(min_length=1)
+    settings: dict[str, dict[str, Any]] = Field({}, description="per-method settings over the defaults, "
+                                                'e.g. { dmrg = { max_bond_dim = 1500 } }')
 
     @field_validator("methods")
     @classmethod
@@ -88,6 +90,23 @@ class ReferenceTask(TaskBase):
             if m not in known:
                 raise ValueError(f"{m!r} is not a reference method; choose from {', '.join(known)}")
         return v
+
+    @model_validator(mode="after")
+    def _settings_valid(self):
+        for m, table in self.settings.items():
+            if m not in self.methods:
+                raise ValueError(f"settings.{m}: {m!r} is not among this task's methods ({', '.join(self.methods)})")
+            try:
+                registry.get(m).settings_from(**table)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                where = ".".join(map(str, err["loc"]))
+                raise ValueError(f"settings.{m}{'.' + where if where else ''}: {err['msg']}") from None
+        return self
+
+    def method_settings(self, method: str):
+        """The settings of ``method``'s records: its defaults, with this task's ``settings`` table."""
+        return registry.get(method).settings_from(**self.settings.get(method, {}))
 
 
 class NQSTask(TaskBase):
@@ -251,6 +270,9 @@ class Job:
     gates: tuple[str, ...] = ()
     depends: Path | None = None
     resources: Resources | None = None   # the task's hints (cores, memory_gb, expected_hours)
+    # the suite's reference settings on this geometry where they are not the defaults (a reference
+    # task's 'settings'): gates look the references up with these
+    reference_settings: tuple[tuple[str, MethodSettings], ...] = ()
 
     @property
     def name(self) -> str:
@@ -352,7 +374,7 @@ def _job(method: str, geom, settings, store: Store, index: int, gates=(), label=
 
 
 def _expand_reference(task: ReferenceTask, index: int, geom, store: Store) -> list[Job]:
-    return [_job(m, geom, registry.get(m).default_settings(), store, index,
+    return [_job(m, geom, task.method_settings(m), store, index,
                  _gates_for(task.gates, "reference", m, task.methods)) for m in task.methods]
 
 
@@ -396,7 +418,12 @@ def jobs(suite: Suite, store: Store | None = None) -> list[Job]:
                         f"{job.settings.settings_hash()}); give one a 'label'")
                 else:
                     out[job.path] = replace(old, gates=old.gates + tuple(g for g in job.gates if g not in old.gates))
-    return list(out.values())
+    refs: dict[str, dict[str, MethodSettings]] = {}
+    for job in out.values():
+        if job.kind == "reference" and job.settings != registry.get(job.method).default_settings():
+            refs.setdefault(job.group, {})[job.method] = job.settings
+    return [replace(job, reference_settings=tuple(refs[job.group].items())) if job.group in refs else job
+            for job in out.values()]
 
 
 # ----------------------------------------------------------------------------- status, gates

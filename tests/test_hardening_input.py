@@ -388,3 +388,25 @@ def test_records_and_caches_from_a_run_honour_the_umask(tmp_path, folders):
     assert any(p.suffix == ".json" for p in files) and any(p.suffix == ".npz" for p in files), files
     for p in files:
         assert stat.S_IMODE(p.stat().st_mode) == 0o664, (p, oct(p.stat().st_mode))
+
+
+# ----------------------------------------------------------------------------- memory of exact diagonalization
+def test_exact_that_cannot_fit_the_memory_budget_is_refused_before_pyscf(tmp_path, folders, monkeypatch):
+    """H chain N_k = 6: the band search holds 400 vectors of 121 968 determinants (0.8 GB): with a
+    0.5 GB budget it is refused in one line naming the setting, before any SCF, nothing written;
+    without bands only the Davidson vectors of the N sector count (0.38 GB)."""
+    import nqsbench.build as build
+    from nqsbench import catalog
+    from nqsbench.methods.exact import check_exact_feasible
+
+    monkeypatch.setenv("NQSBENCH_MEMORY_GB", "0.5")
+    monkeypatch.setattr(build, "get_hamiltonian", lambda *a, **k: pytest.fail("the Hamiltonian was built"))
+    r = _invoke(["reference", "exact", "h-chain", "-k", "1,1,6"], folders)
+    _one_line_error(r, "estimated peak", "0.5 GB budget", "400 vectors of 121,968 determinants",
+                    "NQSBENCH_MEMORY_GB", "bands=false")
+    _assert_nothing_written(folders, tmp_path)
+    from nqsbench.records import resident_memory_mb
+
+    geom = catalog.load("h-chain").geometry(kmesh=(1, 1, 6))
+    vectors = check_exact_feasible(geom, 3_000_000, bands=False, memory_gb=64) - resident_memory_mb() * 1024 ** 2
+    assert vectors == 16 * 142_376 * (4 * 40 + 8)        # the Davidson vectors of the N sector

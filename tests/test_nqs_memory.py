@@ -53,6 +53,40 @@ def test_local_energy_equals_bruteforce_for_every_chunking(nk):
         np.testing.assert_allclose(e, got[1], rtol=1e-13, atol=0, err_msg=f"chunk {c} vs 1")
 
 
+@pytest.mark.parametrize("capacity", [None, 40, 90, 400])
+def test_compacted_doubles_equal_bruteforce_with_and_without_overflow(capacity):
+    """The real doubles compacted into ``capacity`` entries (40: every configuration overflows
+    into the fallback; 90: some do; 400: none) give the brute-force local energy (1e-10
+    relative) and the padded list's (1e-13), for every chunking."""
+    from nqsbench.nqs.operator import make_connections
+
+    ham = hchain(4, d=2.6)
+    sec = Sector.from_hamiltonian(ham)
+    fham = FermionHamiltonian(ham, sec)
+    model, params = random_rbm(sec, 3)
+    xs = random_configs(sec, 9, 3)
+    real = np.asarray(jax.vmap(make_connections(fham))(xs.astype(np.int32))[8]).sum(1)
+    if capacity == 90:
+        assert real.min() <= 90 < real.max()          # both branches are taken in one batch
+    ref = bf.local_energy(ham, lambda x: model.log_psi(params, x), xs)
+    padded = np.asarray(make_local_energy(fham, model, chunk_size=4, capacity=None)(params, xs))
+    for c in (1, 4):
+        e = np.asarray(make_local_energy(fham, model, chunk_size=c, capacity=capacity)(params, xs))
+        np.testing.assert_allclose(e, ref, rtol=1e-10, atol=0, err_msg=f"capacity {capacity}, chunk {c}")
+        np.testing.assert_allclose(e, padded, rtol=1e-13, atol=0, err_msg=f"capacity {capacity}, chunk {c}")
+
+
+def test_double_capacity_covers_the_probes_and_skips_short_lists():
+    from nqsbench.nqs.operator import COMPACT_MIN, double_capacity, n_connections
+
+    assert double_capacity(FermionHamiltonian(hchain(4, d=2.6), Sector.from_hamiltonian(hchain(4, d=2.6)))) is None
+    ham = hchain(8, d=1.8)
+    sec = Sector.from_hamiltonian(ham)
+    _, padded = n_connections(sec.n_up, sec.n_dn, sec.n_spatial, sec.n_orb)
+    cap = double_capacity(FermionHamiltonian(ham, sec))
+    assert padded >= COMPACT_MIN and 712 * 1.1 <= cap < padded    # 712 real doubles at HF
+
+
 def test_chunks_follow_the_working_set_and_the_budget():
     mb = 1024 ** 2
     assert memory.choose_chunk(mb // 100, 1024, 8 * GB) == memory.MAX_CHUNK

@@ -90,3 +90,21 @@ def test_cosine_decay_and_trust_region():
             assert abs(step - 0.5 * float(dnorm)) < 1e-10 and float(dnorm) > 1e-3
         else:
             assert abs(step - 0.5 * max_norm) < 1e-12      # δ rescaled to |δ| = max_norm, then × lr
+
+
+def test_solve_cost_model_follows_the_solver_auto_picks():
+    """The pre-flight's SR-solve flops: the Gram matrix of the smaller side (MinSR when samples
+    < parameters), its Cholesky and the two products; CG per assumed iteration; and the
+    pre-flight line names the solve's share."""
+    from nqsbench.nqs.memory import MemoryPlan
+    from nqsbench.nqs.optimizer import CG_ITERATIONS_TYPICAL, DIRECT_LIMIT, solver_mode, sr_solve_flops
+
+    assert solver_mode("auto", 100, 1000) == "minsr" and solver_mode("auto", 1000, 100) == "sr"
+    assert solver_mode("auto", DIRECT_LIMIT + 1, DIRECT_LIMIT + 1) == "cg" and solver_mode("sr", 10, 20) == "sr"
+    assert sr_solve_flops("auto", 100, 1000) == 8 * 100 ** 2 * 1000 + 8 / 3 * 100 ** 3 + 16 * 100 * 1000
+    assert sr_solve_flops("auto", 1000, 100) == sr_solve_flops("auto", 100, 1000)   # the same work transposed
+    assert sr_solve_flops("cg", 10, 20) == 16 * 10 * 20 * (CG_ITERATIONS_TYPICAL + 1)
+    plan = MemoryPlan(budget=8 << 30, process=1 << 30, process_peak=1 << 30, step=1 << 20, chunk_size=4,
+                      eloc_per_config=1 << 20, n_samples=1000, n_parameters=500, seconds_per_config=1e-3,
+                      solve_seconds=0.5)
+    assert plan.seconds_per_step == pytest.approx(1.5) and "SR solve ≈ 0.5 s" in plan.summary()

@@ -79,3 +79,16 @@ def test_same_rbm_same_energies(setup, seed):
     energy_bf = float(np.real(np.vdot(psi, h @ psi) / np.vdot(psi, psi)))
     assert abs(energy_nk - energy_ours) < 1e-10
     assert abs(energy_nk - energy_bf) < 1e-10
+
+
+def test_array_path_equals_term_path(setup):
+    # default operator (sparse integral arrays) vs every term listed and converted by NetKet
+    ham, sec, xs, op = setup
+    op_terms = netket_operator(ham, method="terms")
+    model = RBM(sec.n_spin_orbitals, alpha=2.0, sigma=0.3)
+    params = model.init(jax.random.PRNGKey(3))
+    nk_model, nk_params, xnk = netket_rbm(model), to_netket_params(params), to_netket_samples(xs)
+    e_arr = np.asarray(netket_local_energy(op, nk_model)(nk_params, xnk))
+    e_trm = np.asarray(netket_local_energy(op_terms, nk_model)(nk_params, xnk))
+    assert op.max_conn_size == op_terms.max_conn_size
+    assert np.abs(e_arr - e_trm).max() < 1e-10 * max(1.0, np.abs(e_trm).max())

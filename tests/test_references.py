@@ -198,6 +198,27 @@ def test_dmrg_equals_exact_on_h_chain_nk4(ham_factory):
     assert res.energy_error < 1e-6
 
 
+def test_dmrg_schedule_follows_max_bond_dim():
+    """``max_bond_dim`` alone sets the schedule and the reverse sweeps (it used to change only the
+    failure message while the sweeps stayed at M = 500); the defaults and their hash are unchanged;
+    a schedule that disagrees with it is refused with a message naming both."""
+    from pydantic import ValidationError
+
+    from nqsbench.methods import get
+    from nqsbench.records import DMRGSettings
+
+    assert get("dmrg").settings_from().settings_hash() == DMRGSettings().settings_hash() == "8f160b7ffe9aa1f2"
+    assert DMRGSettings(max_bond_dim=500) == DMRGSettings()
+    s = get("dmrg").settings_from(max_bond_dim=1500)
+    assert [r[0] for r in s.schedule] == [50, 100, 250, 500, 1000, 1500] and s.schedule[-1] == (1500, 6, 0.0)
+    assert s.reverse_bond_dims == (1200, 900, 600, 450, 300)
+    assert DMRGSettings(schedule=((100, 4, 1e-5), (250, 4, 0.0)), reverse_bond_dims=(150,)).max_bond_dim == 250
+    with pytest.raises(ValidationError, match="max_bond_dim 800 is not the schedule's largest bond dimension 500"):
+        DMRGSettings(max_bond_dim=800, schedule=DMRGSettings().schedule)
+    with pytest.raises(ValidationError, match="reverse_bond_dims must be below max_bond_dim 300"):
+        DMRGSettings(max_bond_dim=300, reverse_bond_dims=(400,))
+
+
 def test_dmrg_without_block2_names_the_extra(ham_factory, monkeypatch):
     import builtins
 

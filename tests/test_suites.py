@@ -403,3 +403,61 @@ def test_lr_schedule_and_trust_region_settings_round_trip(tmp_path):
     assert rec.settings != task.model_copy(update={"max_norm": None}).settings()
     assert store.status("nqs", geom, task.settings()).fresh
     assert not store.status("nqs", geom, task.model_copy(update={"lr_final": 0.0}).settings(), path).fresh
+
+
+# ----------------------------------------------------------------------------- per-task reference settings
+SETTINGS_SUITE = """
+name = "tiny"
+description = "reference settings per task"
+[[tasks]]
+kind = "reference"
+system = "h-chain"
+kmesh = [1, 1, 2]
+params = { d = 2.2 }
+methods = ["exact", "hf"]
+settings = { exact = { n_roots = 3, bands = false } }
+[[tasks]]
+kind = "nqs"
+system = "h-chain"
+kmesh = [1, 1, 2]
+params = { d = 2.2 }
+steps = 5
+gates = [{ kind = "energy", against = ["exact"] }]
+"""
+
+
+def test_reference_task_settings_reach_the_record_and_the_gates(tmp_path):
+    """A reference task's ``settings`` table is what its record is computed with, and what the
+    gates of the same geometry look the reference up with (the defaults would call it stale)."""
+    from dataclasses import replace
+
+    from nqsbench import gates
+    from nqsbench.store import Store
+    from nqsbench.suites import jobs, load_suite
+
+    store = Store(tmp_path / "references", tmp_path / "results")
+    js = jobs(load_suite(write_suite(tmp_path, text=SETTINGS_SUITE)), store)
+    ex = next(j for j in js if j.method == "exact")
+    assert ex.settings.n_roots == 3 and ex.settings.bands is False
+    assert next(j for j in js if j.method == "hf").reference_settings == (("exact", ex.settings),)
+    nqs = next(j for j in js if j.method == "nqs")
+    assert dict(nqs.reference_settings)["exact"] == ex.settings
+    store.run("exact", ex.geom, ex.settings, path=ex.path)
+    m, rec, _ = gates._reference(nqs, ["exact"], store)
+    assert m == "exact" and rec.settings.n_roots == 3
+    m, rec, why = gates._reference(replace(nqs, reference_settings=()), ["exact"], store)
+    assert rec is None and "settings differ" in why and "n_roots" in why
+
+
+@pytest.mark.parametrize("table, words", [
+    ("{ mp2 = {} }", ["settings.mp2", "not among this task's methods"]),
+    ("{ exact = { n_roots = 0 } }", ["settings.exact.n_roots", "greater than or equal to 1"]),
+    ("{ exact = { colour = 1 } }", ["settings.exact.colour"]),
+])
+def test_bad_reference_settings_are_one_line_exit_2(tmp_path, table, words):
+    text = SETTINGS_SUITE.replace("{ exact = { n_roots = 3, bands = false } }", table)
+    p = write_suite(tmp_path, text=text)
+    res = invoke("check", p, *roots_args(tmp_path))
+    assert res.exit_code == 2, res.output
+    assert all(w in res.output for w in words) and "Traceback" not in res.output, res.output
+    assert not (tmp_path / "results").exists()

@@ -63,8 +63,10 @@ class Method:
         return self.Settings()
 
     def settings_from(self, **fields) -> MethodSettings:
-        """Settings from keyword fields over the defaults (``nqsbench.run(method, geom, **fields)``)."""
-        return self.Settings.model_validate({**self.default_settings().model_dump(), **fields})
+        """Settings from keyword fields over the defaults, nested tables merged into theirs
+        (``nqsbench.run(method, geom, **fields)``, ``nqsbench reference METHOD --set``, a suite
+        task's ``settings``)."""
+        return self.Settings.model_validate(_merge(self.default_settings().model_dump(), fields))
 
     def record_name(self, settings: MethodSettings, label: str | None = None) -> str:
         """File stem of the record inside its geometry folder."""
@@ -92,6 +94,12 @@ class Method:
         return {"system": spec.id, "params": geom.params, "kmesh": geom.kmesh, "basis": spec.basis,
                 "frozen_core": spec.frozen_core, "madelung": float(ham.madelung), "hamiltonian_hash": ham.hash,
                 "input_hash": ham.meta.get("input_hash", "unknown"), "provenance": provenance(0.0)}
+
+
+def _merge(base: dict, over: dict) -> dict:
+    """``over`` on top of ``base``, nested tables merged."""
+    return {**base, **{k: _merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+                       for k, v in over.items()}}
 
 
 def compute(method: Method, geom: Geometry, settings: MethodSettings | None = None, ham=None,

@@ -14,6 +14,10 @@ class DMRG(RunnerMethod):
     run_options = {"mpi": "run the sweeps on N MPI ranks (block2's MPI build, extra 'dmrg-mpi', under mpirun); "
                           "the same energy as serial, so not part of the record's settings"}
 
+    def settings_from(self, **fields) -> DMRGSettings:
+        # only the given fields: a lone max_bond_dim brings its own schedule and reverse sweeps
+        return DMRGSettings.model_validate(fields)
+
     def engine_options(self, ctx):
         # MPI ranks are a run option (RunContext.options), not a setting: they change how the
         # record is computed, not what (same energy to 1e-8 Ha), and a record made on 64 ranks of

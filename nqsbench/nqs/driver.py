@@ -21,7 +21,7 @@ from . import memory
 from .hilbert import Sector
 from .models import RBM, count_parameters
 from .operator import FermionHamiltonian, make_local_energy, sector_matrix_coo, v_score
-from .optimizer import SR, jacobian
+from .optimizer import SR, jacobian, sr_solve_flops
 from .samplers import ExactSampler, MetropolisSampler
 from .stats import Stats, importance_statistics, pool, statistics
 
@@ -97,18 +97,22 @@ class NQS:
                 self.fham, self.model, self.params, n_samples, budget, chunk_size)
         else:
             chunk_size = chunk_size or 64
-            self._eloc = make_local_energy(self.fham, self.model, chunk_size=chunk_size)
+            self._eloc = make_local_energy(self.fham, self.model, chunk_size=chunk_size, capacity=None)
         self.chunk_size = int(chunk_size)
         self._build()
         lowered = self._step.lower(self.params, self.opt_state, self.sampler_state,
                                    jax.random.fold_in(self._sample_key, 0), 1.0)
         compiled = lowered.compile()
+        solve = None
+        if uses_eloc:         # Markov chains: the SR solve is a step's other large cost
+            flops = sr_solve_flops(getattr(self.optimizer, "mode", "auto"), n_samples, self.n_parameters)
+            solve = flops / memory.complex_gemm_rate()
         self.memory_plan = memory.MemoryPlan(
             budget=budget, process=memory.rss_bytes(), process_peak=memory.peak_rss_bytes(),
             step=memory.compiled_bytes(compiled),
             chunk_size=self.chunk_size if uses_eloc else 0, eloc_per_config=per, n_samples=n_samples,
             n_parameters=self.n_parameters, available=memory.available_bytes(),
-            seconds_per_config=seconds).check()
+            seconds_per_config=seconds, solve_seconds=solve).check()
         self._step = compiled
 
     def _sample_mesh(self):

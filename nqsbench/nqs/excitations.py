@@ -36,8 +36,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .. import config
+from . import memory
 from .hilbert import Sector
-from .operator import FermionHamiltonian, make_amplitude_ratio, make_connections, make_local_energy
+from .operator import FermionHamiltonian, make_amplitude_ratio, make_connections
 
 jax.config.update("jax_enable_x64", True)
 
@@ -279,9 +281,14 @@ def _jackknife(stat_fn, sums: list[np.ndarray], n_blocks: int):
 
 def subspace_monte_carlo(ham, model, params, xs, weights=None, sector: Sector | None = None,
                          s_threshold: float = DEFAULT_S_THRESHOLD, n_blocks: int | None = None,
-                         chunk_size: int = 32) -> SubspaceBands:
+                         chunk_size: int | None = None, memory_gb: float | None = None) -> SubspaceBands:
     """Monte Carlo excitation-subspace bands from samples ``xs`` (n_chains, n_per_chain, 2M) of
     |Ψ|² (``weights`` the same shape for importance-weighted samples, else uniform).
+
+    ``chunk_size``: samples evaluated at once by the local estimators; None plans it as a run
+    does (:func:`nqsbench.nqs.memory.choose_chunk` from a probe of one (k, branch) estimator at
+    chunk 1, within ``memory_gb``, default :func:`nqsbench.config.memory_gb`): a fixed 32 would
+    hold 32 × n_orb × (connections) amplitude ratios at once, gigabytes at graphene 2×2×1.
 
     Blocks for the jackknife: the chains when there are ≥ 8 of them (``n_blocks`` = n_chains),
     else each chain is cut into consecutive pieces (n_blocks = 32 by default)."""
@@ -299,8 +306,16 @@ def subspace_monte_carlo(ham, model, params, xs, weights=None, sector: Sector | 
         block = np.concatenate([np.arange(n_pc) * n_blocks // n_pc for _ in range(n_ch)])
     flat = xs.reshape(-1, n)
     wf = w.reshape(-1)
-    eloc = np.asarray(make_local_energy(FermionHamiltonian(ham, sector), model, chunk_size=chunk_size)(
-        params, flat))
+    ham_hash = ham.hash          # a sha256 over the integrals: once, not per (k, branch)
+    budget = int((memory_gb or config.memory_gb()) * memory.GB)
+    eloc_fn, *_ = memory.plan_local_energy(FermionHamiltonian(ham, sector), model, params, len(flat), budget,
+                                           chunk_size)
+    eloc = np.asarray(eloc_fn(params, flat))
+    if chunk_size is None:       # every (k, branch) estimator has the same size: probe one
+        create = sector.n_up < sector.n_spatial
+        per, _ = memory.probe_local_energy(
+            lambda c: _compiled_local(ham, ham_hash, sector, model, 0, create, c), params, sector.hf_config)
+        chunk_size = memory.choose_chunk(per, len(flat), budget)
 
     def block_sum(v):       # (B, ...) weighted per-block sums
         out = np.zeros((n_blocks,) + v.shape[1:], dtype=v.dtype)
@@ -310,7 +325,6 @@ def subspace_monte_carlo(ham, model, params, xs, weights=None, sector: Sector | 
     w_b = block_sum(np.ones(len(wf)))
     e_b = block_sum(eloc)
     const = float(ham.constant)
-    ham_hash = ham.hash          # a sha256 over the integrals: once, not per (k, branch)
     groups = {}
     for create in (True, False):
         n_target = sector.n_up + (1 if create else -1)

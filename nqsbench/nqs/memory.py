@@ -40,12 +40,9 @@ def peak_rss_bytes() -> int:
 
 def rss_bytes() -> int:
     """Resident set size of this process now (Linux /proc; the peak so far elsewhere)."""
-    try:
-        with open("/proc/self/statm") as fh:
-            import os
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except OSError:
-        return peak_rss_bytes()
+    from ..records import resident_memory_mb
+
+    return int(resident_memory_mb() * 1024 ** 2)
 
 
 def available_bytes() -> int | None:
@@ -86,6 +83,25 @@ def probe_local_energy(make_eloc, params, x, n_probe: int = 8) -> tuple[int, flo
     return (int(ma.temp_size_in_bytes) if ma is not None else 0), seconds
 
 
+def complex_gemm_rate(n: int = 256) -> float:
+    """Real flops per second of a complex128 matrix product here and now (the SR solve's kernel;
+    best of three after a warm-up, ~10 ms): with :func:`~nqsbench.nqs.optimizer.sr_solve_flops`,
+    the solve's share of the time estimate."""
+    import time
+
+    import numpy as np
+
+    a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n)) * (1 + 1j))
+    f = jax.jit(lambda m: m @ m)
+    jax.block_until_ready(f(a))
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        jax.block_until_ready(f(a))
+        best = min(best, time.perf_counter() - t0)
+    return 8.0 * n ** 3 / max(best, 1e-9)
+
+
 def choose_chunk(per_config: int, n_configs: int, budget_bytes: int) -> int:
     """Configurations per local-energy batch: as many as :data:`WORKING_SET` (or, when smaller,
     :data:`ELOC_SHARE` of the budget) holds, at least 1, at most the batch and :data:`MAX_CHUNK`."""
@@ -98,10 +114,12 @@ def plan_local_energy(fham, model, params, n_configs: int, budget_bytes: int,
     """``(eloc, chunk, bytes_per_config, seconds_per_config)``: the jitted local energy of
     :func:`nqsbench.nqs.operator.make_local_energy` at the chunk :func:`choose_chunk` picks
     from a probe (or at ``chunk_size``), for runs and benchmarks alike."""
-    from .operator import make_local_energy
+    from .operator import double_capacity, make_local_energy
+
+    capacity = double_capacity(fham)           # once for the probe and the run
 
     def make(c):
-        return make_local_energy(fham, model, chunk_size=c)
+        return make_local_energy(fham, model, chunk_size=c, capacity=capacity)
 
     per, seconds = probe_local_energy(make, params, fham.sector.hf_config)
     chunk = int(chunk_size) if chunk_size is not None else choose_chunk(per, n_configs, budget_bytes)
@@ -126,12 +144,20 @@ class MemoryPlan:
     n_parameters: int
     available: int | None = None
     seconds_per_config: float | None = None
+    solve_seconds: float | None = None      # the SR solve: its flops at this machine's GEMM rate
+
+    @property
+    def eloc_seconds(self) -> float | None:
+        """Local energies of one step's samples at the probe's rate."""
+        return None if self.seconds_per_config is None else self.seconds_per_config * self.n_samples
 
     @property
     def seconds_per_step(self) -> float | None:
-        """Local energies of one step's samples at the probe's rate (Markov chains; the sampling
-        and SR solve on top are small beside them where memory matters)."""
-        return None if self.seconds_per_config is None else self.seconds_per_config * self.n_samples
+        """Local energies + SR solve (sampling and the Jacobian are not counted: measured on the
+        H chain N_k = 4 and 8 they are the smaller part; see the README's memory section)."""
+        if self.eloc_seconds is None:
+            return None
+        return self.eloc_seconds + (self.solve_seconds or 0.0)
 
     @property
     def eloc_chunk(self) -> int:
@@ -143,16 +169,17 @@ class MemoryPlan:
 
     def to_dict(self) -> dict:
         return {**asdict(self), "peak": self.peak, "eloc_chunk": self.eloc_chunk,
-                "seconds_per_step": self.seconds_per_step}
+                "eloc_seconds": self.eloc_seconds, "seconds_per_step": self.seconds_per_step}
 
     def summary(self) -> str:
         """One line for terminals and logs."""
         gb = lambda b: f"{b / GB:.2f} GB"                           # noqa: E731
         chunks = (f" with local energies in chunks of {self.chunk_size} × "
                   f"{self.eloc_per_config / 1024 ** 2:.1f} MB" if self.chunk_size else "")
+        solve = "" if self.solve_seconds is None else f", SR solve ≈ {self.solve_seconds:.3g} s"
         time = ("" if self.seconds_per_step is None else
                 f"; time: ≈ {self.seconds_per_step:.3g} s per step ({self.seconds_per_config * 1e3:.3g} ms "
-                f"per local energy)")
+                f"per local energy{solve})")
         return (f"memory: estimated peak {gb(self.peak)} of a {gb(self.budget)} budget "
                 f"(process {gb(self.process)}, SR step {gb(self.step)}{chunks}, "
                 f"{self.n_samples} samples × {self.n_parameters} parameters){time}")

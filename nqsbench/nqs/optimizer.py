@@ -57,6 +57,31 @@ CG_TOL = 1e-10
 """Relative residual of the conjugate-gradient solve (far below the Monte Carlo noise of F)."""
 
 
+CG_ITERATIONS_TYPICAL = 100
+"""Conjugate-gradient iterations the pre-flight time estimate assumes (the real count depends on
+the conditioning of S; the estimate says so)."""
+
+
+def solver_mode(mode: str, n_samples: int, n_parameters: int) -> str:
+    """The SR solve ``mode='auto'`` picks: CG above :data:`DIRECT_LIMIT` samples and parameters,
+    else the smaller of the samples² (MinSR) and parameters² (SR) systems."""
+    if mode != "auto":
+        return mode
+    return "cg" if min(n_samples, n_parameters) > DIRECT_LIMIT else "minsr" if n_samples < n_parameters else "sr"
+
+
+def sr_solve_flops(mode: str, n_samples: int, n_parameters: int) -> float:
+    """Real floating-point operations of one SR solve (complex: 8 per multiply-add): the Gram
+    matrix, its Cholesky factorization and the products with the force (CG: the matrix-vector
+    products of :data:`CG_ITERATIONS_TYPICAL` iterations)."""
+    ns, npar = n_samples, n_parameters
+    mode = solver_mode(mode, ns, npar)
+    if mode == "cg":
+        return 16.0 * ns * npar * (CG_ITERATIONS_TYPICAL + 1)
+    n_gram, n_other = (ns, npar) if mode == "minsr" else (npar, ns)
+    return 8.0 * n_gram ** 2 * n_other + 8.0 / 3.0 * n_gram ** 3 + 16.0 * ns * npar
+
+
 def sr_direction(o, eloc, w, diag_shift, mode="auto"):
     """δ solving (S + ε I) δ = F; ``mode`` 'sr' (N_p × N_p), 'minsr' (N_s × N_s), 'cg'
     (matrix-free conjugate gradients) or 'auto'."""
@@ -66,8 +91,7 @@ def sr_direction(o, eloc, w, diag_shift, mode="auto"):
     o_mean = jnp.sum(w[:, None] * o, 0)
     ob = (o - o_mean) * sw[:, None]
     eps = sw * (eloc - e)
-    if mode == "auto":
-        mode = "cg" if min(ns, npar) > DIRECT_LIMIT else "minsr" if ns < npar else "sr"
+    mode = solver_mode(mode, ns, npar)
     if mode == "cg":
         def matvec(v):
             return jnp.conj(ob).T @ (ob @ v) + diag_shift * v

@@ -8,11 +8,14 @@ Conventions (checked by ``tests/test_peers_netket.py``):
   is spin-major too (index = spin_block * M + orbital, block 0 is its sz = −1/2) with the same JW
   convention, so we pass our spin-orbital indices to NetKet unchanged: NetKet's block 0 holds our
   spin up (a pure relabelling; ``n_fermions_per_spin=(n_up, n_dn)`` is in block order).
-* H = Σ h_pq c†_p c_q + ½ Σ (pq|rs) c†_p c†_r c_s c_q + constant over same-spin pairs (p,q), (r,s),
-  built as ``FermionOperator2ndJax`` from ``ham.dense()`` (exact zeros dropped) and converted with
-  ``ParticleNumberAndSpinConservingFermioperator2nd.from_fermionoperator2nd`` (NetKet's
-  ``from_pyscf_molecule`` is wrong for periodic cells; its direct sparse-array builder can fail
-  on exact zeros).
+* H = Σ h_pq c†_p c_q + ½ Σ (pq|rs) c†_p c†_r c_s c_q + constant over same-spin pairs (p,q), (r,s).
+  Default (``method="arrays"``): ``ham.dense()`` as sparse arrays (|x| ≤ cutoff dropped, never
+  stored as zeros: a stored zero in the one-body block breaks NetKet's builder) into
+  ``ParticleNumberAndSpinConservingFermioperator2nd._from_sparse_arrays_normal_order_all_sectors``
+  with w_ijkl = ½ (il|jk), as NetKet's ``from_pyscf_molecule`` does with its own integrals (that
+  constructor itself is molecular only). ``method="terms"``: every term as
+  ``FermionOperator2ndJax``, converted with ``from_fermionoperator2nd`` (same operator, minutes
+  to build at 64 spin-orbitals).
 * NetKet's ``nk.models.RBM``: log ψ = Σ_j log cosh(x·K + b)_j + x·v with inputs x ∈ {0, 1} for
   fermions; ours is a·x + Σ_j log cosh(b_j + W_j·x). So K = Wᵀ, b = b, v = a; both log cosh are
   the stable form with −log 2.
@@ -72,13 +75,46 @@ def netket_terms(ham, tol: float = 0.0):
     return terms, [complex(x) for x in weights]
 
 
+def netket_arrays(ham, cutoff: float = 1e-11):
+    """(constant, h_ij, w_ijkl) as ``sparse.COO`` for NetKet's all-sectors array builder, which
+    reads H = w + Σ_ijσ h_ij c†_iσ c_jσ + Σ_ijklσρ w_ijkl c†_iσ c†_jρ c_kρ c_lσ over spatial
+    orbitals, so w_ijkl = ½ (il|jk) (``0.5 * eri.transpose(0, 2, 3, 1)``, as NetKet's
+    ``from_pyscf_molecule``). Entries with |x| ≤ cutoff are dropped, never stored as zeros: NetKet
+    does not prune the one-body block, and a stored zero there breaks its builder
+    (``_prepare_data_helper`` counts a row's terms with ``A != 0`` but walks every stored entry;
+    h-chain 1×1×2: ValueError "zero-size array to reduction operation maximum"). Kept near-zeros
+    (no cutoff) are harmless but add connections (h-chain 1×1×2: 35 instead of 15)."""
+    import sparse
+
+    h, eri = ham.dense()
+
+    def coo(a):
+        idx = np.nonzero(np.abs(a) > cutoff)
+        return sparse.COO(np.array(idx), a[idx], shape=a.shape)
+
+    return float(ham.constant), coo(h), coo(0.5 * eri.transpose(0, 2, 3, 1))
+
+
 def netket_operator(ham, n_up: int | None = None, n_dn: int | None = None,
-                    cutoff: float = 1e-11, fast: bool = True):
+                    cutoff: float = 1e-11, fast: bool = True, method: str = "arrays"):
     """Our Hamiltonian (supercell, constant included) as NetKet's
-    ``ParticleNumberAndSpinConservingFermioperator2nd`` (``fast=False``: the generic
-    ``FermionOperator2ndJax`` it is converted from)."""
+    ``ParticleNumberAndSpinConservingFermioperator2nd``.
+
+    ``method="arrays"`` (default): built directly from sparse integral arrays
+    (:func:`netket_arrays`), seconds even for 64 spin-orbitals. ``method="terms"``: every term
+    listed in Python (:func:`netket_terms`) into ``FermionOperator2ndJax``, then converted with
+    ``from_fermionoperator2nd`` (slow: > 600 s for graphene 2×2×1). ``fast=False``: that generic
+    ``FermionOperator2ndJax`` itself (implies the term list)."""
     nk = require_netket()
+    if method not in ("arrays", "terms"):
+        raise ValueError(f"method must be 'arrays' or 'terms', not {method!r}")
     hi = netket_hilbert(ham, n_up, n_dn)
+    if method == "arrays" and fast:
+        from netket.experimental.operator import ParticleNumberAndSpinConservingFermioperator2nd as Op
+        # NetKet's own builder (its from_pyscf_molecule path): same spin in descending normal
+        # order, cutoff applied; σ ≠ ρ folded into σ > ρ. Complex weights are fine.
+        return Op._from_sparse_arrays_normal_order_all_sectors(hi, list(netket_arrays(ham, cutoff)),
+                                                               cutoff=cutoff)
     terms, weights = netket_terms(ham)
     op = nk.operator.FermionOperator2ndJax(hi, terms, weights, constant=float(ham.constant),
                                            cutoff=cutoff)

@@ -35,14 +35,17 @@ DAVIDSON_MAX_SPACE = 40      # Davidson subspace before a restart (basis and H·
 KRYLOV_MAX_DIM = 400         # block-Lanczos vectors of a quasiparticle search (preallocated)
 
 
+def vector_elements(dim_n: int, dim_pm: int, n_orb: int) -> tuple[int, int]:
+    """Elements held at once by (Davidson on the largest N sector: basis and H·basis with the
+    copies its concatenation makes; a quasiparticle search's preallocated Krylov block in the
+    largest N±1 sector, ``dim_pm`` = 0 without bands, with its start vectors)."""
+    return dim_n * (4 * DAVIDSON_MAX_SPACE + 8), dim_pm * (KRYLOV_MAX_DIM + 3 * n_orb + 8)
+
+
 def peak_bytes(dim_n: int, dim_pm: int, n_orb: int, n_kept: int) -> int:
-    """Upper bound on the vectors exact diagonalization holds at once (complex128): the Davidson
-    basis and H·basis of the largest N sector with the copies its concatenation makes, the
-    ``n_kept`` ground-state vectors kept for the bands, or a quasiparticle search's preallocated
-    Krylov block in the largest N±1 sector (``dim_pm``, 0 without bands) with its start vectors."""
-    davidson = dim_n * (4 * DAVIDSON_MAX_SPACE + 8)
-    krylov = dim_pm * (KRYLOV_MAX_DIM + 3 * n_orb + 8) if dim_pm else 0
-    return 16 * (max(davidson, krylov) + n_kept * dim_n)
+    """Upper bound on the vectors exact diagonalization holds at once (complex128): the larger of
+    :func:`vector_elements`' two phases plus the ``n_kept`` ground-state vectors kept for the bands."""
+    return 16 * (max(vector_elements(dim_n, dim_pm, n_orb)) + n_kept * dim_n)
 
 
 def _popcount(x: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ def check_exact_feasible(geom: Geometry, max_dim: int, bands: bool, n_roots: int
     from .. import config
     from ..build import make_cell, pyscf_kmesh
     from ..errors import MemoryBudgetError
-    from ..exact import DAVIDSON_MAX_SPACE, KRYLOV_MAX_DIM, peak_bytes
+    from ..exact import DAVIDSON_MAX_SPACE, KRYLOV_MAX_DIM, peak_bytes, vector_elements
     from ..records import resident_memory_mb
     from ..sectors import kmesh_grid, sector_dims
 
@@ -41,9 +41,9 @@ def check_exact_feasible(geom: Geometry, max_dim: int, bands: bool, n_roots: int
     peak = vectors + int(resident_memory_mb() * 1024 ** 2)
     budget = (memory_gb or config.memory_gb()) * 1024 ** 3
     if peak > budget:
-        what = (f"Krylov band search: {KRYLOV_MAX_DIM} vectors of {dim_pm:,} determinants"
-                if dim_pm * KRYLOV_MAX_DIM > dims[na] * 4 * DAVIDSON_MAX_SPACE else
-                f"Davidson: {4 * DAVIDSON_MAX_SPACE} vectors of {dims[na]:,} determinants")
+        davidson, krylov = vector_elements(dims[na], dim_pm, n_act)
+        what = (f"Krylov band search: {KRYLOV_MAX_DIM} vectors of {dim_pm:,} determinants" if krylov > davidson
+                else f"Davidson: {4 * DAVIDSON_MAX_SPACE} vectors of {dims[na]:,} determinants")
         raise MemoryBudgetError(
             f"exact {spec.id} k-mesh {'x'.join(map(str, geom.kmesh))}: estimated peak {peak / 1024 ** 3:.1f} GB "
             f"exceeds the {budget / 1024 ** 3:.1f} GB budget ({what}); raise $NQSBENCH_MEMORY_GB, set "

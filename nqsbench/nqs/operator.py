@@ -301,11 +301,6 @@ def make_local_energy(fham: FermionHamiltonian, model, chunk_size: int = 64, gro
         real = jnp.arange(capacity) < ok.sum()
         return terms(tables, x, rem[idx], add[idx], jnp.where(real, mel[idx], 0.0), real)
 
-    def overflow_terms(tables, x, rem, add, mel, ok):
-        # the real entries past the capacity, on the whole padded list (rare: never in the probes)
-        beyond = ok & (jnp.cumsum(ok) > capacity)
-        return terms(tables, x, rem, add, jnp.where(beyond, mel, 0.0), beyond)
-
     def single(tables, x):
         """(E_loc, whether the real doubles overflow the capacity)"""
         x = x.astype(jnp.int32)
@@ -316,8 +311,12 @@ def make_local_energy(fham: FermionHamiltonian, model, chunk_size: int = 64, gro
         return e_diag + terms(tables, x, rem_s, add_s, mel_s, ok_s) + term_d, over
 
     def overflow(tables, x):
-        _, _, _, _, _, rem_d, add_d, mel_d, ok_d = conn(x.astype(jnp.int32))
-        return overflow_terms(tables, x.astype(jnp.int32), rem_d, add_d, mel_d, ok_d)
+        """The real doubles past the capacity, from the whole padded list (rare: the connections
+        are generated again rather than kept for every configuration of the batch)."""
+        x = x.astype(jnp.int32)
+        _, _, _, _, _, rem_d, add_d, mel_d, ok_d = conn(x)
+        beyond = ok_d & (jnp.cumsum(ok_d) > capacity)
+        return terms(tables, x, rem_d, add_d, jnp.where(beyond, mel_d, 0.0), beyond)
 
     @jax.jit
     def eloc(params, xs):

@@ -357,8 +357,10 @@ def run_nqs(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[
                                                           "(repeatable), e.g. --model nnbf --model-opt width=2"),
             alpha: Optional[float] = typer.Option(None, help="hidden-unit density of the RBM (default 2; "
                                                   "same as --model-opt alpha=...)"),
-            init: str = typer.Option("hf", help="start: hf (visible bias ±0.5 towards HF) or random "
-                                     "(small random parameters; LiH Γ stalls at HF from the hf start)"),
+            init: str = typer.Option("hf", help="start: hf (visible bias ±0.5 towards HF), random "
+                                     "(small random parameters; LiH Γ stalls at HF from the hf start), or "
+                                     "PATH: the parameters of an earlier run of this model on this geometry "
+                                     "(its .params.msgpack or record .json), to continue it with other settings"),
             sampler: str = typer.Option("exact", help="exact (enumerate the sector) or mcmc (Metropolis chains)"),
             steps: str = typer.Option("auto", help="auto (run until the energy plateaus at the final learning rate) "
                                       "or a number of steps, resumed ones included"),
@@ -412,7 +414,8 @@ def run_nqs(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[
         res = store.run("nqs", geom, settings, path=out, force=True,
                         ctx=RunContext(resume=resume, progress=progress, checkpoint_every=checkpoint_every,
                                        checkpoint_steps=checkpoint_steps,
-                                       options={"memory_gb": memory_gb} if memory_gb else {},
+                                       options={k: v for k, v in (("memory_gb", memory_gb),
+                                                                  ("init_params", _init_setting(init)[1])) if v},
                                        log=lambda line: err_console.print(line, highlight=False, soft_wrap=True)))
     except DivergenceError as exc:
         err_console.print(f"[bold red]diverged:[/] {exc}; no record written", highlight=False, soft_wrap=True)
@@ -453,6 +456,22 @@ def _model_table(model: str, options: Optional[List[str]], alpha: Optional[float
     return table
 
 
+def _init_setting(init: str) -> tuple[str, Optional[Path]]:
+    """``--init``: hf, random, or the parameters of an earlier run on the same geometry (its
+    ``.params.msgpack`` or its record ``.json``) → (the ``init`` setting, the file or None)."""
+    from .errors import CatalogError
+    from .nqs.results import params_digest, params_file
+
+    if init in ("hf", "random"):
+        return init, None
+    try:
+        path = params_file(init)
+    except FileNotFoundError as exc:
+        raise CatalogError(f"--init {init!r}: {exc}; give hf, random, or the .params.msgpack (or record "
+                           ".json) of an earlier run on this geometry") from None
+    return f"params:{params_digest(path)}", path
+
+
 def _nqs_settings(model, sampler, init, steps, **kw):
     from pydantic import ValidationError
 
@@ -467,8 +486,7 @@ def _nqs_settings(model, sampler, init, steps, **kw):
             raise CatalogError(f"--steps {steps!r}: give 'auto' or a number of steps") from None
     if sampler not in ("exact", "mcmc"):
         raise CatalogError(f"--sampler {sampler!r}: choose 'exact' or 'mcmc'")
-    if init not in ("hf", "random"):
-        raise CatalogError(f"--init {init!r}: choose 'hf' or 'random'")
+    init = _init_setting(init)[0]
     if isinstance(steps, int) and steps < 1:
         raise CatalogError(f"--steps {steps}: must be ≥ 1 (or auto)")
     for flag, v in (("--lr", kw.get("lr")), ("--diag-shift", kw.get("diag_shift"))):
@@ -523,7 +541,8 @@ def bands_cmd(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optiona
               model_opt: Optional[List[str]] = typer.Option(None, "--model-opt", help="model option KEY=VALUE "
                                                             "of the ground-state run when it must be made first"),
               steps: str = typer.Option("auto", help="steps of the ground-state run when it must be made first"),
-              init: str = typer.Option("hf", help="start of the ground-state run when it must be made first"),
+              init: str = typer.Option("hf", help="start of the ground-state run (hf, random or the parameters "
+                                       "file it continued; see `run --init`)"),
               estimator: str = typer.Option("exact", help="exact (sum over the sectors) or mc (samples of |ψ|², jackknife error bars)"),
               samples: int = typer.Option(8192, "--samples", help="mc: samples of |ψ|²"),
               chains: int = typer.Option(32, "--chains", help="mc: Markov chains (the jackknife blocks)"),
@@ -564,6 +583,9 @@ def bands_cmd(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optiona
         gs = read(gs_path).settings
     else:
         console.print(f"no NQS result at {gs_path}: running the ground state first", highlight=False)
+        init_path = _init_setting(init)[1]
+        if init_path is not None:   # a dependency run has no options: make it here, from the file
+            store.run("nqs", geom, gs, ctx=RunContext(progress=True, options={"init_params": init_path}))
     bs = settings_for(gs)
     res = store.run("nqs_bands", geom, bs, force=True, ctx=RunContext(progress=True, options={"figure": plot}))
     path, rec = res.path, res.record

@@ -430,7 +430,10 @@ class NQSSettings(MethodSettings):
     max_minutes: float | None = Field(None, gt=0, description="steps = auto: stop after this many minutes")
     convergence: ConvergenceSettings = ConvergenceSettings()
     seed: int = Field(0, ge=0)
-    init: Literal["hf", "random"] = "hf"
+    init: Literal["hf", "random"] | Annotated[str, Field(pattern=r"^params:[0-9a-f]{16}$")] = Field(
+        "hf", description="hf: visible bias towards the HF determinant; random: small random "
+        "parameters; params:<digest>: the parameters of an earlier run (sha256 of its "
+        ".params.msgpack, first 16 hex digits; the file itself is a run option)")
 
     @field_validator("model", mode="before")
     @classmethod

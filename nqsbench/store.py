@@ -172,6 +172,7 @@ def claim(path: str | Path, stale_after_s: float = CLAIM_STALE_S, heartbeat_s: f
     removed on exit. A stale claim is taken over; a live one raises :class:`RecordClaimedError`."""
     path = Path(path)
     lock = claim_path(path)
+    made = [d for d in (lock.parent, *lock.parent.parents) if not d.exists()]   # deepest first
     lock.parent.mkdir(parents=True, exist_ok=True)
     me = {"pid": os.getpid(), "host": socket.gethostname(), "time": time.time(), "token": uuid.uuid4().hex}
     for _ in range(5):
@@ -208,6 +209,11 @@ def claim(path: str | Path, stale_after_s: float = CLAIM_STALE_S, heartbeat_s: f
         t.join()
         if (_read_claim(lock) or {}).get("token") == me["token"]:
             lock.unlink(missing_ok=True)
+        for d in made:           # a run refused or failed before writing: no empty folders left
+            try:
+                d.rmdir()
+            except OSError:      # not empty (the record, or another run's files): keep it
+                break
 
 
 def settings_diff(want: MethodSettings, have: MethodSettings) -> str:

@@ -123,7 +123,8 @@ class NQSTask(TaskBase):
     max_minutes: float | None = Field(None, gt=0, description="auto: at most this many minutes")
     window: int | None = Field(None, ge=5, description="steps per window of the plateau criterion")
     seed: int = Field(0, ge=0)
-    init: Literal["hf", "random"] = "hf"
+    init: str = Field("hf", description="hf, random, or the .params.msgpack (or record .json) of an earlier run "
+                      "on the task's one geometry, relative to the suite file: continue it with these settings")
     lr: float | None = Field(None, gt=0)
     lr_final: float | None = Field(None, ge=0, description="cosine-decay the lr to this over the steps; 0 = constant")
     max_norm: float | None = Field(None, ge=0, description="trust region on |δ| per SR step; 0 = none")
@@ -139,6 +140,26 @@ class NQSTask(TaskBase):
         if self.sampler == "exact" and any(v is not None for v in (self.samples, self.chains, self.beta)):
             raise ValueError("samples/chains/beta apply to sampler = 'mcmc' only; remove them")
         return self
+
+    @field_validator("init")
+    @classmethod
+    def _init_known(cls, v):
+        from .nqs.results import params_file
+
+        if v not in ("hf", "random"):
+            try:
+                params_file(v)
+            except FileNotFoundError as exc:
+                raise ValueError(f"{exc}; give hf, random, or the parameters (or record) of an earlier run, "
+                                 "relative to the suite file") from None
+        return v
+
+    @property
+    def init_params(self) -> Path | None:
+        """The parameters file of ``init = PATH`` (None for hf and random)."""
+        from .nqs.results import params_file
+
+        return None if self.init in ("hf", "random") else params_file(self.init)
 
     @model_validator(mode="after")
     def _model_known(self):
@@ -157,7 +178,10 @@ class NQSTask(TaskBase):
 
     def settings(self):
         """The :class:`~nqsbench.records.NQSSettings` this task asks for (defaults resolved)."""
-        return nqs_settings(self.sampler, alpha=self.alpha, steps=self.steps, seed=self.seed, init=self.init,
+        from .nqs.results import params_digest
+
+        init = self.init if self.init_params is None else f"params:{params_digest(self.init_params)}"
+        return nqs_settings(self.sampler, alpha=self.alpha, steps=self.steps, seed=self.seed, init=init,
                             lr=self.lr, lr_final=self.lr_final, max_norm=self.max_norm,
                             diag_shift=self.diag_shift, samples=self.samples, chains=self.chains,
                             beta=self.beta, model=self.model, max_steps=self.max_steps,
@@ -230,6 +254,8 @@ def load_suite(name_or_path: str | Path) -> Suite:
     tasks = []
     for i, t in enumerate(raw_tasks):
         kind = t.get("kind") if isinstance(t, dict) else None
+        if isinstance(t, dict) and isinstance(t.get("init"), str) and t["init"] not in ("hf", "random"):
+            t = dict(t, init=str(p.parent / t["init"]))      # a parameters file: relative to the suite
         if kind not in TASK_KINDS:
             raise SuiteError(f"{p}: field 'tasks[{i}].kind': {kind!r} is not a task kind; "
                              f"choose one of {', '.join(TASK_KINDS)}")
@@ -273,6 +299,7 @@ class Job:
     # the suite's reference settings on this geometry where they are not the defaults (a reference
     # task's 'settings'): gates look the references up with these
     reference_settings: tuple[tuple[str, MethodSettings], ...] = ()
+    init_params: Path | None = None      # an NQS task's init = PATH: the parameters it starts from
 
     @property
     def name(self) -> str:
@@ -379,7 +406,8 @@ def _expand_reference(task: ReferenceTask, index: int, geom, store: Store) -> li
 
 
 def _expand_nqs(task: NQSTask, index: int, geom, store: Store) -> list[Job]:
-    return [_job("nqs", geom, task.settings(), store, index, _gates_for(task.gates, "nqs"), task.label)]
+    job = _job("nqs", geom, task.settings(), store, index, _gates_for(task.gates, "nqs"), task.label)
+    return [replace(job, init_params=task.init_params)]
 
 
 def _expand_bands(task: BandsTask, index: int, geom, store: Store) -> list[Job]:
@@ -513,7 +541,8 @@ def _clean_stale_tmp(folder: Path, older_than_s: float = 60.0) -> None:
 def _run_options(job: Job) -> dict:
     """Run options of a job: its resources' memory as the NQS memory budget."""
     r = job.resources
-    return {"memory_gb": r.memory_gb} if r is not None and r.memory_gb else {}
+    out = {"memory_gb": r.memory_gb} if r is not None and r.memory_gb else {}
+    return out | ({"init_params": job.init_params} if job.init_params is not None else {})
 
 
 def run_job(job: Job, store: Store, on_step: Callable | None = None, force: bool = True) -> Outcome:

@@ -108,6 +108,52 @@ def make_driver(ham, s: NQSSettings, memory_gb: float | None = None):
                  beta=smp.beta, init=s.init, sr_solver=o.solver, memory_gb=memory_gb)
 
 
+class InitParamsError(NqsbenchError):
+    """``init = "params:<digest>"`` without its file, with another file, or with parameters that
+    do not fit this model or Hamiltonian."""
+
+
+def start_from_params(driver, s: NQSSettings, path) -> dict | None:
+    """For ``init = "params:<digest>"``: load the parameters file ``path`` (its digest must be
+    the settings'; its Hamiltonian and model this run's) into the driver at step 0, and return
+    what the record says about the start (file, digest, the steps it had run). None for hf and
+    random starts."""
+    from flax import serialization
+
+    from ..nqs.results import load_params, params_digest
+
+    if not s.init.startswith("params:"):
+        return None
+    digest = s.init.split(":", 1)[1]
+    if path is None:
+        raise InitParamsError(f"init {s.init!r}: give the parameters file it names (--init PATH)")
+    try:
+        found = params_digest(path)
+    except OSError as exc:
+        raise InitParamsError(f"--init {path}: {exc.strerror or exc}; give a .params.msgpack or its record .json") from None
+    if found != digest:
+        raise InitParamsError(f"--init {path}: digest {found}, the settings name {digest}; "
+                              "the file changed since the settings were made")
+    params, meta = load_params(path)
+    if meta["hamiltonian_hash"] != driver.ham.hash:
+        raise InitParamsError(f"--init {path}: parameters of Hamiltonian {meta['hamiltonian_hash']}, this run's is "
+                              f"{driver.ham.hash} (another geometry, k-mesh or basis); give those of a run on "
+                              "this geometry")
+    before = (meta.get("flags") or {}).get("model") or {}
+    try:
+        params = serialization.from_state_dict(driver.params, params)
+    except (ValueError, KeyError):
+        raise InitParamsError(f"--init {path}: parameters of a {before.get('kind', 'another model')}, this run's "
+                              f"model is {type(driver.model).__name__}; give --model and its options as "
+                              "that run had them") from None
+    try:
+        driver.start_from(params)
+    except ValueError as exc:
+        raise InitParamsError(f"--init {path}: {exc}") from None
+    return {"params": str(path), "digest": digest, "steps_before": int(meta.get("step", 0)),
+            "model_before": before, "optimizer_before": (meta.get("flags") or {}).get("optimizer")}
+
+
 def verdict(driver, s: NQSSettings, auto=None):
     """(converged, why) of a finished driver: the plateau criterion at the end of the run (for
     ``steps="auto"``: at the final learning rate, as :class:`AutoSteps` decided)."""
@@ -168,7 +214,9 @@ class NQSMethod(Method):
         return nqs_settings(**fields)
 
     def record_name(self, s: NQSSettings, label: str | None = None) -> str:
-        return f"nqs-{s.model.kind}-{s.sampler.kind}-s{s.seed}" + (f"-{label}" if label else "")
+        # a run started from other parameters never shares the name (and file) of the run it continues
+        start = f"-from-{s.init.split(':', 1)[1][:8]}" if s.init.startswith("params:") else ""
+        return f"nqs-{s.model.kind}-{s.sampler.kind}-s{s.seed}{start}" + (f"-{label}" if label else "")
 
     def run(self, geom, ham, s: NQSSettings, ctx: RunContext) -> ResultRecord:
         from ..nqs import Checkpoint, DivergenceGuard, ProgressBar
@@ -176,6 +224,7 @@ class NQSMethod(Method):
         from ..nqs.results import params_path, save_params
 
         driver = make_driver(ham, s, memory_gb=ctx.options.get("memory_gb"))
+        start = start_from_params(driver, s, ctx.options.get("init_params"))
         if ctx.log is not None:
             ctx.log(driver.memory_plan.summary())
         ckpt_dir = ctx.path.with_name(ctx.path.stem + ".ckpt") if ctx.path is not None else None
@@ -200,16 +249,16 @@ class NQSMethod(Method):
             raise CheckpointMismatchError(f"--resume from {ckpt_dir}: {exc}") from None
         converged, why = verdict(driver, s, auto)
         record = self.record(driver, geom, s, converged, why,
-                             trace_file=trace_path(ctx.path).name if ctx.path else None)
+                             trace_file=trace_path(ctx.path).name if ctx.path else None, start=start)
         if ctx.path is not None:
             save_params(driver, params_path(ctx.path))
             write_trace_csv(trace_path(ctx.path), driver.trace_arrays)
         return record
 
     def record(self, driver, geom, s: NQSSettings, converged: bool, convergence: str,
-               trace_file: str | None = None) -> ResultRecord:
+               trace_file: str | None = None, start: dict | None = None) -> ResultRecord:
         """The record of a finished driver (energies per cell; the final estimate's statistics;
-        ``converged``/``convergence``: :func:`verdict`)."""
+        ``converged``/``convergence``: :func:`verdict`; ``start``: :func:`start_from_params`)."""
         from ..nqs.results import plain
 
         flags = plain(driver.dump_flags())
@@ -217,7 +266,8 @@ class NQSMethod(Method):
         return ResultRecord(
             method=f"nqs-{s.model.kind}", **self.common_fields(geom, driver.ham), settings=s,
             details={**{k: flags[k] for k in ("model", "sampler", "optimizer")},
-                     "memory": driver.memory_plan.to_dict()}, sector=flags["sector"],
+                     "memory": driver.memory_plan.to_dict(), **({"init": start} if start else {})},
+            sector=flags["sector"],
             n_parameters=driver.n_parameters, n_steps=driver.step, converged=converged,
             convergence=convergence, final_lr=driver.learning_rate,
             stopped_early=driver.stopped_early,

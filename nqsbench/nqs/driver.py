@@ -185,6 +185,28 @@ class NQS:
         self.stats = None
         return self
 
+    def start_from(self, params) -> "NQS":
+        """Start (at step 0) from given parameters instead of ``model.init``: a pytree of this
+        model's structure, shapes and dtypes (ValueError naming the first mismatch otherwise).
+        The optimizer and the chains start afresh, as for any other start."""
+        if self.step:
+            raise ValueError(f"start_from at step {self.step}: only a run that has not started can")
+        mine = jax.tree_util.tree_flatten_with_path(self.params)[0]
+        theirs, tdef = jax.tree_util.tree_flatten_with_path(params)
+        if tdef != jax.tree_util.tree_structure(self.params):
+            raise ValueError(f"parameters of another model: {sorted(jax.tree_util.keystr(k) for k, _ in theirs)} "
+                             f"where this {type(self.model).__name__} has "
+                             f"{sorted(jax.tree_util.keystr(k) for k, _ in mine)}")
+        for (k, a), (_, b) in zip(mine, theirs):
+            if a.shape != b.shape or a.dtype != b.dtype:
+                raise ValueError(f"parameter {jax.tree_util.keystr(k)}: {b.dtype}{list(b.shape)} given, this "
+                                 f"{type(self.model).__name__} has {a.dtype}{list(a.shape)} (another width?)")
+        self.params = jax.tree_util.tree_map(jnp.asarray, params)
+        key = jax.random.PRNGKey(self.seed)
+        self.opt_state = self.optimizer.init(self.params)
+        self.sampler_state = self.sampler.init_state(self.model, self.params, jax.random.split(key)[1])
+        return self
+
     @property
     def learning_rate(self) -> float:
         """The learning rate of the next step: the optimizer's (schedule) times ``lr_scale``."""

@@ -61,9 +61,28 @@ def save_params(driver, path: str | Path) -> Path:
     return save_pytree(driver.params, path, meta)
 
 
-def load_params(path: str | Path, ham, template=None) -> tuple[dict, dict]:
-    """(params, meta) from :func:`save_params`; ValueError when they belong to other integrals,
-    RecordError when the file is unreadable."""
+def params_digest(path: str | Path) -> str:
+    """The first 16 hex digits of the sha256 of a parameters file: what ``init = "params:..."``
+    names, so a run started from other parameters is a different run (settings hash)."""
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def params_file(path: str | Path) -> Path:
+    """The parameters file a user means: a ``.params.msgpack`` itself, or a result record
+    (``.json``) whose parameters lie beside it. FileNotFoundError when there are none."""
+    p = Path(path)
+    if p.suffix == ".json":
+        p = params_path(p)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no such parameters file")
+    return p
+
+
+def load_params(path: str | Path, ham=None, template=None) -> tuple[dict, dict]:
+    """(params, meta) from :func:`save_params`; ValueError when they belong to other integrals
+    than ``ham``'s (not checked without ``ham``), RecordError when the file is unreadable."""
     from ..errors import RecordError
 
     try:
@@ -72,7 +91,7 @@ def load_params(path: str | Path, ham, template=None) -> tuple[dict, dict]:
     except Exception as exc:  # noqa: BLE001 - msgpack, flax and OS errors alike: one line to the user
         raise RecordError(f"{path}: unreadable parameters ({type(exc).__name__}: {exc}); rerun "
                           "`nqsbench run` to make them again") from None
-    if meta["hamiltonian_hash"] != ham.hash:
+    if ham is not None and meta["hamiltonian_hash"] != ham.hash:
         raise ValueError(f"{path}: parameters were trained on Hamiltonian {meta['hamiltonian_hash']}, "
                          f"not {ham.hash}; rerun `nqsbench run`")
     return params, meta

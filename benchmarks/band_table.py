@@ -1,51 +1,70 @@
-"""Band-error table of NQS excitation-subspace bands (issue 5) from existing band records.
+"""Band-error table of NQS quasiparticle bands (issues 5 and 17) from existing band records.
 
-    python benchmarks/band_table.py --seed 1 [--estimator exact] [--nk 4] [--d 1.4 1.8 2.6 3.6]
+    python benchmarks/band_table.py [--results DIR] [--model rbm] [--seed 0] [--nk 4]
+        [--d 1.0 1.4 1.8 2.2 2.6 3.0 3.2 3.6] [--methods subspace krylov2 krylov4 krylov8]
 
-Reads results/h-chain/d<d>_k1x1x<nk>/nqs-rbm-exact-s<seed>.bands-<estimator>.json (make them
-with `nqsbench run ... --seed S` and `nqsbench bands ... --seed S`) and prints a markdown table:
-ground-state error per cell (mHa), then band MAE / gap error (meV) of the NQS subspace, the
-exact-state subspace, EOM-CCSD and HF against exact, and NQS against the exact-state subspace.
+Reads <results>/h-chain/d<d>_k1x1x<nk>/nqs-<model>-exact-s<seed>.bands-[krylov<n>-]exact.json
+(make them with `nqsbench run h-chain -p d=D -k 1,1,NK` and `nqsbench bands ... [--method krylov
+--order N]`) and prints a markdown table, one row per (d, band method): the ground state's error
+per cell (mHa), band MAE / max / gap error (meV) against exact of the NQS bands and of the same
+space on the exact ground state (the control), and EOM-CCSD and HF against exact beside them.
 """
 from __future__ import annotations
 
 import argparse
+import re
+from pathlib import Path
 
 import pandas as pd
 
 from nqsbench import catalog
+from nqsbench.errors import NqsbenchError
 from nqsbench.records import BandRecord, ReferenceRecord
 from nqsbench.store import Store, read
 
-STORE = Store.default()
+
+def band_file(gs: Path, method: str) -> Path:
+    m = re.fullmatch(r"krylov(\d+)", method)
+    if method != "subspace" and m is None:
+        raise SystemExit(f"--methods {method!r}: give subspace or krylov<order>, e.g. krylov4")
+    return gs.with_name(f"{gs.stem}.bands-{method + '-' if m else ''}exact.json")
 
 
-def row(d: float, nk: int, seed: int, estimator: str) -> dict:
+def rows(store: Store, d: float, nk: int, model: str, seed: int, methods: list[str]) -> list[dict]:
     geom = catalog.load("h-chain").geometry({"d": d}, (1, 1, nk))
-    gs = STORE.path("nqs", geom).with_name(f"nqs-rbm-exact-s{seed}.json")
-    rec = read(gs.with_name(f"{gs.stem}.bands-{estimator}.json"), BandRecord)
-    exact = read(STORE.path("exact", geom), ReferenceRecord)
-    e = rec.errors
-    get = lambda key, f: None if key not in e or e[key][f] is None else round(e[key][f], 1)  # noqa: E731
-    out = {"d": d, "steps": rec.ground_state["n_steps"],
-           "E_err_mHa": round((rec.ground_state["energy_per_cell"] - exact.energy_per_cell) * 1e3, 3)}
-    for label, key in (("NQS", "nqs_vs_exact"), ("exact-state sub", "exact_state_subspace_vs_exact"),
-                       ("EOM-CCSD", "eom_ccsd_vs_exact"), ("HF", "hf_vs_exact"),
-                       ("NQS vs exact-state sub", "nqs_vs_exact_state_subspace")):
-        out[f"{label} MAE"] = get(key, "mae_meV")
-        out[f"{label} gap"] = get(key, "gap_error_meV")
-    out["NQS vs exact-state sub max"] = get("nqs_vs_exact_state_subspace", "max_meV")
+    gs = store.path("nqs", geom).with_name(f"nqs-{model}-exact-s{seed}.json")
+    exact = read(store.path("exact", geom), ReferenceRecord)
+    out = []
+    for method in methods:
+        try:
+            rec = read(band_file(gs, method), BandRecord)
+        except NqsbenchError:
+            continue
+        e = rec.errors
+        get = lambda key, f: None if key not in e or e[key][f] is None else round(e[key][f], 1)  # noqa: E731
+        out.append({"d": d, "method": method, "steps": rec.ground_state["n_steps"],
+                    "E_err_mHa": round((rec.ground_state["energy_per_cell"] - exact.energy_per_cell) * 1e3, 3),
+                    "NQS MAE": get("nqs_vs_exact", "mae_meV"), "NQS max": get("nqs_vs_exact", "max_meV"),
+                    "NQS gap": get("nqs_vs_exact", "gap_error_meV"),
+                    "control MAE": get("exact_state_subspace_vs_exact", "mae_meV"),
+                    "control gap": get("exact_state_subspace_vs_exact", "gap_error_meV"),
+                    "EOM-CCSD MAE": get("eom_ccsd_vs_exact", "mae_meV"),
+                    "EOM-CCSD gap": get("eom_ccsd_vs_exact", "gap_error_meV"),
+                    "HF MAE": get("hf_vs_exact", "mae_meV"), "HF gap": get("hf_vs_exact", "gap_error_meV")})
     return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--results", type=Path, default=None, help="results folder (default: the store's)")
+    ap.add_argument("--model", default="rbm")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--nk", type=int, default=4)
-    ap.add_argument("--estimator", default="exact")
-    ap.add_argument("--d", type=float, nargs="+", default=[1.4, 1.8, 2.6, 3.6])
+    ap.add_argument("--d", type=float, nargs="+", default=[1.0, 1.4, 1.8, 2.2, 2.6, 3.0, 3.2, 3.6])
+    ap.add_argument("--methods", nargs="+", default=["subspace", "krylov2", "krylov4", "krylov8"])
     a = ap.parse_args()
-    df = pd.DataFrame([row(d, a.nk, a.seed, a.estimator) for d in a.d])
+    store = Store.default(results=a.results)
+    df = pd.DataFrame([r for d in a.d for r in rows(store, d, a.nk, a.model, a.seed, a.methods)])
     print(df.to_markdown(index=False))       # tabulate is a dependency
 
 

@@ -48,8 +48,9 @@ def main() -> None:
             label = (("" if model.kind == "rbm" else f"{model.kind} ") + f"{r.sampler} {int(r.n_steps)} steps "
                      f"s{int(r.seed)}" + (f" α{alpha:g}" if alpha else ""))
             cell = f"{r.delta_vs_exact_mha:+.3f}{err}"
-            bands = Path(r.path).with_name(Path(r.path).stem + ".bands-exact.json")
-            if r.sampler != "exact" and bands.exists():
+            # E(N) of the same state by exact sums: any exact-estimator band record of the run
+            bands = next(Path(r.path).parent.glob(Path(r.path).stem + ".bands-*exact.json"), None)
+            if r.sampler != "exact" and bands is not None:
                 e_exact_state = json.loads(bands.read_text())["energy_per_cell"]
                 cell += f" [{1e3 * (e_exact_state - (r.energy_per_cell - r.delta_vs_exact_mha / 1e3)):+.3f}]"
             row[label] = cell

@@ -231,7 +231,7 @@ _NQS_OPTIONS = {"alpha": "--alpha", "n_samples": "--samples", "n_chains": "--cha
                 "steps": "--steps", "seed": "--seed", "init": "--init", "max_steps": "--max-steps",
                 "max_minutes": "--max-minutes", "solver": "--sr-solver", "": "--samples/--chains"}
 _BAND_OPTIONS = {"s_threshold": "--threshold", "n_samples": "--samples", "n_chains": "--chains",
-                 "seed": "--seed", "": "--samples/--chains"}
+                 "seed": "--seed", "order": "--order", "band_method": "--method", "": "--samples/--chains"}
 
 
 def _parse_sets(items: Optional[List[str]], flag: str = "--set", example: str = "e.g. n_roots=3") -> dict:
@@ -544,6 +544,11 @@ def bands_cmd(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optiona
               init: str = typer.Option("hf", help="start of the ground-state run (hf, random or the parameters "
                                        "file it continued; see `run --init`)"),
               estimator: str = typer.Option("exact", help="exact (sum over the sectors) or mc (samples of |ψ|², jackknife error bars)"),
+              method: Optional[str] = typer.Option(None, "--method", help="krylov (the paper's {c†_pk|Ψ⟩} extended "
+                                                   "with H c†|Ψ⟩ … H^order c†|Ψ⟩; the default with the exact "
+                                                   "estimator) or subspace (the paper's; the default with mc)"),
+              order: Optional[int] = typer.Option(None, "--order", min=1, help="krylov: highest power of H "
+                                                  "(default 8)"),
               samples: int = typer.Option(8192, "--samples", help="mc: samples of |ψ|²"),
               chains: int = typer.Option(32, "--chains", help="mc: Markov chains (the jackknife blocks)"),
               threshold: Optional[float] = typer.Option(None, "--threshold", help="drop S eigenvalues ≤ this (default 1e-3)"),
@@ -557,13 +562,21 @@ def bands_cmd(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optiona
 
     from .errors import CatalogError
     from .methods import RunContext
-    from .methods.nqs_bands import bands_settings
+    from .methods.nqs_bands import bands_settings, default_band_method
     from .store import read
     from .units import HARTREE_TO_EV
 
     est = {"exact": "exact", "mc": "monte_carlo", "monte_carlo": "monte_carlo"}.get(estimator)
     if est is None:
         raise CatalogError(f"--estimator {estimator!r}: choose 'exact' or 'mc'")
+    method = method or default_band_method(est)
+    if method not in ("subspace", "krylov"):
+        raise CatalogError(f"--method {method!r}: choose 'subspace' or 'krylov'")
+    if order is not None and method != "krylov":
+        raise CatalogError(f"--order {order}: only --method krylov has an order")
+    if method == "krylov" and est != "exact":
+        raise CatalogError(f"--method krylov: the exact estimator only (no Monte Carlo estimator of ⟨c H^m c†⟩ "
+                           f"yet); drop --estimator {estimator}")
     if samples < 2 * chains or chains < 2:
         raise CatalogError(f"--samples {samples} / --chains {chains}: need chains ≥ 2 and samples ≥ 2·chains")
     geom = _geometry(system, param, kmesh)
@@ -573,7 +586,7 @@ def bands_cmd(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optiona
     def settings_for(gs):
         try:
             return bands_settings(gs, estimator=est, samples=samples, chains=chains, s_threshold=threshold,
-                                  control=control)
+                                  control=control, method=method, order=order)
         except ValidationError as exc:
             raise _settings_error("band setting", exc, _BAND_OPTIONS) from None
 
@@ -600,8 +613,9 @@ def bands_cmd(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optiona
     if s2 is not None and s2 > 0.1:
         console.print(f"[yellow]warning:[/] the NQS state has ⟨S²⟩ = {s2:.3f}, not a singlet; its bands are "
                       "not those of the singlet ground state the references describe", highlight=False)
-    console.print(f"gap {rec.gap * HARTREE_TO_EV:.3f} eV (NQS subspace, {est} estimator, S threshold "
-                  f"{rec.s_threshold:g}, kept ranks {rec.ranks})", highlight=False)
+    space = f"Krylov order {rec.order}" if rec.band_method == "krylov" else "subspace"
+    console.print(f"gap {rec.gap * HARTREE_TO_EV:.3f} eV (NQS {space}, {est} estimator, S threshold "
+                  f"{rec.s_threshold:g}, basis sizes {rec.ranks})", highlight=False)
     console.print(f"wrote {path}" + (f" and {rec.figure}.png/.svg" if rec.figure else ""), highlight=False)
 
 

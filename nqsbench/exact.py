@@ -448,8 +448,9 @@ def apply_ladder(src: SectorBlock, vec: np.ndarray, orbital: int, spin: int, cre
 
 
 def krylov_roots(matvec, starts: np.ndarray, n_wanted: int, tol: float = 1e-5, max_dim: int = KRYLOV_MAX_DIM,
-                 check: int = 4, min_weight: float = 0.1):
-    """Block Lanczos (full reorthogonalisation) from ``starts`` (dim × b).
+                 check: int = 4, min_weight: float = 0.1, max_blocks: int | None = None):
+    """Block Lanczos (full reorthogonalisation) from ``starts`` (dim × b); ``max_blocks``: stop
+    after that many blocks, converged or not (the Ritz pairs of a fixed Krylov space).
 
     Used for quasiparticles: the start vectors c†_{pk}|Ψ0⟩ have pure spin, H conserves it, so the
     Krylov space holds only states that one-particle addition can reach, and the Ritz states
@@ -486,6 +487,8 @@ def krylov_roots(matvec, starts: np.ndarray, n_wanted: int, tol: float = 1e-5, m
         w = hq - v[:, :n] @ coef
         w -= v[:, :n] @ (v[:, :n].conj().T @ w)                  # reorthogonalise twice (Kahan)
         q, rr = np.linalg.qr(w)
+        if max_blocks is not None and blocks >= max_blocks:
+            return ritz(n, rr, b)
         if blocks % check == 0 or n >= max_dim:
             theta, weights, resid = ritz(n, rr, b)
             z = weights.sum(axis=1) / max(1e-300, np.abs(r0_full).__pow__(2).sum())

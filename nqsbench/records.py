@@ -466,9 +466,21 @@ class NQSBandsSettings(MethodSettings):
     seed: int | None = Field(None, ge=0, description="monte_carlo: sampling seed")
     s_threshold: float = Field(1e-3, gt=0, description="S eigenvalues at or below this are dropped")
     control: bool = Field(True, description="also the same subspace on the exact ground state")
+    band_method: Literal["subspace", "krylov"] = Field(
+        "subspace", description="subspace: {c†_pk|Ψ⟩}, {c_pk|Ψ⟩} (the paper's); krylov: that subspace "
+        "extended with H c†_pk|Ψ⟩ … H^order c†_pk|Ψ⟩ (block Lanczos from the paper's vectors)")
+    order: int = Field(0, ge=0, le=64, description="krylov: the highest power of H applied (0 for subspace)")
 
     @model_validator(mode="after")
     def _consistent(self):
+        if self.band_method == "subspace" and self.order != 0:
+            raise ValueError(f"order {self.order}: only band_method 'krylov' has an order; remove it or use krylov")
+        if self.band_method == "krylov":
+            if self.order < 1:
+                raise ValueError("band_method 'krylov' needs order ≥ 1 (order 0 is the subspace)")
+            if self.estimator != "exact":
+                raise ValueError("band_method 'krylov' has the exact estimator only (no Monte Carlo estimator "
+                                 "of ⟨c H^m c†⟩ yet); use estimator 'exact'")
         mc = (self.n_samples, self.n_chains, self.seed)
         if self.estimator == "exact" and any(v is not None for v in mc):
             raise ValueError("samples/chains/seed apply to estimator 'monte_carlo' only; remove them")
@@ -614,9 +626,9 @@ class ResultRecord(CellRecord):
 class BandRecord(CellRecord):
     """Quasiparticle bands of an NQS ground state from its excitation subspace.
 
-    ``bands`` come from the NQS state, ``control_bands`` from the same subspace built on the
-    exact ground state (ansatz error = bands − control_bands; subspace error = control_bands −
-    exact N±1 bands). ``errors`` maps "<what>_vs_<reference>" to band_errors() dicts (meV).
+    ``bands`` come from the NQS state, ``control_bands`` from the same subspace (or Krylov space
+    of the same order) built on the exact ground state (ansatz error = bands − control_bands;
+    subspace error = control_bands − exact N±1 bands). ``errors`` maps "<what>_vs_<reference>" to band_errors() dicts (meV).
     ``energy_per_cell`` is E(N) of the NQS state as estimated here (ewald convention).
     """
     schema_name: ClassVar[str] = "nqsbench.band-record"
@@ -626,6 +638,11 @@ class BandRecord(CellRecord):
     ground_state: dict[str, Any] = Field(description="the NQS result record used: path, seed, sampler, "
                                          "n_steps, energy_per_cell")
     estimator: Literal["exact", "monte_carlo"]
+    band_method: Literal["subspace", "krylov"] = "subspace"
+    order: int = Field(0, description="krylov: the highest power of H in the space")
+    krylov_energy_per_cell: float | None = Field(
+        None, description="krylov: E(N) per cell (ewald convention) from span{Ψ, HΨ, …, H^order Ψ}, the "
+        "reference of ε at the same level as E(N±1); energy_per_cell stays ⟨Ψ|H|Ψ⟩")
     s_threshold: float = Field(description="S eigenvalues at or below this are dropped")
     ranks: dict[str, list[int]] = Field(description="kept rank of S per k, electron and hole")
     n_samples: int | None = None

@@ -193,12 +193,23 @@ class BandsTask(NQSTask):
     excitation subspace (:mod:`nqsbench.methods.nqs_bands`)."""
     kind: Literal["bands"]
     estimator: Literal["exact", "monte_carlo"] = "exact"
+    band_method: Literal["subspace", "krylov"] | None = Field(
+        None, description="subspace (the paper's) or krylov; default: krylov with the exact estimator, else subspace")
+    order: int | None = Field(None, ge=1, description="krylov: highest power of H (default 8)")
     band_samples: int = Field(8192, ge=2)
     band_chains: int = Field(32, ge=2)
 
+    @model_validator(mode="after")
+    def _band_method(self):
+        try:       # the band settings' own rules (krylov: exact estimator; order: krylov only)
+            bands_settings(nqs_settings(), estimator=self.estimator, method=self.band_method, order=self.order)
+        except ValidationError as exc:
+            raise ValueError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
+        return self
+
     def band_settings(self):
         return bands_settings(self.settings(), estimator=self.estimator, samples=self.band_samples,
-                              chains=self.band_chains, seed=self.seed)
+                              chains=self.band_chains, seed=self.seed, method=self.band_method, order=self.order)
 
 
 TASK_KINDS: dict[str, type[TaskBase]] = {"reference": ReferenceTask, "nqs": NQSTask, "bands": BandsTask}

@@ -49,7 +49,7 @@ steps = 120
 gates = [{ kind = "energy", against = ["exact"] }]
 """
 RESULTS = ["h-chain/d2.2_k1x1x2/nqs-rbm-exact-s0.json", "h-chain/d3_k1x1x2/nqs-rbm-exact-s0.json",
-           "h-chain/d3_k1x1x2/nqs-rbm-exact-s0.bands-exact.json"]
+           "h-chain/d3_k1x1x2/nqs-rbm-exact-s0.bands-krylov8-exact.json"]
 
 
 def make_base(base: Path) -> Path:
@@ -162,7 +162,7 @@ def test_two_suites_at_once_compute_each_record_once(local_run, tmp_path):
     assert p1.returncode == 0 and p2.returncode == 0, outs
     both = "\n".join(outs)
     for name in ("d=2.2 k1x1x2 nqs-rbm-exact-s0 ", "d=3 k1x1x2 nqs-rbm-exact-s0 ",
-                 "d=3 k1x1x2 nqs-rbm-exact-s0.bands-exact"):
+                 "d=3 k1x1x2 nqs-rbm-exact-s0.bands-krylov8-exact"):
         computed = [ln for ln in both.splitlines() if ln.startswith("done") and name in ln]
         assert len(computed) == 1, (name, outs)
     assert "claimed by pid" in both or "written by another run" in both, \

@@ -188,7 +188,7 @@ def test_toy_model_runs_run_bands_and_suite_through_the_registry_alone(toy_model
     assert rec_path.with_name(rec_path.stem + ".params.msgpack").exists()
     res = runner.invoke(app, ["bands", *base, "--model", "toy-jastrow", "--steps", "6", "--no-control", "--no-plot"])
     assert res.exit_code == 0, res.output
-    assert (rec_path.parent / "nqs-toy-jastrow-exact-s0.bands-exact.json").exists()
+    assert (rec_path.parent / "nqs-toy-jastrow-exact-s0.bands-krylov8-exact.json").exists()
     suite = tmp_path / "toy.toml"
     suite.write_text('name = "toy"\ndescription = "toy model"\n[[tasks]]\nkind = "nqs"\nsystem = "h-chain"\n'
                      'kmesh = [1, 1, 2]\nparams = { d = [2.2] }\nmodel = { kind = "toy-jastrow" }\nsteps = 5\n'

@@ -177,7 +177,8 @@ def test_bands_cli_writes_record_and_figure(tmp_path, monkeypatch):
     from nqsbench.records import BandRecord, read_record
 
     monkeypatch.setenv("NQSBENCH_RESULTS", str(tmp_path))
-    r = CliRunner().invoke(app, ["bands", "h-chain", "-k", "1,1,2", "-p", "d=2.2", "--steps", "500"])
+    r = CliRunner().invoke(app, ["bands", "h-chain", "-k", "1,1,2", "-p", "d=2.2", "--steps", "500",
+                                  "--method", "subspace"])
     assert r.exit_code == 0, r.output
     path = next(tmp_path.rglob("*.bands-exact.json"))
     rec = read_record(path, BandRecord)

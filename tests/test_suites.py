@@ -211,7 +211,7 @@ def test_energy_gate_widens_with_the_monte_carlo_error_bar(tiny):
 def test_band_and_vscore_gates_fail_when_perturbed(tiny, tmp_path):
     base = clone(tiny, tmp_path / "c")
     folder = base / "results" / "h-chain" / "d3_k1x1x2"
-    bpath = folder / "nqs-rbm-exact-s0.bands-exact.json"
+    bpath = folder / "nqs-rbm-exact-s0.bands-krylov8-exact.json"
     data = json.loads(bpath.read_text())
     for b in data["bands"]:
         b["electron"] = [e + 0.01 for e in b["electron"]]      # +272 meV on every electron band

@@ -2,7 +2,8 @@
 for every k and the generalized eigenproblems, for the workload's RBM state Ψ.
 
 ``time_band_subspace``: the exact estimator (sums over the N and N±1 sectors), Ψ already mapped
-onto the exact-diagonalization layout in setup. ``time_band_subspace_mc``: the Monte Carlo
+onto the exact-diagonalization layout in setup; ``time_band_krylov``: the same with the Krylov
+space of the default order (``bands --method krylov``: order + 1 sector matvecs per vector). ``time_band_subspace_mc``: the Monte Carlo
 estimator on the first MC_SAMPLES of the workload's Metropolis samples (32 chains × 4, jackknife
 over chains), timed as a user calls it (it jits its per-k estimators inside each call, so
 compilation is included). Per sample and (k, branch) it evaluates n_orb² × (connections)
@@ -34,6 +35,12 @@ class BandSubspace(SystemBenchmark):
         from nqsbench.nqs.excitations import subspace_exact
 
         subspace_exact(self.w.ham, self.psi)
+
+    def time_band_krylov(self, paths, system):
+        from nqsbench.methods.nqs_bands import DEFAULT_KRYLOV_ORDER
+        from nqsbench.nqs.excitations import subspace_exact
+
+        subspace_exact(self.w.ham, self.psi, order=DEFAULT_KRYLOV_ORDER)
 
     def time_band_subspace_mc(self, paths, system):
         from nqsbench.nqs.excitations import subspace_monte_carlo

@@ -2,7 +2,9 @@
 exact diagonalization — model, sampler, steps, wall time, the energy per cell against DMRG (± the
 Monte Carlo error) and against CCSD(T), CCSD and HF, and the time the run took to come within
 1.6 mHa/cell of DMRG (the trailing 50-step mean of its trace, steps converted to seconds at the
-run's mean rate; "not reached" when it never did).
+run's mean rate; "not reached" when it never did). A run continued from another's parameters
+(`run --init`) is counted with the runs before it: steps "600+400", their wall times added, and
+the time to accuracy read on their traces joined.
 
     python benchmarks/beyond_table.py [--results records] [--results results] [--markdown]
 
@@ -37,6 +39,20 @@ def time_to_accuracy(trace: dict, target: float, seconds_per_step: float, window
     return None if len(hit) == 0 else float((hit[0] + window) * seconds_per_step)
 
 
+def lineage(path: Path, rec) -> list[tuple]:
+    """(record, its path) of the runs this one continued (``details.init``), first run first,
+    this one last; a start whose record is not found ends the chain."""
+    chain = [(rec, path)]
+    while (start := (chain[0][0].details or {}).get("init")) is not None:
+        params = Path(start["params"])
+        params = params if params.is_absolute() else ROOT / params
+        src = params.with_name(params.name.removesuffix(".params.msgpack") + ".json")
+        if not src.exists():
+            break
+        chain.insert(0, (read(src), src))
+    return chain
+
+
 def rows(results: list[Path], references: Path, tolerance_mha: float = 1.6) -> list[dict]:
     store = Store(references, results[0])
     out = []
@@ -54,20 +70,26 @@ def rows(results: list[Path], references: Path, tolerance_mha: float = 1.6) -> l
                 if st.fresh and not st.record.failed:
                     refs[m] = st.record
             err = (rec.energy_error or 0.0) * 1e3
+            chain = lineage(path, rec)
             row = {"system": rec.system, "geometry": ",".join(f"{k}={v:g}" for k, v in rec.params.items()),
                    "kmesh": "x".join(map(str, rec.kmesh)), "model": rec.settings.model.kind,
                    "sampler": rec.settings.sampler.kind, "samples": rec.settings.sampler.n_samples,
-                   "steps": rec.n_steps, "wall (min)": round(rec.provenance.wall_time_s / 60, 1),
+                   "steps": "+".join(str(r.n_steps) for r, _ in chain),
+                   "wall (min)": round(sum(r.provenance.wall_time_s for r, _ in chain) / 60, 1),
                    "converged": rec.converged}
             for m in REFERENCES:
                 d = (rec.energy_per_cell - refs[m].energy_per_cell) * 1e3 if m in refs else None
                 pm = f" ± {err:.2f}" if m == "dmrg" and err else ""
                 row[f"vs {m} (mHa/cell)"] = f"{d:+.2f}{pm}" if d is not None else "–"
-            trace_file = path.with_name(rec.trace_file) if rec.trace_file else None
-            if "dmrg" in refs and trace_file is not None and trace_file.exists():
+            traces = [p.with_name(r.trace_file) if r.trace_file else None for r, p in chain]
+            if "dmrg" in refs and all(t is not None and t.exists() for t in traces):
                 target = refs["dmrg"].energy_per_cell_raw + tolerance_mha * 1e-3
-                t = time_to_accuracy(read_trace_csv(trace_file), target,
-                                     rec.provenance.wall_time_s / max(rec.n_steps, 1))
+                # one trace for the whole chain, each step weighted by its own run's rate
+                energy = np.concatenate([np.asarray(read_trace_csv(t)["energy"], float) for t in traces])
+                seconds = np.concatenate([np.full(r.n_steps, r.provenance.wall_time_s / max(r.n_steps, 1))
+                                          for r, _ in chain])
+                t = time_to_accuracy({"energy": energy}, target, 1.0)
+                t = None if t is None else float(seconds[:int(t)].sum())
                 row[f"time to {tolerance_mha} mHa of DMRG"] = "not reached" if t is None else f"{t / 60:.1f} min"
             else:
                 row[f"time to {tolerance_mha} mHa of DMRG"] = "–"

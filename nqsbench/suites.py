@@ -254,7 +254,7 @@ def available() -> list[str]:
 def load_suite(name_or_path: str | Path) -> Suite:
     """A suite by name (``suites/NAME.toml``) or path; errors name the file and field."""
     p = Path(name_or_path)
-    if p.suffix != ".toml" and not p.exists():
+    if p.suffix != ".toml" and not p.is_file():      # "references" is a suite and a folder
         p = config.suites_dir() / f"{name_or_path}.toml"
         if not p.exists():
             raise SuiteError(f"unknown suite {str(name_or_path)!r}; available: {', '.join(available())}")

@@ -144,6 +144,14 @@ def test_unknown_suite_names_the_available_ones():
     assert res.exit_code == 2 and "quick" in res.output and "paper" in res.output
 
 
+def test_suite_named_like_a_folder_is_the_suite(monkeypatch):
+    """`nqsbench suite references` from the checkout, where references/ is also a folder."""
+    monkeypatch.chdir(ROOT)
+    res = runner.invoke(app, ["suite", "references", "--dry-run", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["suite"] == "references"
+
+
 def test_record_clash_between_tasks_is_refused(tmp_path):
     text = TINY.format(name="tiny", steps1=120, steps2=150).replace("params = { d = 3.0 }", "params = { d = 2.2 }")
     res = invoke("suite", write_suite(tmp_path, text=text), "--dry-run", *roots_args(tmp_path))

@@ -57,6 +57,14 @@ def test_order_0_is_the_subspace():
     np.testing.assert_allclose(z, z0, atol=1e-12, rtol=0)
 
 
+def test_no_start_direction_gives_an_empty_space():
+    """c† on orbitals the state fills: S = 0, nothing is kept, no roots (as the subspace does)."""
+    e, z, s, r = krylov_subspace(lambda v: 2.0 * v, np.zeros((5, 2), complex), 1.0, 3)
+    assert r == 0 and e.shape == z.shape == (0,) and np.all(s == 0)
+    e0, z0, _, r0 = solve_subspace(np.zeros((2, 2)), np.zeros((2, 2)), 1e-3)
+    assert r0 == 0 and e0.shape == (0,)
+
+
 @pytest.mark.parametrize("nk, order", [(1, 1), (2, 8)])
 def test_krylov_space_that_spans_the_sector_gives_exact_energies(nk, order):
     """H chain N_k = 1 (2 electrons; N+1 sector of dimension 2) and N_k = 2 (4 electrons, the

@@ -160,6 +160,8 @@ def krylov_subspace(matvec, vecs: np.ndarray, norm2: float, order: int,
         kept = g > (rel_tol * max(scale, 1.0)) ** 2
         q = w @ (uw[:, kept] / np.sqrt(g[kept]))
         q -= basis @ (basis.conj().T @ q)                # the division can amplify what is left
+    if not blocks:           # every start vector at or below the threshold (c† on filled orbitals)
+        return np.zeros(0), np.zeros(0), s, 0
     basis, h_basis = np.concatenate(blocks, axis=1), np.concatenate(h_blocks, axis=1)
     t = basis.conj().T @ h_basis
     e, c = np.linalg.eigh(0.5 * (t + t.conj().T))

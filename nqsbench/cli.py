@@ -397,6 +397,7 @@ def run_nqs(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[
     from .methods import RunContext
     from .nqs import DivergenceError
 
+    init, init_path = _init_setting(init)
     settings = _nqs_settings(_model_table(model, model_opt, alpha), sampler, init, steps, seed=seed, lr=lr,
                              lr_final=lr_final, max_norm=max_norm, diag_shift=diag_shift, samples=samples,
                              chains=chains, beta=beta, max_steps=max_steps, max_minutes=max_minutes,
@@ -415,7 +416,7 @@ def run_nqs(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[
                         ctx=RunContext(resume=resume, progress=progress, checkpoint_every=checkpoint_every,
                                        checkpoint_steps=checkpoint_steps,
                                        options={k: v for k, v in (("memory_gb", memory_gb),
-                                                                  ("init_params", _init_setting(init)[1])) if v},
+                                                                  ("init_params", init_path)) if v},
                                        log=lambda line: err_console.print(line, highlight=False, soft_wrap=True)))
     except DivergenceError as exc:
         err_console.print(f"[bold red]diverged:[/] {exc}; no record written", highlight=False, soft_wrap=True)
@@ -460,16 +461,13 @@ def _init_setting(init: str) -> tuple[str, Optional[Path]]:
     """``--init``: hf, random, or the parameters of an earlier run on the same geometry (its
     ``.params.msgpack`` or its record ``.json``) → (the ``init`` setting, the file or None)."""
     from .errors import CatalogError
-    from .nqs.results import params_digest, params_file
+    from .nqs.results import init_setting
 
-    if init in ("hf", "random"):
-        return init, None
     try:
-        path = params_file(init)
+        return init_setting(init)
     except FileNotFoundError as exc:
         raise CatalogError(f"--init {init!r}: {exc}; give hf, random, or the .params.msgpack (or record "
                            ".json) of an earlier run on this geometry") from None
-    return f"params:{params_digest(path)}", path
 
 
 def _nqs_settings(model, sampler, init, steps, **kw):
@@ -486,7 +484,6 @@ def _nqs_settings(model, sampler, init, steps, **kw):
             raise CatalogError(f"--steps {steps!r}: give 'auto' or a number of steps") from None
     if sampler not in ("exact", "mcmc"):
         raise CatalogError(f"--sampler {sampler!r}: choose 'exact' or 'mcmc'")
-    init = _init_setting(init)[0]
     if isinstance(steps, int) and steps < 1:
         raise CatalogError(f"--steps {steps}: must be ≥ 1 (or auto)")
     for flag, v in (("--lr", kw.get("lr")), ("--diag-shift", kw.get("diag_shift"))):
@@ -581,6 +578,7 @@ def bands_cmd(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optiona
         raise CatalogError(f"--samples {samples} / --chains {chains}: need chains ≥ 2 and samples ≥ 2·chains")
     geom = _geometry(system, param, kmesh)
     store = _store(references, results)
+    init, init_path = _init_setting(init)
     gs = _nqs_settings(_model_table(model, model_opt, None), sampler, init, steps, seed=seed)
 
     def settings_for(gs):
@@ -596,7 +594,6 @@ def bands_cmd(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optiona
         gs = read(gs_path).settings
     else:
         console.print(f"no NQS result at {gs_path}: running the ground state first", highlight=False)
-        init_path = _init_setting(init)[1]
         if init_path is not None:   # a dependency run has no options: make it here, from the file
             store.run("nqs", geom, gs, ctx=RunContext(progress=True, options={"init_params": init_path}))
     bs = settings_for(gs)

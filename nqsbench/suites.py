@@ -144,22 +144,21 @@ class NQSTask(TaskBase):
     @field_validator("init")
     @classmethod
     def _init_known(cls, v):
-        from .nqs.results import params_file
+        from .nqs.results import init_setting
 
-        if v not in ("hf", "random"):
-            try:
-                params_file(v)
-            except FileNotFoundError as exc:
-                raise ValueError(f"{exc}; give hf, random, or the parameters (or record) of an earlier run, "
-                                 "relative to the suite file") from None
+        try:
+            init_setting(v)
+        except FileNotFoundError as exc:
+            raise ValueError(f"{exc}; give hf, random, or the parameters (or record) of an earlier run, "
+                             "relative to the suite file") from None
         return v
 
     @property
     def init_params(self) -> Path | None:
         """The parameters file of ``init = PATH`` (None for hf and random)."""
-        from .nqs.results import params_file
+        from .nqs.results import init_setting
 
-        return None if self.init in ("hf", "random") else params_file(self.init)
+        return init_setting(self.init)[1]
 
     @model_validator(mode="after")
     def _model_known(self):
@@ -178,10 +177,10 @@ class NQSTask(TaskBase):
 
     def settings(self):
         """The :class:`~nqsbench.records.NQSSettings` this task asks for (defaults resolved)."""
-        from .nqs.results import params_digest
+        from .nqs.results import init_setting
 
-        init = self.init if self.init_params is None else f"params:{params_digest(self.init_params)}"
-        return nqs_settings(self.sampler, alpha=self.alpha, steps=self.steps, seed=self.seed, init=init,
+        return nqs_settings(self.sampler, alpha=self.alpha, steps=self.steps, seed=self.seed,
+                            init=init_setting(self.init)[0],
                             lr=self.lr, lr_final=self.lr_final, max_norm=self.max_norm,
                             diag_shift=self.diag_shift, samples=self.samples, chains=self.chains,
                             beta=self.beta, model=self.model, max_steps=self.max_steps,

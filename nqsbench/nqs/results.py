@@ -80,6 +80,16 @@ def params_file(path: str | Path) -> Path:
     return p
 
 
+def init_setting(init: str) -> tuple[str, Path | None]:
+    """An NQS start as given (hf, random, or the ``.params.msgpack`` / record ``.json`` of an
+    earlier run) → (the ``init`` setting, the parameters file or None); FileNotFoundError when
+    the file is missing. The file is read once, for its digest."""
+    if init in ("hf", "random"):
+        return init, None
+    path = params_file(init)
+    return f"params:{params_digest(path)}", path
+
+
 def load_params(path: str | Path, ham=None, template=None) -> tuple[dict, dict]:
     """(params, meta) from :func:`save_params`; ValueError when they belong to other integrals
     than ``ham``'s (not checked without ``ham``), RecordError when the file is unreadable."""

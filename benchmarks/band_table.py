@@ -1,13 +1,15 @@
 """Band-error table of NQS quasiparticle bands (issues 5 and 17) from existing band records.
 
     python benchmarks/band_table.py [--results DIR] [--model rbm] [--seed 0] [--nk 4]
-        [--d 1.0 1.4 1.8 2.2 2.6 3.0 3.2 3.6] [--methods subspace krylov2 krylov4 krylov8]
+        [--d 1.0 1.4 1.8 2.2 2.6 3.0 3.2 3.6] [--methods subspace krylov2 krylov4 krylov8 sector]
 
-Reads <results>/h-chain/d<d>_k1x1x<nk>/nqs-<model>-exact-s<seed>.bands-[krylov<n>-]exact.json
+Reads <results>/h-chain/d<d>_k1x1x<nk>/nqs-<model>-exact-s<seed>.bands-[krylov<n>-|sector-]exact.json
 (make them with `nqsbench run h-chain -p d=D -k 1,1,NK` and `nqsbench bands ... [--method krylov
---order N]`) and prints a markdown table, one row per (d, band method): the ground state's error
-per cell (mHa), band MAE / max / gap error (meV) against exact of the NQS bands and of the same
-space on the exact ground state (the control), and EOM-CCSD and HF against exact beside them.
+--order N | --method sector]`) and prints a markdown table, one row per (d, band method): the ground
+state's error per cell (mHa), band MAE / max / gap error (meV) against exact of the NQS bands and of
+the same method on the exact ground state (the control; for sector: the exact lowest level of each
+sector), the NQS gap against the control's (for sector: the charge-gap error), the smallest
+spectral weight Z of a band, and EOM-CCSD and HF against exact beside them.
 """
 from __future__ import annotations
 
@@ -25,9 +27,9 @@ from nqsbench.store import Store, read
 
 def band_file(gs: Path, method: str) -> Path:
     m = re.fullmatch(r"krylov(\d+)", method)
-    if method != "subspace" and m is None:
-        raise SystemExit(f"--methods {method!r}: give subspace or krylov<order>, e.g. krylov4")
-    return gs.with_name(f"{gs.stem}.bands-{method + '-' if m else ''}exact.json")
+    if method not in ("subspace", "sector") and m is None:
+        raise SystemExit(f"--methods {method!r}: give subspace, sector or krylov<order>, e.g. krylov4")
+    return gs.with_name(f"{gs.stem}.bands-{'' if method == 'subspace' else method + '-'}exact.json")
 
 
 def rows(store: Store, d: float, nk: int, model: str, seed: int, methods: list[str]) -> list[dict]:
@@ -48,6 +50,9 @@ def rows(store: Store, d: float, nk: int, model: str, seed: int, methods: list[s
                     "NQS gap": get("nqs_vs_exact", "gap_error_meV"),
                     "control MAE": get("exact_state_subspace_vs_exact", "mae_meV"),
                     "control gap": get("exact_state_subspace_vs_exact", "gap_error_meV"),
+                    # the NQS against the same method on the exact state: for sector, the charge gap error
+                    "gap vs control": get("nqs_vs_exact_state_subspace", "gap_error_meV"),
+                    "min Z": round(min(w for b in rec.bands for w in b.electron_weight + b.hole_weight), 3),
                     "EOM-CCSD MAE": get("eom_ccsd_vs_exact", "mae_meV"),
                     "EOM-CCSD gap": get("eom_ccsd_vs_exact", "gap_error_meV"),
                     "HF MAE": get("hf_vs_exact", "mae_meV"), "HF gap": get("hf_vs_exact", "gap_error_meV")})

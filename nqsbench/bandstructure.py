@@ -14,6 +14,14 @@ from .units import HARTREE_TO_EV, HARTREE_TO_MEV  # re-exported: other modules i
 # the NQS excitation-subspace bands and the same subspace on the exact state, in every band figure
 NQS_STYLE = {"color": "C3", "marker": "o", "ms": 4, "lw": 1.2}
 CONTROL_STYLE = {"color": "C2", "marker": "x", "ms": 5, "lw": 0.8, "ls": ":"}
+# NQS band methods side by side in one figure (report): the first keeps NQS_STYLE
+NQS_METHOD_STYLES = {"subspace": NQS_STYLE, "krylov": {"color": "C1", "marker": "D", "ms": 3, "lw": 1.0},
+                     "sector": {"color": "C4", "marker": "v", "ms": 4, "lw": 1.0}}
+
+
+def band_method_label(band_method: str, order: int = 0) -> str:
+    """"subspace", "Krylov 8", "sector": the NQS band method as figures and tables name it."""
+    return {"krylov": f"Krylov {order}", "sector": "sector"}.get(band_method, "subspace")
 
 
 def _as_dicts(bands) -> list[dict]:

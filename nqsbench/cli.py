@@ -543,7 +543,9 @@ def bands_cmd(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optiona
               estimator: str = typer.Option("exact", help="exact (sum over the sectors) or mc (samples of |ψ|², jackknife error bars)"),
               method: Optional[str] = typer.Option(None, "--method", help="krylov (the paper's {c†_pk|Ψ⟩} extended "
                                                    "with H c†|Ψ⟩ … H^order c†|Ψ⟩; the default with the exact "
-                                                   "estimator) or subspace (the paper's; the default with mc)"),
+                                                   "estimator), subspace (the paper's; the default with mc) or "
+                                                   "sector (an NQS optimized in each (N±1, K0±k) sector: its "
+                                                   "lowest state and quasiparticle weight Z)"),
               order: Optional[int] = typer.Option(None, "--order", min=1, help="krylov: highest power of H "
                                                   "(default 8)"),
               samples: int = typer.Option(8192, "--samples", help="mc: samples of |ψ|²"),
@@ -559,6 +561,7 @@ def bands_cmd(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optiona
 
     from .errors import CatalogError
     from .methods import RunContext
+    from .bandstructure import band_method_label
     from .methods.nqs_bands import bands_settings, default_band_method
     from .store import read
     from .units import HARTREE_TO_EV
@@ -567,13 +570,16 @@ def bands_cmd(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optiona
     if est is None:
         raise CatalogError(f"--estimator {estimator!r}: choose 'exact' or 'mc'")
     method = method or default_band_method(est)
-    if method not in ("subspace", "krylov"):
-        raise CatalogError(f"--method {method!r}: choose 'subspace' or 'krylov'")
+    if method not in ("subspace", "krylov", "sector"):
+        raise CatalogError(f"--method {method!r}: choose 'subspace', 'krylov' or 'sector'")
     if order is not None and method != "krylov":
         raise CatalogError(f"--order {order}: only --method krylov has an order")
     if method == "krylov" and est != "exact":
         raise CatalogError(f"--method krylov: the exact estimator only (no Monte Carlo estimator of ⟨c H^m c†⟩ "
                            f"yet); drop --estimator {estimator}")
+    if method == "sector" and est != "exact":
+        raise CatalogError(f"--method sector: the exact estimator only (energies and Z by exact sums over each "
+                           f"sector); drop --estimator {estimator}")
     if samples < 2 * chains or chains < 2:
         raise CatalogError(f"--samples {samples} / --chains {chains}: need chains ≥ 2 and samples ≥ 2·chains")
     geom = _geometry(system, param, kmesh)
@@ -597,7 +603,9 @@ def bands_cmd(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optiona
         if init_path is not None:   # a dependency run has no options: make it here, from the file
             store.run("nqs", geom, gs, ctx=RunContext(progress=True, options={"init_params": init_path}))
     bs = settings_for(gs)
-    res = store.run("nqs_bands", geom, bs, force=True, ctx=RunContext(progress=True, options={"figure": plot}))
+    res = store.run("nqs_bands", geom, bs, force=True, ctx=RunContext(
+        progress=True, options={"figure": plot},
+        log=lambda line: err_console.print(line, highlight=False, soft_wrap=True)))
     path, rec = res.path, res.record
     table = Table(title=f"{geom.spec.id} {geom.params} k-mesh {'x'.join(map(str, geom.kmesh))}: band errors (meV)")
     for col in ("comparison", "MAE", "max", "gap error", "n"):
@@ -610,10 +618,29 @@ def bands_cmd(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optiona
     if s2 is not None and s2 > 0.1:
         console.print(f"[yellow]warning:[/] the NQS state has ⟨S²⟩ = {s2:.3f}, not a singlet; its bands are "
                       "not those of the singlet ground state the references describe", highlight=False)
-    space = f"Krylov order {rec.order}" if rec.band_method == "krylov" else "subspace"
+    space = band_method_label(rec.band_method, rec.order)
+    if rec.sectors:
+        _sector_table(rec)
     console.print(f"gap {rec.gap * HARTREE_TO_EV:.3f} eV (NQS {space}, {est} estimator, S threshold "
                   f"{rec.s_threshold:g}, basis sizes {rec.ranks})", highlight=False)
     console.print(f"wrote {path}" + (f" and {rec.figure}.png/.svg" if rec.figure else ""), highlight=False)
+
+
+def _sector_table(rec) -> None:
+    """The sector method's runs: one row per (branch, k) sector."""
+    table = Table(title="sectors: lowest state of each (N↑ ± 1, N↓, K0 ± k) sector")
+    cols = ("branch", "k", "N↑", "N↓", "K", "steps", "converged", "S²", "Z", "exact Z", "vs exact (mHa)")
+    for col in cols:
+        table.add_column(col, justify="left" if col in ("branch", "converged") else "right")
+    opt = lambda row, key, f: "—" if row.get(key) is None else format(row[key], f)  # noqa: E731
+    for row in rec.sectors:
+        table.add_row(row["branch"], str(row["k"]), str(row["n_up"]), str(row["n_dn"]), str(row["k_total"]),
+                      str(row["n_steps"]), "yes" if row["converged"] else "NO", f"{row['s2']:.3f}",
+                      f"{row['z']:.3f}", opt(row, "exact_z", ".3f"), opt(row, "error_mHa", "+.3f"))
+    console.print(table)
+    if not all(row["converged"] for row in rec.sectors):
+        console.print("[yellow]warning:[/] some sector runs ended unconverged (record converged: false)",
+                      highlight=False)
 
 
 compare_app = typer.Typer(help="Side-by-side runs with peer codes on the same Hamiltonian (extra 'peers').")

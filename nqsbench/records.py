@@ -466,14 +466,20 @@ class NQSBandsSettings(MethodSettings):
     seed: int | None = Field(None, ge=0, description="monte_carlo: sampling seed")
     s_threshold: float = Field(1e-3, gt=0, description="S eigenvalues at or below this are dropped")
     control: bool = Field(True, description="also the same subspace on the exact ground state")
-    band_method: Literal["subspace", "krylov"] = Field(
+    band_method: Literal["subspace", "krylov", "sector"] = Field(
         "subspace", description="subspace: {c†_pk|Ψ⟩}, {c_pk|Ψ⟩} (the paper's); krylov: that subspace "
-        "extended with H c†_pk|Ψ⟩ … H^order c†_pk|Ψ⟩ (block Lanczos from the paper's vectors)")
+        "extended with H c†_pk|Ψ⟩ … H^order c†_pk|Ψ⟩ (block Lanczos from the paper's vectors); sector: an "
+        "NQS of the ground state's settings optimized in each (N↑ ± 1, N↓, K0 ± k) sector (its lowest state)")
     order: int = Field(0, ge=0, le=64, description="krylov: the highest power of H applied (0 for subspace)")
 
     @model_validator(mode="after")
     def _consistent(self):
         if self.band_method == "subspace" and self.order != 0:
+            raise ValueError(f"order {self.order}: only band_method 'krylov' has an order; remove it or use krylov")
+        if self.band_method == "sector" and self.estimator != "exact":
+            raise ValueError("band_method 'sector' has the exact estimator only (energies and Z by exact sums "
+                             "over each sector); use estimator 'exact'")
+        if self.band_method == "sector" and self.order != 0:
             raise ValueError(f"order {self.order}: only band_method 'krylov' has an order; remove it or use krylov")
         if self.band_method == "krylov":
             if self.order < 1:
@@ -638,8 +644,13 @@ class BandRecord(CellRecord):
     ground_state: dict[str, Any] = Field(description="the NQS result record used: path, seed, sampler, "
                                          "n_steps, energy_per_cell")
     estimator: Literal["exact", "monte_carlo"]
-    band_method: Literal["subspace", "krylov"] = "subspace"
+    band_method: Literal["subspace", "krylov", "sector"] = "subspace"
     order: int = Field(0, description="krylov: the highest power of H in the space")
+    sectors: list[dict[str, Any]] = Field(
+        [], description="sector: one row per (branch, k) sector: its NQS run (n_steps, converged, convergence, "
+        "wall_s), energy_raw (supercell, raw H, constant excluded), s2, z (quasiparticle weight "
+        "Σ_p |⟨ψ|c†_pk↑|Ψ0⟩|²), with the control exact_energy_raw, error_mHa and exact_z; same_as_k for a "
+        "k solved as its time-reversed partner")
     krylov_energy_per_cell: float | None = Field(
         None, description="krylov: E(N) per cell (ewald convention) from span{Ψ, HΨ, …, H^order Ψ}, the "
         "reference of ε at the same level as E(N±1); energy_per_cell stays ⟨Ψ|H|Ψ⟩")

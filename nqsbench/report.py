@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .bandstructure import band_method_label
 from .errors import RecordError
 from .gates import rows_frame
 from .store import Store
@@ -184,7 +185,7 @@ def fig_fixed_geometry(df, folder, rep):
 
 def fig_bands(recs, folder, rep):
     """Quasiparticle bands per geometry: exact, EOM-CCSD, HF and NQS (when computed)."""
-    from .bandstructure import CONTROL_STYLE, NQS_STYLE, plot_bands
+    from .bandstructure import CONTROL_STYLE, NQS_METHOD_STYLES, NQS_STYLE, plot_bands
 
     by_geom: dict = {}
     for job, rec in recs.values():
@@ -199,9 +200,11 @@ def fig_bands(recs, folder, rep):
         series = {}
         for job, rec in items:
             if rec.kind == "nqs-bands":
-                series[f"NQS subspace ({rec.estimator})"] = (rec.bands, NQS_STYLE)
+                space = band_method_label(rec.band_method, rec.order)
+                series[f"NQS {space} ({rec.estimator})"] = (rec.bands, NQS_METHOD_STYLES.get(rec.band_method, NQS_STYLE))
                 if rec.control_bands:
-                    series["exact-state subspace"] = (rec.control_bands, CONTROL_STYLE)
+                    series[f"exact-state {space}"] = (rec.control_bands, {
+                        **CONTROL_STYLE, "color": NQS_METHOD_STYLES.get(rec.band_method, CONTROL_STYLE)["color"]})
             else:
                 lab, c, mk = METHOD_STYLE.get(rec.method, (rec.method, "C7", "x"))
                 series[lab] = (rec.bands, {"color": c, "marker": mk, "ms": 3, "lw": 0.9})
@@ -324,7 +327,8 @@ def tables(df, recs):
         if rec.kind == "nqs-bands":
             for name, e in rec.errors.items():
                 band_rows.append({"system": job.system, "geometry": ",".join(f"{k}={v:g}" for k, v in job.params),
-                                  "kmesh": "x".join(map(str, job.kmesh)), "comparison": name,
+                                  "kmesh": "x".join(map(str, job.kmesh)),
+                                  "method": band_method_label(rec.band_method, rec.order), "comparison": name,
                                   "MAE (meV)": e.get("mae_meV"), "max (meV)": e.get("max_meV"),
                                   "gap error (meV)": e.get("gap_error_meV"), "n": e.get("n")})
     if band_rows:

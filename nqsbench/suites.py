@@ -192,8 +192,9 @@ class BandsTask(NQSTask):
     excitation subspace (:mod:`nqsbench.methods.nqs_bands`)."""
     kind: Literal["bands"]
     estimator: Literal["exact", "monte_carlo"] = "exact"
-    band_method: Literal["subspace", "krylov"] | None = Field(
-        None, description="subspace (the paper's) or krylov; default: krylov with the exact estimator, else subspace")
+    band_method: Literal["subspace", "krylov", "sector"] | None = Field(
+        None, description="subspace (the paper's), krylov or sector; default: krylov with the exact estimator, "
+        "else subspace")
     order: int | None = Field(None, ge=1, description="krylov: highest power of H (default 8)")
     band_samples: int = Field(8192, ge=2)
     band_chains: int = Field(32, ge=2)

@@ -118,7 +118,7 @@ def test_cli_krylov_record(tmp_path):
 @pytest.mark.parametrize("args, says", [
     (["--method", "subspace", "--order", "2"], "--order 2: only --method krylov has an order"),
     (["--method", "krylov", "--estimator", "mc"], "--method krylov: the exact estimator only"),
-    (["--method", "lanczos"], "--method 'lanczos': choose 'subspace' or 'krylov'"),
+    (["--method", "lanczos"], "--method 'lanczos': choose 'subspace', 'krylov' or 'sector'"),
 ])
 def test_cli_refusals(tmp_path, args, says):
     res = runner.invoke(app, ["bands", "h-chain", "-k", "1,1,2", *args, "--results", str(tmp_path)])

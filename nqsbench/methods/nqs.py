@@ -89,18 +89,19 @@ def _finite(x) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def make_driver(ham, s: NQSSettings, memory_gb: float | None = None):
+def make_driver(ham, s: NQSSettings, memory_gb: float | None = None, sector=None):
     """The driver of these settings: the model from the model registry; with ``steps="auto"``
     a constant learning rate (:class:`~nqsbench.nqs.convergence.AutoSteps` lowers it on
     plateaus), else the cosine decay over the steps when ``lr_final`` > 0. ``memory_gb``: the
     run's memory budget (default :func:`nqsbench.config.memory_gb`; a run option, not a
-    setting: it changes how the work is chunked, not the numbers)."""
+    setting: it changes how the work is chunked, not the numbers). ``sector``: the
+    (N↑, N↓, K) sector (default: the HF determinant's)."""
     from ..nqs import models
     from ..nqs.defaults import make_driver as _make
     from ..nqs.hilbert import Sector
 
     o, smp = s.optimizer, s.sampler
-    sector = Sector.from_hamiltonian(ham)
+    sector = sector or Sector.from_hamiltonian(ham)
     auto = s.steps == "auto"
     return _make(ham, sampler=smp.kind, model=models.build(s.model, sector), sector=sector, seed=s.seed,
                  lr=o.lr, lr_final=0.0 if auto else o.lr_final, max_norm=o.max_norm, diag_shift=o.diag_shift,
@@ -152,6 +153,31 @@ def start_from_params(driver, s: NQSSettings, path) -> dict | None:
         raise InitParamsError(f"--init {path}: {exc}") from None
     return {"params": str(path), "digest": digest, "steps_before": int(meta.get("step", 0)),
             "model_before": before, "optimizer_before": (meta.get("flags") or {}).get("optimizer")}
+
+
+def auto_steps(s: NQSSettings):
+    """The :class:`~nqsbench.nqs.convergence.AutoSteps` callback of ``steps = "auto"`` settings
+    (None for a fixed number of steps)."""
+    from ..nqs.convergence import AutoSteps
+
+    if s.steps != "auto":
+        return None
+    c = s.convergence
+    return AutoSteps(c.window, c.tol_mha, c.sigmas, c.decay, lr_final=s.optimizer.lr_final,
+                     max_minutes=s.max_minutes)
+
+
+def optimize(ham, s: NQSSettings, sector=None, memory_gb: float | None = None, callbacks=()):
+    """A driver of these settings optimized in ``sector`` (default: the ground-state sector)
+    from the start ``s.init`` names ("hf": the sector's own reference determinant), with the
+    divergence guard and, for ``steps = "auto"``, the plateau criterion; no files. Returns
+    (driver, converged, why) (:func:`verdict`)."""
+    from ..nqs import DivergenceGuard
+
+    driver = make_driver(ham, s, memory_gb=memory_gb, sector=sector)
+    auto = auto_steps(s)
+    driver.run(s.step_budget, callbacks=[DivergenceGuard(), *([auto] if auto else []), *callbacks])
+    return (driver, *verdict(driver, s, auto))
 
 
 def verdict(driver, s: NQSSettings, auto=None):
@@ -220,7 +246,6 @@ class NQSMethod(Method):
 
     def run(self, geom, ham, s: NQSSettings, ctx: RunContext) -> ResultRecord:
         from ..nqs import Checkpoint, DivergenceGuard, ProgressBar
-        from ..nqs.convergence import AutoSteps
         from ..nqs.results import params_path, save_params
 
         driver = make_driver(ham, s, memory_gb=ctx.options.get("memory_gb"))
@@ -230,11 +255,8 @@ class NQSMethod(Method):
         ckpt_dir = ctx.path.with_name(ctx.path.stem + ".ckpt") if ctx.path is not None else None
         resume = _resume_from(driver, ckpt_dir, ctx.resume)
         callbacks = [DivergenceGuard()]
-        auto = None
-        if s.steps == "auto":
-            c = s.convergence
-            auto = AutoSteps(c.window, c.tol_mha, c.sigmas, c.decay, lr_final=s.optimizer.lr_final,
-                             max_minutes=s.max_minutes)
+        auto = auto_steps(s)
+        if auto is not None:
             callbacks.append(auto)
         if ckpt_dir is not None:
             callbacks.append(Checkpoint(ckpt_dir, every_seconds=ctx.checkpoint_every,

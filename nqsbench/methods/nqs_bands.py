@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bandstructure import CONTROL_STYLE, NQS_STYLE, band_errors, gap, plot_bands
+from ..bandstructure import CONTROL_STYLE, NQS_STYLE, band_errors, band_method_label, gap, plot_bands
 from ..errors import RecordError
 from ..records import Band, BandRecord, NQSBandsSettings, ResultRecord
 from .base import Dependency, Method, RunContext
@@ -100,6 +100,111 @@ def nqs_subspace(ham, model, sector, params, s: NQSBandsSettings):
     return subspace_monte_carlo(ham, model, params, np.asarray(xs), sector=sector, s_threshold=s.s_threshold)
 
 
+def _quasiparticle_sectors(ham, k0: int):
+    """(create, k, partner) for every branch and k of the mesh; ``partner`` is the k whose
+    sector stands for this one (−k when Ψ0's momentum is its own time-reversed partner, so the
+    K0+k and K0−k sectors are complex-conjugate blocks with the same spectrum), else None."""
+    symmetric = ham.k_sub(0, k0) == k0
+    for create in (True, False):
+        for k in range(ham.nk):
+            mk = ham.k_sub(0, k)
+            yield create, k, (mk if symmetric and mk < k else None)
+
+
+def _with_partners(ham, k0: int, solve) -> tuple[list, list, list]:
+    """Electron and hole branches (and per-sector rows) of ``solve(create, k)`` → (branch, row),
+    solved once per time-reversal pair (:func:`_quasiparticle_sectors`)."""
+    from dataclasses import replace
+
+    done, electron, hole, rows = {}, [], [], []
+    for create, k, partner in _quasiparticle_sectors(ham, k0):
+        if partner is not None:
+            br, row = done[create, partner]
+            br, row = replace(br, k=k), row and {**row, "k": k, "same_as_k": partner}
+        else:
+            br, row = done[create, k] = solve(create, k)
+        (electron if create else hole).append(br)
+        rows.append(row)
+    return electron, hole, rows
+
+
+def sector_bands(ham, model, sector, params, gs, s: NQSBandsSettings, memory_gb=None, log=None):
+    """The sector method: for every k and branch an NQS of the ground state's settings ``gs``
+    (model, sampler, optimizer, steps) optimized in the (N↑ ± 1, N↓, K0 ± k) sector from that
+    sector's Koopmans determinant; its lowest state gives ε_e(k) = E(N+1, K0+k) − E(N) and
+    ε_h(k) = E(N) − E(N−1, K0−k), with E(N) = ⟨Ψ0|H|Ψ0⟩ of the ground-state network, both by
+    exact sums, and Z = Σ_p |⟨ψ_k|c†_pk↑|Ψ0⟩|² says whether the state is the quasiparticle.
+
+    Returns (SubspaceBands, control or None, rows). The control: the exact lowest level of each
+    sector on the exact ground state (its Z summed over a degenerate level, where the lowest
+    eigenvector is not unique). ``rows``: one dict per sector (its run, S², Z, and with the
+    control the exact energy, error and exact Z)."""
+    import time
+
+    from ..nqs.excitations import SubspaceBands, nqs_vector, sector_branch
+    from ..nqs.hilbert import Sector
+    from .nqs import optimize
+
+    psi0, src = nqs_vector(ham, model, params, sector)
+    e_n = float(np.vdot(psi0, src.matvec(psi0)).real)
+    start = gs.model_copy(update={"init": "hf"})       # each sector from its own determinant
+
+    def solve(create, k):
+        qp = Sector.quasiparticle(ham, k, create)
+        t0 = time.perf_counter()
+        driver, converged, why = optimize(ham, start, sector=qp, memory_gb=memory_gb)
+        psi1, dst = nqs_vector(ham, driver.model, driver.params, qp)
+        br = sector_branch(ham, psi0, src, psi1, dst, k, create, e_n)
+        row = {"branch": "electron" if create else "hole", "k": k, "n_up": qp.n_up, "n_dn": qp.n_dn,
+               "k_total": qp.k_total, "dim": len(psi1), "energy_raw": float(br.e_total[0]),
+               "s2": round(float(dst.s_squared(psi1)), 6), "z": float(br.weights[0]),
+               "n_steps": driver.step, "converged": bool(converged), "convergence": why,
+               "wall_s": round(time.perf_counter() - t0, 1)}
+        if log is not None:
+            log(f"sector {row['branch']} k={k} (N↑={qp.n_up}, N↓={qp.n_dn}, K={qp.k_total}): {driver.step} "
+                f"steps, {row['wall_s']:.0f} s, S² {row['s2']:.3f}, Z {row['z']:.3f}")
+        return br, row
+
+    electron, hole, rows = _with_partners(ham, sector.k_total, solve)
+    sb = SubspaceBands(estimator="exact", s_threshold=s.s_threshold, e_ground=e_n, electron=electron,
+                       hole=hole, meta={"s2": float(src.s_squared(psi0))})
+    ctrl = exact_sector_control(ham) if s.control else None
+    if ctrl is not None and ctrl.meta["k0"] == sector.k_total:
+        for row in rows:
+            br = (ctrl.electron if row["branch"] == "electron" else ctrl.hole)[row["k"]]
+            row.update(exact_energy_raw=float(br.e_total[0]), exact_z=float(br.weights[0]),
+                       error_mHa=1e3 * (row["energy_raw"] - float(br.e_total[0])))
+    return sb, ctrl, rows
+
+
+def exact_sector_control(ham, degenerate: float = 1e-6):
+    """The sector method on the exact ground state (lowest singlet): the lowest level of each
+    (N↑ ± 1, N↓, K0 ± k) sector by exact diagonalization, Z summed over the level's roots within
+    ``degenerate`` Ha."""
+    from dataclasses import replace
+
+    from ..exact import ExactDiagonalization, SectorBlock
+    from ..nqs.excitations import SubspaceBands, sector_branch
+
+    ed = ExactDiagonalization(ham, n_roots=2, bands=False).run()
+    psi0, k0 = (ed.psi_singlet, ed.k_singlet) if ed.psi_singlet is not None else (ed.psi_ground, ed.k_ground)
+    src = SectorBlock(ham, ham.n_alpha, ham.n_beta, k0)
+    psi0 = psi0 / np.linalg.norm(psi0)
+    e0 = float(np.vdot(psi0, src.matvec(psi0)).real)
+
+    def solve(create, k):
+        kt = ham.k_add(k0, k) if create else ham.k_sub(k0, k)
+        dst = SectorBlock(ham, ham.n_alpha + (1 if create else -1), ham.n_beta, kt)
+        res = dst.solve(3)
+        level = [v for e, v in zip(res.energies, res.vectors) if e - res.energies[0] < degenerate]
+        brs = [sector_branch(ham, psi0, src, v, dst, k, create, e0) for v in level]
+        return replace(brs[0], weights=np.array([sum(b.weights[0] for b in brs)])), None
+
+    electron, hole, _ = _with_partners(ham, k0, solve)
+    return SubspaceBands(estimator="exact", s_threshold=0.0, e_ground=e0, electron=electron, hole=hole,
+                         meta={"k0": k0})
+
+
 def exact_control(ham, s_threshold: float, order: int = 0):
     """The subspace (``order`` > 0: the Krylov space of that order) built on the exact ground
     state (lowest singlet of the N sector)."""
@@ -126,7 +231,7 @@ class NQSBands(Method):
         return bands_settings()
 
     def record_name(self, s: NQSBandsSettings, label: str | None = None) -> str:
-        space = f"krylov{s.order}-" if s.band_method == "krylov" else ""
+        space = {"krylov": f"krylov{s.order}-", "sector": "sector-"}.get(s.band_method, "")
         return f"{get('nqs').record_name(s.ground_state, label)}.bands-{space}{s.estimator}"
 
     def dependencies(self, s: NQSBandsSettings, label: str | None = None) -> list[Dependency]:
@@ -158,11 +263,16 @@ class NQSBands(Method):
             model, sector, params = ground_state_model(ham, result, ppath)
         except ValueError as exc:
             raise RecordError(str(exc)) from None
-        sb = nqs_subspace(ham, model, sector, params, s)
+        rows = []
+        if s.band_method == "sector":
+            sb, ctrl, rows = sector_bands(ham, model, sector, params, result.settings, s,
+                                          memory_gb=ctx.options.get("memory_gb"), log=ctx.log)
+        else:
+            sb = nqs_subspace(ham, model, sector, params, s)
+            ctrl = exact_control(ham, sb.s_threshold, s.order) if s.control else None
         bands = sb.bands(ham)
         refs = {m: ctx.inputs[m][1] for m in REFERENCE_BANDS
                 if m in ctx.inputs and not ctx.inputs[m][1].failed and ctx.inputs[m][1].bands}
-        ctrl = exact_control(ham, sb.s_threshold, s.order) if s.control else None
         ctrl_bands = ctrl.bands(ham) if ctrl is not None else []
         errors = {}
         for name, rec in refs.items():
@@ -176,7 +286,7 @@ class NQSBands(Method):
         n0 = ham.n_alpha + ham.n_beta
         fig_stem = None
         if ctx.path is not None and ctx.options.get("figure", True):
-            space = f"Krylov {s.order}" if s.band_method == "krylov" else "subspace"
+            space = band_method_label(s.band_method, s.order)
             series = {f"NQS {space}": (bands, NQS_STYLE)}
             if ctrl is not None:
                 series[f"exact-state {space}"] = (ctrl_bands, CONTROL_STYLE)
@@ -189,10 +299,11 @@ class NQSBands(Method):
         e_state = sb.meta.get("e_state", sb.e_ground)      # ⟨Ψ|H|Ψ⟩ (krylov's E(N) is another)
         # decided, not assumed: every branch kept a direction and every band energy is finite
         made = all(r > 0 for rs in sb.ranks().values() for r in rs) and all(
-            np.isfinite(e).all() for b in bands for e in (b["electron"], b["hole"]))
+            np.isfinite(e).all() for b in bands for e in (b["electron"], b["hole"])) and all(
+            row["converged"] for row in rows)      # sector: every sector's run at its plateau
         return BandRecord(
             method=f"nqs-{result.settings.model.kind}-bands", **self.common_fields(geom, ham), settings=s,
-            band_method=s.band_method, order=s.order,
+            band_method=s.band_method, order=s.order, sectors=rows,
             converged=bool(made), energy_per_cell=(e_state + ham.constant + ham.ewald_shift(n0)) / ham.nk,
             energy_per_cell_raw=(e_state + ham.constant) / ham.nk,
             krylov_energy_per_cell=((sb.e_ground + ham.constant + ham.ewald_shift(n0)) / ham.nk

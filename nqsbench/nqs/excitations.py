@@ -197,6 +197,25 @@ def nqs_vector(ham, model, params, sector: Sector | None = None, ed_sector=None)
     return psi / np.linalg.norm(psi), ed_sector
 
 
+def sector_branch(ham, psi0: np.ndarray, src, psi1: np.ndarray, dst, k: int, create: bool,
+                  e_n: float) -> SubspaceBranch:
+    """The lowest state ``psi1`` of the (N±1, K0±k) sector ``dst`` (a SectorBlock) as a one-root
+    branch: its energy ⟨ψ1|H|ψ1⟩ and its quasiparticle weight Z = Σ_p |⟨ψ1|c†_pk↑|Ψ0⟩|² (c_pk↑
+    for a hole) with Ψ0 = ``psi0`` of ``src``; both vectors normalized here. Z near the exact
+    quasiparticle's says the lowest state is the quasiparticle, a small Z a satellite (or a
+    state of higher spin: c†|Ψ0⟩ of a singlet is a doublet)."""
+    from ..exact import apply_ladder
+
+    psi0 = np.asarray(psi0, dtype=complex) / np.linalg.norm(psi0)
+    psi1 = np.asarray(psi1, dtype=complex) / np.linalg.norm(psi1)
+    e1 = float(np.vdot(psi1, dst.matvec(psi1)).real)
+    z = sum(abs(np.vdot(psi1, apply_ladder(src, psi0, k * ham.n_orb + p, 0, create, dst))) ** 2
+            for p in range(ham.n_orb))
+    return SubspaceBranch(k=k, create=create, e_total=np.array([e1]),
+                          eps=np.array([e1 - e_n if create else e_n - e1]), weights=np.array([float(z)]),
+                          s_eigenvalues=np.array([1.0]), rank=1)
+
+
 def subspace_exact(ham, psi: np.ndarray, k0: int | None = None, n_alpha: int | None = None,
                    n_beta: int | None = None, s_threshold: float = DEFAULT_S_THRESHOLD,
                    spaces: dict | None = None, order: int = 0) -> SubspaceBands:

@@ -5,7 +5,7 @@ orbital i = k * n_orb + p. A configuration is a 0/1 vector of length 2M.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import combinations
 
 import numpy as np
@@ -41,6 +41,23 @@ class Sector:
         return cls(n_spatial=ham.n_spatial, n_orb=ham.n_orb, nk=nk, n_up=n_up, n_dn=n_dn,
                    k_total=k_total, orbital_k=np.asarray(ham.orbital_k, dtype=np.int32),
                    kadd=kadd, ksub=ksub, hf_config=hf)
+
+    @classmethod
+    def quasiparticle(cls, ham, k: int, create: bool) -> "Sector":
+        """The (N↑ ± 1, N↓, K0 ± k) sector (K0: the HF determinant's momentum) of one added electron (``create``) or hole at crystal
+        momentum k, spin up, with ``hf_config`` its Koopmans determinant: the HF determinant with
+        the lowest virtual orbital at k filled (the highest occupied one emptied)."""
+        base = cls.from_hamiltonian(ham)
+        occ = np.asarray(ham.mo_occ).reshape(ham.nk, ham.n_orb) > 0
+        free = np.flatnonzero(~occ[k] if create else occ[k])
+        if not len(free):
+            raise ValueError(f"k = {k}: no {'virtual' if create else 'occupied'} orbital to "
+                             f"{'fill' if create else 'empty'}")
+        hf = base.hf_config.copy()
+        hf[k * ham.n_orb + (free[0] if create else free[-1])] = 1 if create else 0
+        kt = ham.k_add(base.k_total, k) if create else ham.k_sub(base.k_total, k)
+        return replace(cls.from_hamiltonian(ham, base.n_up + (1 if create else -1), base.n_dn, kt),
+                       hf_config=hf)
 
     # ------------------------------------------------------------------ labels
     @property

@@ -137,3 +137,32 @@ def test_suite_sector_with_monte_carlo_is_one_line(tmp_path):
     res = runner.invoke(app, ["check", str(tmp_path / "b.toml")])
     assert res.exit_code == 2 and "band_method 'sector' has the exact estimator only" in res.output, res.output
     assert len(res.output.strip().splitlines()) == 1
+
+
+def test_a_diverged_sector_run_is_redone_at_half_the_rate(monkeypatch):
+    """A sector run stopped by the divergence guard is redone at half the learning rate (recorded
+    per sector); one that diverges at every rate is one error naming the sector."""
+    from nqsbench.methods import nqs as nqs_method
+    from nqsbench.methods.nqs_bands import bands_settings, sector_bands
+    from nqsbench.nqs import DivergenceError
+
+    ham = hchain(2, 1.4)
+    gs = nqs_settings(steps=30)
+    driver, *_ = optimize(ham, gs)
+    real = nqs_method.optimize
+    tried = []
+
+    def flaky(ham, s, **kw):
+        tried.append(s.optimizer.lr)
+        if s.optimizer.lr > 0.2:
+            raise DivergenceError("step 3: energy rose")
+        return real(ham, s, **kw)
+
+    monkeypatch.setattr(nqs_method, "optimize", flaky)
+    s = bands_settings(gs, method="sector", control=False)
+    _, _, rows = sector_bands(ham, driver.model, driver.sector, driver.params, gs, s)
+    assert [r["lr"] for r in rows] == [0.125] * len(rows) and tried[:2] == [0.25, 0.125]
+
+    monkeypatch.setattr(nqs_method, "optimize", lambda *a, **kw: (_ for _ in ()).throw(DivergenceError("NaN")))
+    with pytest.raises(DivergenceError, match=r"sector electron k=0: NaN \(tried lr 0.25 down to 0.0625\)"):
+        sector_bands(ham, driver.model, driver.sector, driver.params, gs, s)

@@ -29,6 +29,7 @@ REFERENCE_BANDS = ("exact", "eom_ccsd", "hf")
 # 2 / 4 / 6 / 8 was 221-637 / 44-1232 / 8-718 / 4.5-876 meV; only order 8 is below EOM-CCSD's at every
 # point (gap error ≤ 0.04 eV at d ≥ 2.6 from order 6 on). Cost: order + 1 sector matvecs per vector.
 DEFAULT_KRYLOV_ORDER = 8
+SECTOR_ATTEMPTS = 3          # sector runs: the ground state's learning rate, then half, then a quarter
 DEFAULT_SAMPLES = 8192
 DEFAULT_CHAINS = 32
 REFERENCE_STYLES = {"exact": ("exact", {"color": "k", "marker": "s", "ms": 3, "lw": 1.0}),
@@ -145,20 +146,35 @@ def sector_bands(ham, model, sector, params, gs, s: NQSBandsSettings, memory_gb=
     from ..nqs.hilbert import Sector
     from .nqs import optimize
 
+    from ..nqs import DivergenceError
+
     psi0, src = nqs_vector(ham, model, params, sector)
     e_n = float(np.vdot(psi0, src.matvec(psi0)).real)
-    start = gs.model_copy(update={"init": "hf"})       # each sector from its own determinant
 
     def solve(create, k):
         qp = Sector.quasiparticle(ham, k, create)
         t0 = time.perf_counter()
-        driver, converged, why = optimize(ham, start, sector=qp, memory_gb=memory_gb)
+        lr = gs.optimizer.lr
+        for attempt in range(SECTOR_ATTEMPTS):
+            # each sector from its own determinant; a diverged run is redone at half the rate
+            # (H chain N_k = 4, d = 1.0: the default lr 0.25 diverges at step 33 in the N+1 sector)
+            start = gs.model_copy(update={"init": "hf", "optimizer": gs.optimizer.model_copy(update={"lr": lr})})
+            try:
+                driver, converged, why = optimize(ham, start, sector=qp, memory_gb=memory_gb)
+                break
+            except DivergenceError as exc:
+                if attempt == SECTOR_ATTEMPTS - 1:
+                    raise DivergenceError(f"sector {'electron' if create else 'hole'} k={k}: {exc} "
+                                          f"(tried lr {gs.optimizer.lr:g} down to {lr:g})") from None
+                if log is not None:
+                    log(f"sector {'electron' if create else 'hole'} k={k}: {exc}; again at lr {lr / 2:g}")
+                lr /= 2
         psi1, dst = nqs_vector(ham, driver.model, driver.params, qp)
         br = sector_branch(ham, psi0, src, psi1, dst, k, create, e_n)
         row = {"branch": "electron" if create else "hole", "k": k, "n_up": qp.n_up, "n_dn": qp.n_dn,
                "k_total": qp.k_total, "dim": len(psi1), "energy_raw": float(br.e_total[0]),
                "s2": round(float(dst.s_squared(psi1)), 6), "z": float(br.weights[0]),
-               "n_steps": driver.step, "converged": bool(converged), "convergence": why,
+               "n_steps": driver.step, "lr": lr, "converged": bool(converged), "convergence": why,
                "wall_s": round(time.perf_counter() - t0, 1)}
         if log is not None:
             log(f"sector {row['branch']} k={k} (N↑={qp.n_up}, N↓={qp.n_dn}, K={qp.k_total}): {driver.step} "

@@ -649,7 +649,7 @@ class BandRecord(CellRecord):
     sectors: list[dict[str, Any]] = Field(
         [], description="sector: one row per (branch, k) sector: its NQS run (n_steps, converged, convergence, "
         "wall_s; lr: the learning rate it ran at, halved after a divergence), energy_raw (supercell, raw H, constant excluded), s2, z (quasiparticle weight "
-        "Σ_p |⟨ψ|c†_pk↑|Ψ0⟩|²), with the control exact_energy_raw, error_mHa and exact_z; same_as_k for a "
+        "Σ_p |⟨ψ|c†_pk↑|Ψ0⟩|²), with the control exact_energy_raw, exact_s2, error_mHa and exact_z; same_as_k for a "
         "k solved as its time-reversed partner")
     krylov_energy_per_cell: float | None = Field(
         None, description="krylov: E(N) per cell (ewald convention) from span{Ψ, HΨ, …, H^order Ψ}, the "

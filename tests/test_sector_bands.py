@@ -95,6 +95,7 @@ def test_cli_sector_record(tmp_path):
         assert row["converged"] and abs(row["error_mHa"]) / nk < 1.6, row
         assert row["error_mHa"] > -1e-6                                   # variational
         assert -1e-12 <= row["z"] <= 1 + 1e-9 and -1e-12 <= row["exact_z"] <= 1 + 1e-9
+        assert abs(row["s2"] - row["exact_s2"]) < 0.1         # the same multiplet as the exact lowest level
     assert all(len(b.electron) == len(b.hole) == 1 for b in rec.bands)
     geom = catalog.load("h-chain").geometry({"d": 1.8}, (1, 1, nk))
     sectors = read_record(Store.default(refs, tmp_path).path("exact", geom), ReferenceRecord).sectors

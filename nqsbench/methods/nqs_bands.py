@@ -186,9 +186,9 @@ def sector_bands(ham, model, sector, params, gs, s: NQSBandsSettings, memory_gb=
                        hole=hole, meta={"s2": float(src.s_squared(psi0))})
     ctrl = exact_sector_control(ham) if s.control else None
     if ctrl is not None and ctrl.meta["k0"] == sector.k_total:
-        for row in rows:
+        for row, s2 in zip(rows, ctrl.meta["s2"]):       # both in _quasiparticle_sectors' order
             br = (ctrl.electron if row["branch"] == "electron" else ctrl.hole)[row["k"]]
-            row.update(exact_energy_raw=float(br.e_total[0]), exact_z=float(br.weights[0]),
+            row.update(exact_energy_raw=float(br.e_total[0]), exact_s2=s2, exact_z=float(br.weights[0]),
                        error_mHa=1e3 * (row["energy_raw"] - float(br.e_total[0])))
     return sb, ctrl, rows
 
@@ -196,7 +196,7 @@ def sector_bands(ham, model, sector, params, gs, s: NQSBandsSettings, memory_gb=
 def exact_sector_control(ham, degenerate: float = 1e-6):
     """The sector method on the exact ground state (lowest singlet): the lowest level of each
     (N↑ ± 1, N↓, K0 ± k) sector by exact diagonalization, Z summed over the level's roots within
-    ``degenerate`` Ha."""
+    ``degenerate`` Ha; ``meta["s2"]``: ⟨S²⟩ of each sector's lowest root, electron then hole."""
     from dataclasses import replace
 
     from ..exact import ExactDiagonalization, SectorBlock
@@ -214,11 +214,12 @@ def exact_sector_control(ham, degenerate: float = 1e-6):
         res = dst.solve(3)
         level = [v for e, v in zip(res.energies, res.vectors) if e - res.energies[0] < degenerate]
         brs = [sector_branch(ham, psi0, src, v, dst, k, create, e0) for v in level]
-        return replace(brs[0], weights=np.array([sum(b.weights[0] for b in brs)])), None
+        return (replace(brs[0], weights=np.array([sum(b.weights[0] for b in brs)])),
+                {"s2": round(float(res.s2[0]), 6)})
 
-    electron, hole, _ = _with_partners(ham, k0, solve)
+    electron, hole, rows = _with_partners(ham, k0, solve)
     return SubspaceBands(estimator="exact", s_threshold=0.0, e_ground=e0, electron=electron, hole=hole,
-                         meta={"k0": k0})
+                         meta={"k0": k0, "s2": [row["s2"] for row in rows]})
 
 
 def exact_control(ham, s_threshold: float, order: int = 0):

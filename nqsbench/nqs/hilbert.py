@@ -44,9 +44,10 @@ class Sector:
 
     @classmethod
     def quasiparticle(cls, ham, k: int, create: bool) -> "Sector":
-        """The (N↑ ± 1, N↓, K0 ± k) sector (K0: the HF determinant's momentum) of one added electron (``create``) or hole at crystal
-        momentum k, spin up, with ``hf_config`` its Koopmans determinant: the HF determinant with
-        the lowest virtual orbital at k filled (the highest occupied one emptied)."""
+        """The (N↑ ± 1, N↓, K0 ± k) sector (K0: the HF determinant's momentum) of one added
+        electron (``create``) or hole at crystal momentum k, spin up, with ``hf_config`` its
+        Koopmans determinant: the HF determinant with the lowest virtual orbital at k filled (the
+        highest occupied one emptied; orbitals are energy-ordered within each k)."""
         base = cls.from_hamiltonian(ham)
         occ = np.asarray(ham.mo_occ).reshape(ham.nk, ham.n_orb) > 0
         free = np.flatnonzero(~occ[k] if create else occ[k])

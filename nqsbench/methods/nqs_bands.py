@@ -142,17 +142,17 @@ def sector_bands(ham, model, sector, params, gs, s: NQSBandsSettings, memory_gb=
     control the exact energy, error and exact Z)."""
     import time
 
+    from ..nqs import DivergenceError
     from ..nqs.excitations import SubspaceBands, nqs_vector, sector_branch
     from ..nqs.hilbert import Sector
     from .nqs import optimize
-
-    from ..nqs import DivergenceError
 
     psi0, src = nqs_vector(ham, model, params, sector)
     e_n = float(np.vdot(psi0, src.matvec(psi0)).real)
 
     def solve(create, k):
         qp = Sector.quasiparticle(ham, k, create)
+        branch = "electron" if create else "hole"
         t0 = time.perf_counter()
         lr = gs.optimizer.lr
         for attempt in range(SECTOR_ATTEMPTS):
@@ -164,20 +164,20 @@ def sector_bands(ham, model, sector, params, gs, s: NQSBandsSettings, memory_gb=
                 break
             except DivergenceError as exc:
                 if attempt == SECTOR_ATTEMPTS - 1:
-                    raise DivergenceError(f"sector {'electron' if create else 'hole'} k={k}: {exc} "
+                    raise DivergenceError(f"sector {branch} k={k}: {exc} "
                                           f"(tried lr {gs.optimizer.lr:g} down to {lr:g})") from None
                 if log is not None:
-                    log(f"sector {'electron' if create else 'hole'} k={k}: {exc}; again at lr {lr / 2:g}")
+                    log(f"sector {branch} k={k}: {exc}; again at lr {lr / 2:g}")
                 lr /= 2
         psi1, dst = nqs_vector(ham, driver.model, driver.params, qp)
         br = sector_branch(ham, psi0, src, psi1, dst, k, create, e_n)
-        row = {"branch": "electron" if create else "hole", "k": k, "n_up": qp.n_up, "n_dn": qp.n_dn,
+        row = {"branch": branch, "k": k, "n_up": qp.n_up, "n_dn": qp.n_dn,
                "k_total": qp.k_total, "dim": len(psi1), "energy_raw": float(br.e_total[0]),
                "s2": round(float(dst.s_squared(psi1)), 6), "z": float(br.weights[0]),
                "n_steps": driver.step, "lr": lr, "converged": bool(converged), "convergence": why,
                "wall_s": round(time.perf_counter() - t0, 1)}
         if log is not None:
-            log(f"sector {row['branch']} k={k} (N↑={qp.n_up}, N↓={qp.n_dn}, K={qp.k_total}): {driver.step} "
+            log(f"sector {branch} k={k} (N↑={qp.n_up}, N↓={qp.n_dn}, K={qp.k_total}): {driver.step} "
                 f"steps, {row['wall_s']:.0f} s, S² {row['s2']:.3f}, Z {row['z']:.3f}")
         return br, row
 
@@ -203,10 +203,9 @@ def exact_sector_control(ham, degenerate: float = 1e-6):
     from ..nqs.excitations import SubspaceBands, sector_branch
 
     ed = ExactDiagonalization(ham, n_roots=2, bands=False).run()
-    psi0, k0 = (ed.psi_singlet, ed.k_singlet) if ed.psi_singlet is not None else (ed.psi_ground, ed.k_ground)
+    psi0, k0, e0 = ((ed.psi_singlet, ed.k_singlet, ed.e_singlet) if ed.psi_singlet is not None
+                    else (ed.psi_ground, ed.k_ground, ed.e_ground))
     src = SectorBlock(ham, ham.n_alpha, ham.n_beta, k0)
-    psi0 = psi0 / np.linalg.norm(psi0)
-    e0 = float(np.vdot(psi0, src.matvec(psi0)).real)
 
     def solve(create, k):
         kt = ham.k_add(k0, k) if create else ham.k_sub(k0, k)

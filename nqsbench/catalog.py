@@ -19,9 +19,11 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from . import config
-from .errors import CatalogError
+from .errors import CatalogError, validation_field_error
 from .io import read_toml
 from .units import ANGSTROM_TO_BOHR
+
+SCHEMA_HINT = "schemas/system.schema.json"   # where a system file's keys are documented
 
 MIN_ATOM_DISTANCE_BOHR = 0.5
 SCHEMA_VERSION = 1
@@ -338,24 +340,13 @@ def systems_dir() -> Path:
     return config.systems_dir()
 
 
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        return f"field '{loc}': unknown key; remove it (see schemas/system.schema.json)"
-    if err["type"] == "missing":
-        return f"field '{loc}': missing; add it (see schemas/system.schema.json)"
-    return f"field '{loc or 'spec'}': {msg}"
-
-
 def load_spec_file(path: str | Path) -> SystemSpec:
     path = Path(path)
     data = read_toml(path, CatalogError, "system file")
     try:
         spec = SystemSpec.model_validate(data)
     except ValidationError as exc:
-        raise CatalogError(f"{path}: {_first_error(exc)}") from None
+        raise CatalogError(f"{path}: {validation_field_error(exc, see=SCHEMA_HINT, default='spec')}") from None
     _check_basis(spec, path)
     # Every expression must evaluate at the defaults; errors name the file.
     try:

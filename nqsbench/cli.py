@@ -720,6 +720,10 @@ def suite_cmd(name: str = typer.Argument(..., help="suite name (suites/NAME.toml
               dry_run: bool = typer.Option(False, "--dry-run", help="list what would run and why; compute nothing"),
               as_json: bool = typer.Option(False, "--json", help="with --dry-run: the plan as one JSON document"),
               force: bool = typer.Option(False, "--force", help="recompute every record, fresh or not"),
+              task_timeout: Optional[float] = typer.Option(
+                  None, "--task-timeout", min=0, help="minutes a worker may take over one geometry before it "
+                  "counts as stalled and is retried from its checkpoint (--jobs > 1, local); 0: no limit "
+                  "[default: 4 × the estimate, at least 10]"),
               progress: bool = typer.Option(True, help="show the progress bar"),
               results: Optional[Path] = ResultsOpt, references: Optional[Path] = ReferencesOpt) -> None:
     """Compute every missing or stale record of a suite; fresh records are skipped (resumable)."""
@@ -753,7 +757,7 @@ def suite_cmd(name: str = typer.Argument(..., help="suite name (suites/NAME.toml
         return
     t0 = time.perf_counter()
     out = run_suite(suite, store, n_jobs=jobs, force=force, progress=progress, executor=ex,
-                    echo=lambda line: console.print(line, highlight=False, soft_wrap=True))
+                    task_timeout_minutes=task_timeout, echo=lambda line: console.print(line, highlight=False, soft_wrap=True))
     n = {s: sum(o.state == s for o in out) for s in ("done", "skipped", "failed")}
     wall = time.perf_counter() - t0
     console.print(f"suite {suite.name}: {len(out)} records ({n['done']} computed, {n['skipped']} fresh, "

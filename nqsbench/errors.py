@@ -27,3 +27,18 @@ class SuiteError(NqsbenchError):
 
 class UnsafePathError(NqsbenchError):
     """A path built from input (parameter names, ids, labels) would land outside its root folder."""
+
+
+def validation_field_error(exc, prefix: str = "", see: str = "", default: str = "") -> str:
+    """The first error of a pydantic ``ValidationError`` as ``field 'LOC': what to do``: LOC the
+    dotted path (``tasks[2].gates[0].kind``, under ``prefix``), an unknown key "remove it", a
+    missing one "add it" (``see``: where the keys are documented), else pydantic's message."""
+    err = exc.errors()[0]
+    loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
+    where = f"{prefix}.{loc}" if prefix and loc else (prefix or loc or default)
+    hint = f" (see {see})" if see else ""
+    if err["type"] == "extra_forbidden":
+        return f"field '{where}': unknown key; remove it{hint}"
+    if err["type"] == "missing":
+        return f"field '{where}': missing; add it{hint}"
+    return f"field '{where}': {err['msg'].removeprefix('Value error, ')}"

@@ -513,6 +513,14 @@ class QuasiparticleBranch:
     residuals: np.ndarray
 
 
+def quasiparticle_partner(ham, k0: int, k: int) -> int | None:
+    """The k whose quasiparticle sectors stand for K0 ± k: −k when Ψ0's momentum K0 is its own
+    time-reversed partner and −k < k (the K0+k and K0−k sectors are then complex-conjugate
+    blocks with one spectrum), else None (solve this k)."""
+    mk = ham.k_sub(0, k)
+    return mk if ham.k_sub(0, k0) == k0 and mk < k else None
+
+
 class ExactDiagonalization:
     """Exact ground state and quasiparticle bands of a :class:`Hamiltonian`.
 
@@ -626,11 +634,10 @@ class ExactDiagonalization:
         na, nb = ham.n_alpha, ham.n_beta
         src = self.sector(na, nb, k0)
         occ = ham.mo_occ > 0
-        symmetric = self.time_reversal and ham.k_sub(0, k0) == k0   # Ψ0 maps to itself
         for create, store in ((True, self.electron), (False, self.hole)):
             for k in range(ham.nk):
-                mk = ham.k_sub(0, k)
-                if symmetric and mk < k:
+                mk = quasiparticle_partner(ham, k0, k) if self.time_reversal else None
+                if mk is not None:
                     src_qp = store[mk]
                     store.append(QuasiparticleBranch(k=k, energies=src_qp.energies, weights=src_qp.weights,
                                                      residuals=src_qp.residuals))

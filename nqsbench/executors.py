@@ -37,17 +37,18 @@ class ExecutorError(NqsbenchError):
 
 @dataclass
 class Task:
-    """One unit of work: ``items`` (a geometry's jobs) run in order by one worker."""
+    """One unit of work: ``items`` (a geometry's jobs) run in order by one worker; ``timeout_s``:
+    how long a worker may take before it counts as stalled (None: no limit)."""
     key: str
     items: list
     resources: dict[str, float] = field(default_factory=dict)
+    timeout_s: float | None = None
 
 
 def single_thread_env() -> dict[str, str]:
     """One BLAS/OpenMP/XLA thread: N single-threaded workers on N cores, no oversubscription."""
     env = {var: "1" for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-    env["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                        " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1").strip()
+    env["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
     return env
 
 
@@ -73,38 +74,140 @@ class Executor:
 
 
 class LocalExecutor(Executor):
-    """This machine: in-process for one job at a time, else a spawned process pool."""
+    """This machine: in this process with ``n_jobs = 1`` (per-step progress, no watchdog), else
+    one spawned process per task, ``n_jobs`` at a time, each with a watchdog.
+
+    A task whose process dies (out of memory, a kill) or gives no result within its
+    ``timeout_s`` is retried, at most :data:`RETRIES` times; the retry resumes from the
+    run's last checkpoint. Before a stalled process is killed, its Python stacks go to stderr
+    (``faulthandler`` on SIGUSR1): an XLA CPU call that never returned wedged a quick-suite
+    worker for over an hour on a CI machine (2026-11-26, one NNBF Markov-chain run in ~15;
+    the stack was not captured), so a stall is reported and survived, never waited out."""
     name = "local"
 
-    def __init__(self, n_jobs: int = 1):
-        self.n_jobs = max(int(n_jobs), 1)
+    def __init__(self, n_jobs: int = 1, retries: int = RETRIES):
+        self.n_jobs, self.retries = max(int(n_jobs), 1), retries
 
-    def in_process(self, n_tasks: int) -> bool:
-        return self.n_jobs <= 1 or n_tasks <= 1
+    def in_process(self) -> bool:
+        return self.n_jobs <= 1
 
     def describe(self, n_tasks: int) -> str:
-        return "1 process" if self.in_process(n_tasks) else f"{min(self.n_jobs, n_tasks)} workers"
+        return "1 process" if self.in_process() else f"{min(self.n_jobs, n_tasks)} workers"
 
     def run(self, tasks, work, hooks, done, died, echo=print):
-        if self.in_process(len(tasks)):
+        if self.in_process():
             for t in tasks:
                 done(t, work(t.items, hooks=hooks))
             return
         import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+        import time
+        from collections import deque
+        from multiprocessing.connection import wait
 
-        # spawn, never fork: JAX (threads, XLA state) is not fork-safe
-        with ProcessPoolExecutor(max_workers=self.n_jobs, mp_context=mp.get_context("spawn"),
-                                 initializer=worker_init) as pool:
-            futs = {pool.submit(work, t.items): t for t in tasks}
-            for fut in as_completed(futs):
-                t = futs[fut]
-                try:
-                    res = fut.result()
-                except Exception as exc:  # noqa: BLE001 - a worker died (e.g. out of memory)
-                    died(t, f"worker died: {type(exc).__name__}: {exc}")
-                else:
-                    done(t, res)
+        ctx = mp.get_context("spawn")          # spawn, never fork: JAX (threads, XLA state) is not fork-safe
+        queue = deque((t, 0) for t in tasks)    # (task, tries so far)
+        running: dict = {}                      # sentinel -> _Running
+
+        def start(t, tries):
+            recv, send = ctx.Pipe(duplex=False)
+            proc = ctx.Process(target=_task_main, args=(send, work, t.items), name=f"nqsbench {t.key}")
+            proc.start()
+            send.close()                        # the child holds the only writer: EOF when it dies
+            running[proc.sentinel] = _Running(t, tries, proc, recv, time.monotonic())
+
+        def retry_or_die(r, why):
+            _stop(r.proc)
+            r.conn.close()
+            if r.tries < self.retries:
+                echo(f"task {r.task.key}: {why}; retrying ({r.tries + 1} of {self.retries}, from its checkpoint)")
+                queue.append((r.task, r.tries + 1))
+            else:
+                died(r.task, f"{why} (after {self.retries} retries)")
+
+        try:
+            while queue or running:
+                while queue and len(running) < self.n_jobs:
+                    start(*queue.popleft())
+                now = time.monotonic()
+                deadlines = [r.t0 + r.task.timeout_s - now for r in running.values() if r.task.timeout_s]
+                ready = wait([*running, *(r.conn for r in running.values())],
+                             timeout=max(min(deadlines), 0.0) if deadlines else None)
+                for key in list(running):
+                    r = running[key]
+                    if r.conn in ready or key in ready:
+                        msg = _receive(r.conn)
+                        del running[key]
+                        if msg is None:          # died without a word: killed (OOM), segfault
+                            r.proc.join()
+                            retry_or_die(r, f"worker died (exit code {r.proc.exitcode})")
+                        elif msg[0] == "ok":
+                            r.proc.join()
+                            r.conn.close()
+                            done(r.task, msg[1])
+                        else:                    # an error escaped work(): deterministic, no retry
+                            r.proc.join()
+                            r.conn.close()
+                            died(r.task, f"worker error: {msg[1]}")
+                    elif r.task.timeout_s and time.monotonic() - r.t0 > r.task.timeout_s:
+                        del running[key]
+                        _dump_stacks(r.proc)
+                        retry_or_die(r, f"no result after {r.task.timeout_s / 60:.1f} min (stacks above)")
+        finally:
+            for r in running.values():          # interrupted (Ctrl-C): no orphans left computing
+                _stop(r.proc)
+
+
+@dataclass
+class _Running:
+    task: Task
+    tries: int
+    proc: Any
+    conn: Any
+    t0: float
+
+
+def _task_main(conn, work, items) -> None:
+    """A task's process: one BLAS/XLA thread, Python stacks on SIGUSR1, the result (or the
+    error's one line) sent back."""
+    import faulthandler
+    import signal
+
+    worker_init()
+    if hasattr(faulthandler, "register"):
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
+    try:
+        out = ("ok", work(items))
+    except BaseException as exc:  # noqa: BLE001 - reported by the driver as the task's failure
+        out = ("error", f"{type(exc).__name__}: {exc}")
+    conn.send(out)
+    conn.close()
+
+
+def _receive(conn):
+    """The child's message, or None when it died before sending one."""
+    try:
+        return conn.recv() if conn.poll() else None
+    except (EOFError, OSError):
+        return None
+
+
+def _dump_stacks(proc, grace_s: float = 2.0) -> None:
+    """Ask a stalled task process for its Python stacks (printed on its stderr)."""
+    import signal
+    import time
+
+    try:
+        os.kill(proc.pid, signal.SIGUSR1)
+        time.sleep(grace_s)
+    except (OSError, AttributeError):
+        pass
+
+
+def _stop(proc) -> None:
+    """Kill and reap (a zombie's pid still looks alive to a stale-claim check)."""
+    if proc.is_alive():
+        proc.kill()
+    proc.join()
 
 
 class DaskExecutor(Executor):

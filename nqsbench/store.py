@@ -165,6 +165,16 @@ def _take_over(lock: Path, holder: dict) -> bool:
     return True
 
 
+def release_stale_claim(path: str | Path) -> bool:
+    """Remove the claim on record ``path`` when its holder is gone (a killed worker's, say), so
+    no lock outlives a failed run; a live holder's claim stays. True when one was removed."""
+    lock = claim_path(Path(path))
+    holder = _read_claim(lock)
+    if not lock.exists() or claim_stale(lock, holder) is None:
+        return False
+    return _take_over(lock, holder or {})
+
+
 @contextmanager
 def claim(path: str | Path, stale_after_s: float = CLAIM_STALE_S, heartbeat_s: float = CLAIM_HEARTBEAT_S):
     """Hold the claim on record ``path`` for the ``with`` block: ``<path>.lock``, created

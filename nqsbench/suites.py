@@ -27,7 +27,7 @@ from typing import Annotated, Any, Callable, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from . import catalog, config
-from .errors import CatalogError, NqsbenchError, SuiteError
+from .errors import CatalogError, NqsbenchError, SuiteError, validation_field_error
 from .gates import Row, parse_gate
 from .io import read_toml
 from .methods import RunContext, registry
@@ -35,7 +35,7 @@ from .methods.nqs import nqs_settings
 from .methods.nqs_bands import bands_settings
 from .records import MethodSettings
 from .executors import Executor, LocalExecutor, Task
-from .store import RecordClaimedError, Status, Store, claim_path, claim_stale
+from .store import RecordClaimedError, Status, Store, claim_path, claim_stale, release_stale_claim
 
 log = logging.getLogger(__name__)
 
@@ -232,19 +232,8 @@ class Suite(_Frozen):
     path: str = ""
 
 
-def _where(loc) -> str:
-    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
-
-
 def _one_line(path: Path, prefix: str, exc: ValidationError) -> SuiteError:
-    err = exc.errors()[0]
-    loc = _where(err["loc"])
-    where = f"{prefix}.{loc}" if prefix and loc else (prefix or loc or "suite")
-    if err["type"] == "extra_forbidden":
-        return SuiteError(f"{path}: field '{where}': unknown key; remove it (see README, Suites)")
-    if err["type"] == "missing":
-        return SuiteError(f"{path}: field '{where}': missing; add it")
-    return SuiteError(f"{path}: field '{where}': {err['msg'].removeprefix('Value error, ')}")
+    return SuiteError(f"{path}: {validation_field_error(exc, prefix, see='README, Suites', default='suite')}")
 
 
 def available() -> list[str]:
@@ -662,12 +651,27 @@ def plan(suite: Suite, store: Store, force: bool = False) -> Plan:
     return p
 
 
+def task_timeout_s(estimate_s: float, minutes: float | None = None) -> float | None:
+    """How long a worker may take over a task estimated at ``estimate_s`` before it counts as
+    stalled: ``minutes`` when given (0: no limit), else :data:`TIMEOUT_FACTOR` × the estimate,
+    at least :data:`TIMEOUT_FLOOR_S` (estimates are rough: a slower machine must not trip it)."""
+    if minutes is not None:
+        return 60.0 * minutes if minutes > 0 else None
+    return max(TIMEOUT_FLOOR_S, TIMEOUT_FACTOR * estimate_s)
+
+
+TIMEOUT_FACTOR = 4.0
+TIMEOUT_FLOOR_S = 600.0
+
+
 def run_suite(suite: Suite, store: Store | None = None, n_jobs: int = 1, force: bool = False,
               echo: Callable[[str], None] = print, progress: bool = True, executor: Executor | None = None,
-              claim_poll_s: float = 2.0) -> list[Outcome]:
+              claim_poll_s: float = 2.0, task_timeout_minutes: float | None = None) -> list[Outcome]:
     """Compute every missing or stale record of ``suite`` (fresh ones are skipped) on
     ``executor`` (default: :class:`~nqsbench.executors.LocalExecutor` with ``n_jobs``). Records
-    claimed by another live run are waited for and rechecked at the end, never computed twice."""
+    claimed by another live run are waited for and rechecked at the end, never computed twice.
+    A task that takes longer than :func:`task_timeout_s` counts as stalled (the local process
+    pool retries it from its checkpoint)."""
     import uuid
 
     store = store or Store.default()
@@ -693,7 +697,8 @@ def run_suite(suite: Suite, store: Store | None = None, n_jobs: int = 1, force: 
         groups: dict[str, list[Job]] = {}
         for job in todo:
             groups.setdefault(job.group, []).append(job)
-        return [Task(f"{suite.name}-{run_id}-{round_}-{i}", g, _task_resources(g))
+        return [Task(f"{suite.name}-{run_id}-{round_}-{i}", g, _task_resources(g),
+                     task_timeout_s(sum(weights[j.path] for j in g), task_timeout_minutes))
                 for i, g in enumerate(groups.values())]
 
     with bar:
@@ -735,6 +740,7 @@ def run_suite(suite: Suite, store: Store | None = None, n_jobs: int = 1, force: 
 
         def died(task: Task, reason: str):
             for job in task.items:
+                release_stale_claim(job.path)       # a killed worker's claim: nothing was written
                 report(Outcome(job, "failed", reason))
 
         tasks = tasks_of(pl.todo, 0)

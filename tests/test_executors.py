@@ -281,6 +281,19 @@ def test_claimed_jobs_are_rechecked_not_recomputed(tmp_path):
     assert not any(ln.startswith("done") and "nqs-rbm" in ln for ln in lines), lines
 
 
+def test_stalled_workers_are_retried_then_failed_with_no_claim_left(tmp_path):
+    """--task-timeout shorter than any task (3 s: the spawn and JAX start alone take longer):
+    every task is stopped with its stacks printed, retried twice, then reported failed; exit 1,
+    nothing written, no claim left behind (the stacks are of the real code, not of a toy)."""
+    base = make_base(tmp_path)
+    rc, out = suite(base, "--jobs", 2, "--task-timeout", 0.05)
+    assert rc == 1 and "0 computed, 4 fresh, 3 failed" in out, out
+    assert out.count("no result after 0.1 min (stacks above); retrying (2 of 2") == 2, out
+    assert "(most recent call first)" in out, out          # faulthandler's dump of the stalled worker
+    assert not list((base / "results").rglob("*.json")), list((base / "results").rglob("*"))
+    assert_clean(base)
+
+
 # ----------------------------------------------------------------------------- options, resources
 def test_executor_options_are_checked(tmp_path):
     from typer.testing import CliRunner

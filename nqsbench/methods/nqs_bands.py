@@ -105,11 +105,11 @@ def _quasiparticle_sectors(ham, k0: int):
     """(create, k, partner) for every branch and k of the mesh; ``partner`` is the k whose
     sector stands for this one (−k when Ψ0's momentum is its own time-reversed partner, so the
     K0+k and K0−k sectors are complex-conjugate blocks with the same spectrum), else None."""
-    symmetric = ham.k_sub(0, k0) == k0
+    from ..exact import quasiparticle_partner
+
     for create in (True, False):
         for k in range(ham.nk):
-            mk = ham.k_sub(0, k)
-            yield create, k, (mk if symmetric and mk < k else None)
+            yield create, k, quasiparticle_partner(ham, k0, k)
 
 
 def _with_partners(ham, k0: int, solve) -> tuple[list, list, list]:
@@ -193,18 +193,27 @@ def sector_bands(ham, model, sector, params, gs, s: NQSBandsSettings, memory_gb=
     return sb, ctrl, rows
 
 
+def _exact_ground_state(ham):
+    """(vector, K0, energy) of the state the controls are built on: the lowest singlet of the
+    N sector (the lowest state when no singlet is among the roots)."""
+    from ..exact import ExactDiagonalization
+
+    ed = ExactDiagonalization(ham, n_roots=2, bands=False).run()
+    if ed.psi_singlet is not None:
+        return ed.psi_singlet, ed.k_singlet, ed.e_singlet
+    return ed.psi_ground, ed.k_ground, ed.e_ground
+
+
 def exact_sector_control(ham, degenerate: float = 1e-6):
     """The sector method on the exact ground state (lowest singlet): the lowest level of each
     (N↑ ± 1, N↓, K0 ± k) sector by exact diagonalization, Z summed over the level's roots within
     ``degenerate`` Ha; ``meta["s2"]``: ⟨S²⟩ of each sector's lowest root, electron then hole."""
     from dataclasses import replace
 
-    from ..exact import ExactDiagonalization, SectorBlock
+    from ..exact import SectorBlock
     from ..nqs.excitations import SubspaceBands, sector_branch
 
-    ed = ExactDiagonalization(ham, n_roots=2, bands=False).run()
-    psi0, k0, e0 = ((ed.psi_singlet, ed.k_singlet, ed.e_singlet) if ed.psi_singlet is not None
-                    else (ed.psi_ground, ed.k_ground, ed.e_ground))
+    psi0, k0, e0 = _exact_ground_state(ham)
     src = SectorBlock(ham, ham.n_alpha, ham.n_beta, k0)
 
     def solve(create, k):
@@ -224,14 +233,9 @@ def exact_sector_control(ham, degenerate: float = 1e-6):
 def exact_control(ham, s_threshold: float, order: int = 0):
     """The subspace (``order`` > 0: the Krylov space of that order) built on the exact ground
     state (lowest singlet of the N sector)."""
-    from ..exact import ExactDiagonalization
     from ..nqs.excitations import subspace_exact
 
-    ed = ExactDiagonalization(ham, n_roots=2, bands=False).run()
-    if ed.psi_singlet is not None:
-        psi, k0 = ed.psi_singlet, ed.k_singlet
-    else:
-        psi, k0 = ed.psi_ground, ed.k_ground
+    psi, k0, _ = _exact_ground_state(ham)
     return subspace_exact(ham, psi, k0=k0, s_threshold=s_threshold, order=order)
 
 

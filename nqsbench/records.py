@@ -297,31 +297,40 @@ class EOMCCSDSettings(CCSDSettings):
     eom: EOMRoots = EOMRoots()
 
 
+def dmrg_schedule(m: int) -> tuple[tuple[int, int, float], ...]:
+    """The DMRG sweep schedule up to bond dimension ``m``: (bond dim, sweeps, noise) rows of the
+    growth below ``m``, then ``m`` with 6 noiseless sweeps."""
+    grow = ((50, 4, 1e-4), (100, 4, 1e-5), (250, 4, 1e-6), (500, 4, 1e-6), (1000, 4, 1e-7))
+    return tuple(r for r in grow if r[0] < m) + ((m, 6, 0.0),)
+
+
+def dmrg_reverse_bond_dims(m: int) -> tuple[int, ...]:
+    """The reverse sweeps for the discarded-weight extrapolation: 0.8, 0.6, 0.4, 0.3, 0.2 × ``m``."""
+    return tuple(max(1, round(f * m)) for f in (0.8, 0.6, 0.4, 0.3, 0.2))
+
+
 @register_settings
 class DMRGSettings(MethodSettings):
     """block2 DMRG (SU2) on the real Γ-supercell Hamiltonian, extrapolated in discarded weight."""
     method: Literal["dmrg"] = "dmrg"
     max_bond_dim: int = Field(500, ge=1, description="the largest bond dimension; the default schedule and "
                               "reverse sweeps are derived from it")
-    schedule: tuple[tuple[int, int, float], ...] = ((50, 4, 1e-4), (100, 4, 1e-5), (250, 4, 1e-6), (500, 6, 0.0))
-    reverse_bond_dims: tuple[int, ...] = (400, 300, 200, 150, 100)
+    schedule: tuple[tuple[int, int, float], ...] = dmrg_schedule(500)
+    reverse_bond_dims: tuple[int, ...] = dmrg_reverse_bond_dims(500)
 
     @model_validator(mode="before")
     @classmethod
     def _schedule_from_max_bond_dim(cls, data):
-        """``max_bond_dim = M`` alone sets the schedule (the default's rows below M, then M with 6
-        noiseless sweeps) and the reverse sweeps (0.8, 0.6, 0.4, 0.3, 0.2 × M): at M = 500 these are
-        the defaults. Before, a lone max_bond_dim changed only the failure message."""
+        """``max_bond_dim = M`` alone sets the schedule (:func:`dmrg_schedule`) and the reverse
+        sweeps (:func:`dmrg_reverse_bond_dims`): at M = 500 these are the defaults. Before, a lone
+        max_bond_dim changed only the failure message."""
         if isinstance(data, dict) and "schedule" in data and "max_bond_dim" not in data:
             data = {**data, "max_bond_dim": max(int(r[0]) for r in data["schedule"])}
         if isinstance(data, dict) and "max_bond_dim" in data:
             m = int(data["max_bond_dim"])
             data = dict(data)
-            if "schedule" not in data:
-                grow = [(50, 4, 1e-4), (100, 4, 1e-5), (250, 4, 1e-6), (500, 4, 1e-6), (1000, 4, 1e-7)]
-                data["schedule"] = tuple(r for r in grow if r[0] < m) + ((m, 6, 0.0),)
-            if "reverse_bond_dims" not in data:
-                data["reverse_bond_dims"] = tuple(max(1, round(f * m)) for f in (0.8, 0.6, 0.4, 0.3, 0.2))
+            data.setdefault("schedule", dmrg_schedule(m))
+            data.setdefault("reverse_bond_dims", dmrg_reverse_bond_dims(m))
         return data
 
     @model_validator(mode="after")

@@ -172,11 +172,9 @@ class NQS:
     def reset(self):
         """Fresh parameters, optimizer and sampler state (step 0)."""
         key = jax.random.PRNGKey(self.seed)
-        kp, ks = jax.random.split(key)
         ref = self.sector.hf_config if self.init == "hf" else None
-        self.params = self.model.init(kp, reference=ref)
-        self.opt_state = self.optimizer.init(self.params)
-        self.sampler_state = self.sampler.init_state(self.model, self.params, ks)
+        self.params = self.model.init(jax.random.split(key)[0], reference=ref)
+        self._fresh_optimizer_and_chains()
         self._sample_key = jax.random.fold_in(key, 1)
         self.step = 0
         self.lr_scale = 1.0           # reduce-on-plateau factor (nqs.convergence.AutoSteps)
@@ -202,10 +200,14 @@ class NQS:
                 raise ValueError(f"parameter {jax.tree_util.keystr(k)}: {b.dtype}{list(b.shape)} given, this "
                                  f"{type(self.model).__name__} has {a.dtype}{list(a.shape)} (another width?)")
         self.params = jax.tree_util.tree_map(jnp.asarray, params)
-        key = jax.random.PRNGKey(self.seed)
-        self.opt_state = self.optimizer.init(self.params)
-        self.sampler_state = self.sampler.init_state(self.model, self.params, jax.random.split(key)[1])
+        self._fresh_optimizer_and_chains()
         return self
+
+    def _fresh_optimizer_and_chains(self) -> None:
+        """Optimizer state and chains for ``self.params`` (the seed's second key, as at any start)."""
+        self.opt_state = self.optimizer.init(self.params)
+        self.sampler_state = self.sampler.init_state(self.model, self.params,
+                                                     jax.random.split(jax.random.PRNGKey(self.seed))[1])
 
     @property
     def learning_rate(self) -> float:

@@ -9,7 +9,8 @@ the one record store (claims, freshness, atomic writes: :mod:`nqsbench.store`), 
 executor writes the same records; only the place where ``work`` runs differs.
 
 - :class:`LocalExecutor` (``--executor local``, the default): ``--jobs 1`` runs in this process
-  (per-step progress); ``--jobs N`` a spawned process pool of one BLAS/XLA thread per worker.
+  (per-step progress); ``--jobs N`` one spawned process per task (one BLAS/XLA thread each), N at
+  a time, watched: a stalled or dead one is retried from its checkpoint (``--task-timeout``).
 - :class:`DaskExecutor` (``--executor dask``, extra ``dask``): every task is a future on a
   ``LocalCluster`` of ``--jobs`` single-threaded worker processes, or on an existing cluster
   (``--scheduler ADDRESS``: dask-jobqueue on Slurm/PBS, dask-mpi, ``dask scheduler`` by hand).
@@ -81,8 +82,9 @@ class LocalExecutor(Executor):
     ``timeout_s`` is retried, at most :data:`RETRIES` times; the retry resumes from the
     run's last checkpoint. Before a stalled process is killed, its Python stacks go to stderr
     (``faulthandler`` on SIGUSR1): an XLA CPU call that never returned wedged a quick-suite
-    worker for over an hour on a CI machine (2026-11-26, one NNBF Markov-chain run in ~15;
-    the stack was not captured), so a stall is reported and survived, never waited out."""
+    worker for over an hour on a CI machine (2026-11-26; here once in ~40 runs of that NNBF
+    Markov-chain job, at 0 % CPU; the stack was not captured), so a stall is reported and
+    survived, never waited out."""
     name = "local"
 
     def __init__(self, n_jobs: int = 1, retries: int = RETRIES):

@@ -979,9 +979,31 @@ def info() -> None:
                       "methods": {n: m.summary for n, m in methods().items()}}, indent=2, ensure_ascii=False))
 
 
-def main() -> None:  # pragma: no cover
-    app()
+def main() -> None:
+    """The console entry point: the typer app, with a usage error (a bad option value, an unknown
+    option, a missing argument) as one line on stderr and exit 2, as every other bad input."""
+    try:        # recent typer vendors click; older typer uses click itself
+        from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+    except ImportError:  # pragma: no cover - older typer
+        from click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+    try:
+        rc = app(prog_name="nqsbench", standalone_mode=False)
+    except NoArgsIsHelpError as exc:     # bare `nqsbench CMD`: its help, as typer shows it
+        from typer import rich_utils
+        rich_utils.rich_format_error(exc)
+        sys.exit(exc.exit_code)
+    except UsageError as exc:
+        where = f" (see {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
+        print(f"error: {exc.format_message()}{where}", file=sys.stderr)
+        sys.exit(2)
+    except ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        print("Aborted.", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(rc if isinstance(rc, int) else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(app())
+    main()

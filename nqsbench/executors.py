@@ -30,6 +30,7 @@ __all__ = ["Task", "Executor", "LocalExecutor", "DaskExecutor", "make_executor",
            "single_thread_env", "worker_init"]
 
 RETRIES = 2          # a task is tried at most 1 + RETRIES times (worker deaths and escaped errors)
+EXIT_GRACE_S = 10.0  # how long a task process that has sent its result may take to exit
 
 
 class ExecutorError(NqsbenchError):
@@ -87,8 +88,8 @@ class LocalExecutor(Executor):
     survived, never waited out."""
     name = "local"
 
-    def __init__(self, n_jobs: int = 1, retries: int = RETRIES):
-        self.n_jobs, self.retries = max(int(n_jobs), 1), retries
+    def __init__(self, n_jobs: int = 1, retries: int = RETRIES, exit_grace_s: float = EXIT_GRACE_S):
+        self.n_jobs, self.retries, self.exit_grace_s = max(int(n_jobs), 1), retries, exit_grace_s
 
     def in_process(self) -> bool:
         return self.n_jobs <= 1
@@ -118,8 +119,6 @@ class LocalExecutor(Executor):
             running[proc.sentinel] = _Running(t, tries, proc, recv, time.monotonic())
 
         def retry_or_die(r, why):
-            _stop(r.proc)
-            r.conn.close()
             if r.tries < self.retries:
                 echo(f"task {r.task.key}: {why}; retrying ({r.tries + 1} of {self.retries}, from its checkpoint)")
                 queue.append((r.task, r.tries + 1))
@@ -139,20 +138,20 @@ class LocalExecutor(Executor):
                     if r.conn in ready or key in ready:
                         msg = _receive(r.conn)
                         del running[key]
+                        # the result is in hand: a child that then hangs in its shutdown is killed
+                        _stop(r.proc, grace_s=self.exit_grace_s)
+                        r.conn.close()
                         if msg is None:          # died without a word: killed (OOM), segfault
-                            r.proc.join()
                             retry_or_die(r, f"worker died (exit code {r.proc.exitcode})")
                         elif msg[0] == "ok":
-                            r.proc.join()
-                            r.conn.close()
                             done(r.task, msg[1])
                         else:                    # an error escaped work(): deterministic, no retry
-                            r.proc.join()
-                            r.conn.close()
                             died(r.task, f"worker error: {msg[1]}")
                     elif r.task.timeout_s and time.monotonic() - r.t0 > r.task.timeout_s:
                         del running[key]
                         _dump_stacks(r.proc)
+                        _stop(r.proc)
+                        r.conn.close()
                         retry_or_die(r, f"no result after {r.task.timeout_s / 60:.1f} min (stacks above)")
         finally:
             for r in running.values():          # interrupted (Ctrl-C): no orphans left computing
@@ -205,8 +204,11 @@ def _dump_stacks(proc, grace_s: float = 2.0) -> None:
         pass
 
 
-def _stop(proc) -> None:
-    """Kill and reap (a zombie's pid still looks alive to a stale-claim check)."""
+def _stop(proc, grace_s: float = 0.0) -> None:
+    """Give ``proc`` ``grace_s`` to exit, then kill and reap it (a zombie's pid still looks
+    alive to a stale-claim check)."""
+    if grace_s > 0:
+        proc.join(grace_s)
     if proc.is_alive():
         proc.kill()
     proc.join()

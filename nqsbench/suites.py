@@ -651,6 +651,10 @@ def plan(suite: Suite, store: Store, force: bool = False) -> Plan:
     return p
 
 
+TIMEOUT_FACTOR = 4.0     # a task's timeout: this many times its estimate ...
+TIMEOUT_FLOOR_S = 600.0  # ... and at least this long
+
+
 def task_timeout_s(estimate_s: float, minutes: float | None = None) -> float | None:
     """How long a worker may take over a task estimated at ``estimate_s`` before it counts as
     stalled: ``minutes`` when given (0: no limit), else :data:`TIMEOUT_FACTOR` × the estimate,
@@ -659,9 +663,6 @@ def task_timeout_s(estimate_s: float, minutes: float | None = None) -> float | N
         return 60.0 * minutes if minutes > 0 else None
     return max(TIMEOUT_FLOOR_S, TIMEOUT_FACTOR * estimate_s)
 
-
-TIMEOUT_FACTOR = 4.0
-TIMEOUT_FLOOR_S = 600.0
 
 
 def run_suite(suite: Suite, store: Store | None = None, n_jobs: int = 1, force: bool = False,

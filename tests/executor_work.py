@@ -44,3 +44,10 @@ def raises(items, hooks=None):
 
 def quick(items, hooks=None):
     return ["ok", _attempt(items[0])]
+
+
+def hangs_at_exit(items, hooks=None):
+    """Returns its result, then its process never exits (a non-daemon thread that sleeps)."""
+    import threading
+    threading.Thread(target=time.sleep, args=(3600,), daemon=False).start()
+    return ["ok", _attempt(items[0])]

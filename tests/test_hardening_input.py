@@ -410,3 +410,31 @@ def test_exact_that_cannot_fit_the_memory_budget_is_refused_before_pyscf(tmp_pat
     geom = catalog.load("h-chain").geometry(kmesh=(1, 1, 6))
     vectors = check_exact_feasible(geom, 3_000_000, bands=False, memory_gb=64) - resident_memory_mb() * 1024 ** 2
     assert vectors == 16 * 142_376 * (4 * 40 + 8)        # the Davidson vectors of the N sector
+
+
+# ----------------------------------------------------------------------------- usage errors
+@pytest.mark.parametrize("argv, says", [
+    (["suite", "tiny", "--task-timeout", "-1"], "Invalid value for '--task-timeout'"),
+    (["run", "h-chain", "--no-such-option"], "No such option: --no-such-option"),
+    (["suite"], "Missing argument 'name'"),
+    (["list", "systems"], "unexpected extra argument"),
+])
+def test_usage_errors_are_one_line_and_exit_2(argv, says, monkeypatch, capsys):
+    """Errors typer finds (an option's range, an unknown option, a missing argument) read as the
+    project's own: one line on stderr naming the option and where the options are listed, exit 2
+    (typer alone prints a box of several lines)."""
+    from nqsbench.cli import main
+    monkeypatch.setattr(sys, "argv", ["nqsbench", *argv])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    out, err = capsys.readouterr()
+    assert exc.value.code == 2 and not out, (exc.value.code, out)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], err
+    assert f"(see nqsbench {argv[0]} --help)" in lines[0], err
+
+
+def test_the_console_script_is_the_one_line_entry_point():
+    from importlib.metadata import entry_points
+    (ep,) = [e for e in entry_points(group="console_scripts") if e.name == "nqsbench"]
+    assert ep.value == "nqsbench.cli:main"

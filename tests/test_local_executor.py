@@ -13,9 +13,9 @@ from nqsbench.executors import LocalExecutor, Task
 from nqsbench.suites import TIMEOUT_FLOOR_S, task_timeout_s
 
 
-def run(tasks, work, retries=2):
+def run(tasks, work, retries=2, exit_grace_s=10.0):
     done, died, said = {}, {}, []
-    LocalExecutor(2, retries=retries).run(tasks, work, None, lambda t, r: done.__setitem__(t.key, r),
+    LocalExecutor(2, retries=retries, exit_grace_s=exit_grace_s).run(tasks, work, None, lambda t, r: done.__setitem__(t.key, r),
                                           lambda t, why: died.__setitem__(t.key, why), said.append)
     return done, died, said
 
@@ -68,6 +68,15 @@ def test_many_tasks_two_at_a_time(tmp_path):
         f.mkdir()
     done, died, _ = run([Task(str(i), [str(f)], timeout_s=60.0) for i, f in enumerate(folders)], w.quick)
     assert not died and done == {str(i): ["ok", 1] for i in range(5)}
+
+
+def test_a_worker_that_hangs_after_its_result_is_killed_and_its_result_kept(tmp_path):
+    a = tmp_path / "a"
+    a.mkdir()
+    t0 = time.monotonic()
+    done, died, said = run([Task("hangs", [str(a)], timeout_s=600.0)], w.hangs_at_exit, exit_grace_s=1.0)
+    assert done == {"hangs": ["ok", 1]} and not died and not said and attempts(a) == 1
+    assert time.monotonic() - t0 < 60
 
 
 @pytest.mark.parametrize("estimate, minutes, want", [(10.0, None, TIMEOUT_FLOOR_S), (1000.0, None, 4000.0),

@@ -722,7 +722,8 @@ def suite_cmd(name: str = typer.Argument(..., help="suite name (suites/NAME.toml
               force: bool = typer.Option(False, "--force", help="recompute every record, fresh or not"),
               task_timeout: Optional[float] = typer.Option(
                   None, "--task-timeout", min=0, help="minutes a worker may take over one geometry before it "
-                  "counts as stalled and is retried from its checkpoint (--jobs > 1, local); 0: no limit "
+                  "counts as stalled: its stack is printed and it is retried from its checkpoint (local with --jobs > 1: "
+                  "its process killed; dask: its worker restarted); 0: no limit "
                   "[default: 4 × the estimate, at least 10]"),
               progress: bool = typer.Option(True, help="show the progress bar"),
               results: Optional[Path] = ResultsOpt, references: Optional[Path] = ReferencesOpt) -> None:

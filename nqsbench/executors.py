@@ -14,13 +14,15 @@ executor writes the same records; only the place where ``work`` runs differs.
 - :class:`DaskExecutor` (``--executor dask``, extra ``dask``): every task is a future on a
   ``LocalCluster`` of ``--jobs`` single-threaded worker processes, or on an existing cluster
   (``--scheduler ADDRESS``: dask-jobqueue on Slurm/PBS, dask-mpi, ``dask scheduler`` by hand).
-  A task whose worker dies is rescheduled up to :data:`RETRIES` times and then reported as
-  failed with the reason; a task's ``resources`` (from the suite's ``resources`` table) become
+  A task whose worker dies, or that runs past its timeout (its stack printed, its worker
+  restarted), is rescheduled up to :data:`RETRIES` times and then reported as failed with the
+  reason; a task's ``resources`` (from the suite's ``resources`` table) become
   Dask worker resources where the cluster's workers declare them.
 """
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -103,7 +105,6 @@ class LocalExecutor(Executor):
                 done(t, work(t.items, hooks=hooks))
             return
         import multiprocessing as mp
-        import time
         from collections import deque
         from multiprocessing.connection import wait
 
@@ -219,8 +220,9 @@ class DaskExecutor(Executor):
     cluster at ``scheduler`` (an address such as ``tcp://host:8786``, or a scheduler file)."""
     name = "dask"
 
-    def __init__(self, n_jobs: int = 1, scheduler: str | None = None, retries: int = RETRIES):
-        self.n_jobs, self.scheduler, self.retries = max(int(n_jobs), 1), scheduler, retries
+    def __init__(self, n_jobs: int = 1, scheduler: str | None = None, retries: int = RETRIES,
+                 poll_s: float = 2.0):
+        self.n_jobs, self.scheduler, self.retries, self.poll_s = max(int(n_jobs), 1), scheduler, retries, poll_s
 
     def describe(self, n_tasks: int) -> str:
         return f"dask at {self.scheduler}" if self.scheduler else f"dask, {self.n_jobs} local workers"
@@ -288,19 +290,69 @@ class DaskExecutor(Executor):
             if dropped and self.scheduler:
                 echo(f"dask: no worker declares {sorted(dropped)}: those resource hints are ignored "
                      "(start workers with --resources, see README)")
-            for fut in as_completed(futs):
-                t = futs[fut]
-                try:
-                    res = fut.result()
-                except Exception as exc:  # noqa: BLE001 - KilledWorker after the retries, or an escaped error
-                    died(t, f"{type(exc).__name__}: {exc} (after at most {self.retries} retries)")
-                else:
-                    done(t, res)
-                fut.release()
+            watch = _DaskWatch(client, {fut.key: t for fut, t in futs.items()}, echo)
+            pending = as_completed(futs)
+            while not pending.is_empty():
+                batch = pending.next_batch(block=False)
+                if not batch:
+                    watch.check()
+                    time.sleep(self.poll_s)
+                for fut in batch:
+                    t = futs[fut]
+                    try:
+                        res = fut.result()
+                    except Exception as exc:  # noqa: BLE001 - KilledWorker after the retries, or an escaped error
+                        why = watch.stalls.get(fut.key)
+                        died(t, (f"no result after {t.timeout_s / 60:.1f} min, {why} times (stacks above)" if why
+                                 else f"{type(exc).__name__}: {exc}") + f" (after at most {self.retries} retries)")
+                    else:
+                        done(t, res)
+                    fut.release()
         finally:
             client.close()
             if cluster is not None:
                 cluster.close()
+
+
+class _DaskWatch:
+    """The Dask executor's watchdog: a task running on a worker for longer than its
+    ``timeout_s`` gets its Python stack printed (``Client.call_stack``) and its worker
+    restarted by the worker's nanny; the scheduler counts that as a worker death and
+    reschedules the task (``allowed-failures``), as for a worker killed by the OOM killer.
+    Running time is counted from the first check that sees the task executing."""
+
+    def __init__(self, client, tasks: dict, echo):
+        self.client, self.tasks, self.echo = client, tasks, echo
+        self.started: dict = {}            # key -> (worker address, first seen running)
+        self.stalls: dict = {}             # key -> times its worker was restarted for it
+        self.active = any(t.timeout_s for t in tasks.values())
+
+    def check(self) -> None:
+        if not self.active:
+            return
+        now = time.monotonic()
+        try:
+            stacks = self.client.call_stack()
+        except Exception:  # noqa: BLE001 - a worker going away mid-call: look again next time
+            return
+        running = {key: worker for worker, tasks in stacks.items() for key in tasks}
+        self.started = {k: v for k, v in self.started.items() if running.get(k) == v[0]}
+        for key, worker in running.items():
+            task = self.tasks.get(key)
+            if task is None or not task.timeout_s:
+                continue
+            w, t0 = self.started.setdefault(key, (worker, now))
+            if now - t0 <= task.timeout_s:
+                continue
+            frames = stacks[worker][key]
+            self.echo(f"task {task.key}: no result after {task.timeout_s / 60:.1f} min on {worker}; its stack:\n"
+                      + "".join(frames if isinstance(frames, (list, tuple)) else [str(frames)]).rstrip())
+            self.stalls[key] = self.stalls.get(key, 0) + 1
+            del self.started[key]
+            try:
+                self.client.restart_workers([worker], raise_for_error=False)
+            except Exception as exc:  # noqa: BLE001 - reported; the next check tries again
+                self.echo(f"task {task.key}: could not restart {worker}: {exc}")
 
 
 EXECUTORS = {"local": LocalExecutor, "dask": DaskExecutor}

@@ -672,7 +672,7 @@ def run_suite(suite: Suite, store: Store | None = None, n_jobs: int = 1, force: 
     ``executor`` (default: :class:`~nqsbench.executors.LocalExecutor` with ``n_jobs``). Records
     claimed by another live run are waited for and rechecked at the end, never computed twice.
     A task that takes longer than :func:`task_timeout_s` counts as stalled (the local process
-    pool retries it from its checkpoint)."""
+    pool and the Dask executor retry it from its checkpoint; ``--jobs 1`` in-process has no watch)."""
     import uuid
 
     store = store or Store.default()

@@ -83,3 +83,27 @@ def test_a_worker_that_hangs_after_its_result_is_killed_and_its_result_kept(tmp_
                                                      (10.0, 2.5, 150.0), (10.0, 0, None)])
 def test_task_timeout(estimate, minutes, want):
     assert task_timeout_s(estimate, minutes) == want
+
+
+# ----------------------------------------------------------------------------- the Dask executor's watchdog
+def test_dask_restarts_the_worker_of_a_stalled_task_and_retries_it(tmp_path):
+    """The same stall on a Dask LocalCluster: the task's stack is printed from the worker, the
+    worker restarted by its nanny, the task rescheduled and its retry's result kept; one that
+    always stalls is reported failed after the retries."""
+    pytest.importorskip("distributed", reason="extra 'dask' not installed")
+    from nqsbench.executors import DaskExecutor
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    done, died, said = {}, {}, []
+    t0 = time.monotonic()
+    DaskExecutor(2, retries=1, poll_s=0.5).run(
+        [Task("stalls", [str(a)], timeout_s=3.0)], w.stalls_once, None,
+        lambda t, r: done.__setitem__(t.key, r), lambda t, why: died.__setitem__(t.key, why), said.append)
+    assert done == {"stalls": ["ok", 2]} and not died, (done, died, said)
+    assert any("stalls: no result after 0.1 min" in s and "in stalls_once" in s for s in said), said
+    DaskExecutor(2, retries=1, poll_s=0.5).run(
+        [Task("stuck", [str(b)], timeout_s=2.0)], w.always_stalls, None,
+        lambda t, r: done.__setitem__(t.key, r), lambda t, why: died.__setitem__(t.key, why), said.append)
+    assert "no result after" in died.get("stuck", "") and attempts(b) == 2, (died, said)
+    assert time.monotonic() - t0 < 120

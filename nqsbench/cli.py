@@ -547,7 +547,7 @@ def bands_cmd(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optiona
                                                    "sector (an NQS optimized in each (N±1, K0±k) sector: its "
                                                    "lowest state and quasiparticle weight Z)"),
               order: Optional[int] = typer.Option(None, "--order", min=1, help="krylov: highest power of H "
-                                                  "(default 8)"),
+                                                  "(default 8 with the exact estimator; mc: 1, the only one)"),
               samples: int = typer.Option(8192, "--samples", help="mc: samples of |ψ|²"),
               chains: int = typer.Option(32, "--chains", help="mc: Markov chains (the jackknife blocks)"),
               threshold: Optional[float] = typer.Option(None, "--threshold", help="drop S eigenvalues ≤ this (default 1e-3)"),
@@ -574,9 +574,9 @@ def bands_cmd(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optiona
         raise CatalogError(f"--method {method!r}: choose 'subspace', 'krylov' or 'sector'")
     if order is not None and method != "krylov":
         raise CatalogError(f"--order {order}: only --method krylov has an order")
-    if method == "krylov" and est != "exact":
-        raise CatalogError(f"--method krylov: the exact estimator only (no Monte Carlo estimator of ⟨c H^m c†⟩ "
-                           f"yet); drop --estimator {estimator}")
+    if method == "krylov" and est != "exact" and order not in (None, 1):
+        raise CatalogError(f"--order {order}: the Monte Carlo krylov estimator has order 1 only (H² c†|Ψ⟩ is "
+                           f"two nested connection sums per sample); use --order 1 or --estimator exact")
     if method == "sector" and est != "exact":
         raise CatalogError(f"--method sector: the exact estimator only (energies and Z by exact sums over each "
                            f"sector); drop --estimator {estimator}")

@@ -493,9 +493,10 @@ class NQSBandsSettings(MethodSettings):
         if self.band_method == "krylov":
             if self.order < 1:
                 raise ValueError("band_method 'krylov' needs order ≥ 1 (order 0 is the subspace)")
-            if self.estimator != "exact":
-                raise ValueError("band_method 'krylov' has the exact estimator only (no Monte Carlo estimator "
-                                 "of ⟨c H^m c†⟩ yet); use estimator 'exact'")
+            if self.estimator != "exact" and self.order != 1:
+                raise ValueError(f"order {self.order}: the Monte Carlo estimator of band_method 'krylov' has "
+                                 "order 1 only (H² c†|Ψ⟩ is two nested connection sums per sample; order n "
+                                 "needs n + 1); use order 1 or estimator 'exact'")
         mc = (self.n_samples, self.n_chains, self.seed)
         if self.estimator == "exact" and any(v is not None for v in mc):
             raise ValueError("samples/chains/seed apply to estimator 'monte_carlo' only; remove them")

@@ -195,13 +195,13 @@ class BandsTask(NQSTask):
     band_method: Literal["subspace", "krylov", "sector"] | None = Field(
         None, description="subspace (the paper's), krylov or sector; default: krylov with the exact estimator, "
         "else subspace")
-    order: int | None = Field(None, ge=1, description="krylov: highest power of H (default 8)")
+    order: int | None = Field(None, ge=1, description="krylov: highest power of H (default 8; Monte Carlo: 1, the only one)")
     band_samples: int = Field(8192, ge=2)
     band_chains: int = Field(32, ge=2)
 
     @model_validator(mode="after")
     def _band_method(self):
-        try:       # the band settings' own rules (krylov: exact estimator; order: krylov only)
+        try:       # the band settings' own rules (Monte Carlo krylov: order 1; order: krylov only)
             bands_settings(nqs_settings(), estimator=self.estimator, method=self.band_method, order=self.order)
         except ValidationError as exc:
             raise ValueError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None

@@ -117,7 +117,7 @@ def test_cli_krylov_record(tmp_path):
 
 @pytest.mark.parametrize("args, says", [
     (["--method", "subspace", "--order", "2"], "--order 2: only --method krylov has an order"),
-    (["--method", "krylov", "--estimator", "mc"], "--method krylov: the exact estimator only"),
+    (["--method", "krylov", "--estimator", "mc", "--order", "2"], "--order 2: the Monte Carlo krylov estimator has order 1 only"),
     (["--method", "lanczos"], "--method 'lanczos': choose 'subspace', 'krylov' or 'sector'"),
 ])
 def test_cli_refusals(tmp_path, args, says):
@@ -128,7 +128,8 @@ def test_cli_refusals(tmp_path, args, says):
 
 @pytest.mark.parametrize("fields, says", [
     ('band_method = "subspace"\norder = 2', "order 2: only band_method 'krylov' has an order"),
-    ('estimator = "monte_carlo"\nband_method = "krylov"', "band_method 'krylov' has the exact estimator only"),
+    ('estimator = "monte_carlo"\nband_method = "krylov"\norder = 3',
+     "order 3: the Monte Carlo estimator of band_method 'krylov' has order 1 only"),
 ])
 def test_suite_band_method_errors_are_one_line(tmp_path, fields, says):
     (tmp_path / "b.toml").write_text(f'name = "b"\ndescription = "bands"\n[[tasks]]\nkind = "bands"\nsystem = "h-chain"\n'

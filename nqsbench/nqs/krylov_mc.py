@@ -36,6 +36,7 @@ estimator at 1e-10); ``"one"`` is the Monte Carlo default.
 """
 from __future__ import annotations
 
+import time
 from functools import partial
 
 import jax
@@ -283,6 +284,8 @@ def krylov_monte_carlo(ham, model, params, xs, weights=None, sector: Sector | No
     const = float(ham.constant)
     sums = [block_sum(np.ones(len(wf))), block_sum(np.asarray(eloc_fn(params, flat)) - const)]
     branches = []
+    n_blocks_total = ham.nk * sum(0 <= sector.n_up + d <= sector.n_spatial for d in (1, -1))
+    t0 = time.monotonic()
     keys = jax.random.split(jax.random.PRNGKey(seed), len(flat) * 2 * ham.nk).reshape(2, ham.nk, len(flat), 2)
     for ib, create in enumerate((True, False)):
         if not 0 <= sector.n_up + (1 if create else -1) <= sector.n_spatial:
@@ -294,8 +297,12 @@ def krylov_monte_carlo(ham, model, params, xs, weights=None, sector: Sector | No
             g, t = (np.asarray(a) for a in fn(params, flat, keys[ib, k], jnp.asarray(sector.groups[k])))
             sums += [block_sum(g), block_sum(t)]
             branches.append((create, k, len(sector.groups[k])))
-            if log is not None:
-                log(f"krylov mc: {'electron' if create else 'hole'} k={k} done")
+            if log is not None:      # the first block's time is the estimate: no other pre-flight here
+                done_s = time.monotonic() - t0
+                left = n_blocks_total - len(branches)
+                log(f"krylov mc: {'electron' if create else 'hole'} k={k} done ({len(flat)} samples, "
+                    f"{done_s:.0f} s so far; ~{done_s / len(branches) * left:.0f} s for the {left} (k, branch) "
+                    "blocks left)")
 
     def solve(e_mean, *mats):
         e_n = float(np.real(e_mean))

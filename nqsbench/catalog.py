@@ -377,9 +377,11 @@ def available() -> list[str]:
 
 
 def load(name_or_path: str) -> SystemSpec:
-    """Load a system by catalog id (``h-chain``) or by path to a TOML file."""
+    """Load a system by catalog id (``h-chain``) or by path to a TOML file. A folder of that
+    name (the results layout has ``h-chain/``, so running from a results folder makes one)
+    is not a path to a system."""
     p = Path(name_or_path)
-    if p.suffix == ".toml" or p.exists():
+    if p.suffix == ".toml" or p.is_file():
         return load_spec_file(p)
     path = systems_dir() / f"{name_or_path}.toml"
     if not path.exists():

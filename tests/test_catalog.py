@@ -115,3 +115,10 @@ def test_sector_dims_match_string_enumeration(ham_factory):
     for a in (na, na + 1, na - 1):
         dims = sector_dims(ham.kvec, ham.mesh, ham.n_orb, a, na)
         assert dims == [SectorBlock(ham, a, na, k).dim for k in range(ham.nk)]
+
+
+def test_a_results_folder_named_like_a_system_does_not_shadow_it(tmp_path, monkeypatch):
+    """Run from a results folder (it holds h-chain/): the id still names the catalog system."""
+    (tmp_path / "h-chain").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert catalog.load("h-chain").id == "h-chain"

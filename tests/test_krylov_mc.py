@@ -53,7 +53,11 @@ def test_sampled_estimate_agrees_within_its_error_bars(state):
     exact estimator's."""
     ham, sec, model, params, exact, configs, p = state
     xs = configs[np.random.default_rng(1).choice(len(p), size=(32, 32), p=p)]
-    mc = krylov_monte_carlo(ham, model, params, xs, sector=sec, seed=2)
+    said = []
+    mc = krylov_monte_carlo(ham, model, params, xs, sector=sec, seed=2, log=said.append)
+    # the pre-flight line (one sample timed), then one line per (k, branch) block
+    assert said[0].startswith("krylov mc: ") and "per sample and (k, branch) block" in said[0], said
+    assert len(said) == 1 + 2 * ham.nk
     assert mc.n_samples == 1024 and mc.n_blocks == 32 and mc.meta["order"] == 1
     assert 0 < mc.e_ground_error and abs(mc.e_ground - exact.meta["e_state"]) < 4 * mc.e_ground_error
     n = 0
@@ -103,3 +107,15 @@ def test_ritz_in_gram_coordinates_equals_vectors():
     e_ref = np.linalg.eigvalsh(q.conj().T @ h @ q)
     assert r == 4
     np.testing.assert_allclose(e, e_ref, atol=1e-10)
+
+
+def test_a_sample_that_does_not_fit_the_budget_is_refused_before_the_run(state):
+    """The pre-flight reads one sample's XLA temporaries: a budget below them is refused with
+    one line naming the way out, before any branch runs."""
+    from nqsbench.errors import MemoryBudgetError
+
+    ham, sec, model, params, exact, configs, p = state
+    said = []
+    with pytest.raises(MemoryBudgetError, match=r"krylov mc: one sample's two-level connection sums need .* GB"):
+        krylov_monte_carlo(ham, model, params, configs[None, :8], sector=sec, memory_gb=1e-6, log=said.append)
+    assert not said

@@ -80,7 +80,7 @@ def ground_state_model(ham, result: ResultRecord, params_file):
     return model, sector, params
 
 
-def nqs_subspace(ham, model, sector, params, s: NQSBandsSettings, log=None):
+def nqs_subspace(ham, model, sector, params, s: NQSBandsSettings, memory_gb=None, log=None):
     """Excitation-subspace bands of the NQS state with the chosen estimator."""
     import jax
 
@@ -102,7 +102,7 @@ def nqs_subspace(ham, model, sector, params, s: NQSBandsSettings, log=None):
     xs, *_ = sampler.sample(model, params, state, jax.random.fold_in(key, 1))
     if s.band_method == "krylov":
         return krylov_monte_carlo(ham, model, params, np.asarray(xs), sector=sector, s_threshold=s.s_threshold,
-                                  seed=s.seed, log=log)
+                                  seed=s.seed, memory_gb=memory_gb, log=log)
     return subspace_monte_carlo(ham, model, params, np.asarray(xs), sector=sector, s_threshold=s.s_threshold)
 
 
@@ -293,7 +293,7 @@ class NQSBands(Method):
             sb, ctrl, rows = sector_bands(ham, model, sector, params, result.settings, s,
                                           memory_gb=ctx.options.get("memory_gb"), log=ctx.log)
         else:
-            sb = nqs_subspace(ham, model, sector, params, s, log=ctx.log)
+            sb = nqs_subspace(ham, model, sector, params, s, memory_gb=ctx.options.get("memory_gb"), log=ctx.log)
             ctrl = exact_control(ham, sb.s_threshold, s.order) if s.control else None
         bands = sb.bands(ham)
         refs = {m: ctx.inputs[m][1] for m in REFERENCE_BANDS

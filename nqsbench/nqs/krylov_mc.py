@@ -43,6 +43,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..errors import MemoryBudgetError
 from .hilbert import Sector
 from .operator import FermionHamiltonian, make_amplitude_ratio, make_connections
 
@@ -210,6 +211,17 @@ def make_ground_sample(ham, sector: Sector, model):
     return sample
 
 
+def _probe(fn, params, x, keys, orbs) -> tuple[int, float]:
+    """(XLA temporaries in bytes, seconds) of one sample of a branch function compiled at
+    chunk 1 (the second call timed: the first may still warm up)."""
+    compiled = fn.lower(params, x, keys, orbs).compile()
+    ma = compiled.memory_analysis()
+    jax.block_until_ready(compiled(params, x, keys, orbs))
+    t0 = time.perf_counter()
+    jax.block_until_ready(compiled(params, x, keys, orbs))
+    return (int(ma.temp_size_in_bytes) if ma is not None else 0), time.perf_counter() - t0
+
+
 def krylov_ritz(g: np.ndarray, t: np.ndarray, n: int, s_threshold: float, rel_tol: float = 1e-10):
     """Rayleigh–Ritz in span{φ, Hφ} from the Gram matrix ``g`` and ⟨v|H|v⟩ ``t`` (2n × 2n, the
     φ block first), as :func:`nqsbench.nqs.excitations.krylov_subspace` does it on vectors: the
@@ -251,7 +263,7 @@ def _blocks(n_ch: int, n_pc: int, n_blocks: int | None):
 
 def krylov_monte_carlo(ham, model, params, xs, weights=None, sector: Sector | None = None,
                        s_threshold: float = 1e-3, n_blocks: int | None = None, chunk_size: int = 4,
-                       seed: int = 0, hops: str = "one", log=None):
+                       seed: int = 0, hops: str = "one", memory_gb: float | None = None, log=None):
     """Order-1 Krylov bands of Ψ from samples ``xs`` (n_chains, n_per_chain, 2M) of |Ψ|²
     (``weights``: importance weights of the same shape, else uniform): the estimator of the
     module docstring, E(N) = ⟨Ψ|H|Ψ⟩, jackknife error bars over blocks as the subspace
@@ -279,25 +291,44 @@ def krylov_monte_carlo(ham, model, params, xs, weights=None, sector: Sector | No
     from .. import config
     from . import memory
 
-    eloc_fn, *_ = memory.plan_local_energy(FermionHamiltonian(ham, sector), model, params, len(flat),
-                                           int(config.memory_gb() * memory.GB))
+    budget = int((memory_gb or config.memory_gb()) * memory.GB)
+    eloc_fn, *_ = memory.plan_local_energy(FermionHamiltonian(ham, sector), model, params, len(flat), budget)
     const = float(ham.constant)
     sums = [block_sum(np.ones(len(wf))), block_sum(np.asarray(eloc_fn(params, flat)) - const)]
     branches = []
-    n_blocks_total = ham.nk * sum(0 <= sector.n_up + d <= sector.n_spatial for d in (1, -1))
-    t0 = time.monotonic()
+    creates = [c for c in (True, False) if 0 <= sector.n_up + (1 if c else -1) <= sector.n_spatial]
+    n_blocks_total = ham.nk * len(creates)
     keys = jax.random.split(jax.random.PRNGKey(seed), len(flat) * 2 * ham.nk).reshape(2, ham.nk, len(flat), 2)
+    samplers = {c: make_branch_sample(ham, sector, model, c, hops) for c in creates}
+
+    def batched(smp, chunk):
+        return jax.jit(lambda p, x, kk, orbs: jax.lax.map(lambda a: smp(smp.prepare(p), *a, orbs), (x, kk),
+                                                          batch_size=chunk))
+
+    # pre-flight: one sample's temporaries and time, from the first branch compiled at chunk 1
+    per, seconds = _probe(batched(samplers[creates[0]], 1), params, flat[:1], keys[0, 0, :1],
+                          jnp.asarray(sector.groups[0]))
+    if per > memory.ELOC_SHARE * budget:
+        raise MemoryBudgetError(
+            f"krylov mc: one sample's two-level connection sums need {per / memory.GB:.2f} GB of temporaries, "
+            f"over {memory.ELOC_SHARE:.0%} of the {budget / memory.GB:.1f} GB budget; use --method subspace "
+            "or the exact estimator here, or raise the budget (NQSBENCH_MEMORY_GB)")
+    chunk = max(1, min(chunk_size, int(memory.ELOC_SHARE * budget // max(per, 1))))
+    if log is not None:
+        total = seconds * len(flat) * n_blocks_total
+        log(f"krylov mc: {per / 1e6:.1f} MB of temporaries and ~{seconds:.2f} s per sample and (k, branch) "
+            f"block: ~{f'{total / 60:.0f} min' if total >= 120 else f'{total:.0f} s'} for {len(flat)} samples × "
+            f"{n_blocks_total} blocks on this core (chunk {chunk})")
+    t0 = time.monotonic()
     for ib, create in enumerate((True, False)):
-        if not 0 <= sector.n_up + (1 if create else -1) <= sector.n_spatial:
+        if create not in samplers:
             continue
-        smp = make_branch_sample(ham, sector, model, create, hops)
-        fn = jax.jit(lambda p, x, kk, orbs, smp=smp: jax.lax.map(
-            lambda a: smp(smp.prepare(p), *a, orbs), (x, kk), batch_size=chunk_size))
+        fn = batched(samplers[create], chunk)
         for k in range(ham.nk):
             g, t = (np.asarray(a) for a in fn(params, flat, keys[ib, k], jnp.asarray(sector.groups[k])))
             sums += [block_sum(g), block_sum(t)]
             branches.append((create, k, len(sector.groups[k])))
-            if log is not None:      # the first block's time is the estimate: no other pre-flight here
+            if log is not None:
                 done_s = time.monotonic() - t0
                 left = n_blocks_total - len(branches)
                 log(f"krylov mc: {'electron' if create else 'hole'} k={k} done ({len(flat)} samples, "

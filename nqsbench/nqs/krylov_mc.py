@@ -18,8 +18,10 @@ q = q0 + q1 (the balance heuristic of multiple importance sampling) the estimato
 (|Hφ(y)|² ≤ Σ|H_{yy'}|² Σ_{y'~y}|φ(y')|² ≤ n · max|H|² · q(y) up to constants). Everything is a
 ratio to Ψ(x), so no normalization is needed. Hφ(y) and H²φ(y) are the connection sums of
 :func:`nqsbench.nqs.operator.make_connections` one and two levels deep (C² amplitude ratios
-per y, C ≈ 240 on the H chain N_k = 4: the estimator costs ~10⁵ ratios per sample, so order
-1 only — order n would need n + 1 nested levels).
+per y, C ≈ 240 on the H chain N_k = 4: ~2·10⁶ ratios per sample over the 8 (k, branch) blocks,
+~3 s on one core; so order 1 only — order n would need n + 1 nested levels). The bound above is
+loose: at N_k = 4 (512 samples) the error bars are 0.05–0.9 eV; drawing y from Σ|Hφ|² (a Markov
+chain in the N±1 sector) would cut them.
 
 E(N) is ⟨Ψ|H|Ψ⟩ (the local energy's mean, zero-variance), not — as in the exact estimator —
 the lowest Ritz value of span{Ψ, HΨ}: that Lanczos step needs ⟨H³⟩ = E[conj(E_loc) (H²Ψ)(x)/Ψ(x)],

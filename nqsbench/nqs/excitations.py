@@ -346,6 +346,33 @@ def _compiled_local(ham, ham_hash: str, sector: Sector, model, k: int, create: b
     return fn
 
 
+def blocked_samples(xs, weights=None, n_blocks: int | None = None):
+    """(flat (S, 2M) int32, n_blocks, block_sum) for samples ``xs`` (n_chains, n_per_chain, 2M)
+    with optional importance ``weights`` of the same shape: ``block_sum(v)`` gives the weighted
+    per-block sums (n_blocks, ...) of per-sample values v (S, ...). Blocks for the jackknife: the
+    chains when there are ≥ 8 of them (``n_blocks`` = n_chains), else each chain is cut into
+    consecutive pieces (n_blocks = 32 by default)."""
+    xs = np.asarray(xs, dtype=np.int32)
+    if xs.ndim == 2:
+        xs = xs[None]
+    n_ch, n_pc, n = xs.shape
+    w = np.full((n_ch, n_pc), 1.0) if weights is None else np.asarray(weights, dtype=float).reshape(n_ch, n_pc)
+    if n_blocks is None:
+        n_blocks = n_ch if n_ch >= 8 else 32
+    if n_blocks == n_ch:
+        block = np.repeat(np.arange(n_ch), n_pc)
+    else:
+        block = np.concatenate([np.arange(n_pc) * n_blocks // n_pc for _ in range(n_ch)])
+    wf = w.reshape(-1)
+
+    def block_sum(v):
+        out = np.zeros((n_blocks,) + v.shape[1:], dtype=v.dtype)
+        np.add.at(out, block, wf.reshape((-1,) + (1,) * (v.ndim - 1)) * v)
+        return out
+
+    return xs.reshape(-1, n), n_blocks, block_sum
+
+
 def _jackknife(stat_fn, sums: list[np.ndarray], n_blocks: int):
     """Delete-one-block jackknife of ``stat_fn(*means)`` where ``sums[i]`` holds per-block
     weighted sums (leading axis n_blocks) and ``sums[0]`` the per-block weight totals."""
@@ -374,19 +401,7 @@ def subspace_monte_carlo(ham, model, params, xs, weights=None, sector: Sector | 
     Blocks for the jackknife: the chains when there are ≥ 8 of them (``n_blocks`` = n_chains),
     else each chain is cut into consecutive pieces (n_blocks = 32 by default)."""
     sector = sector or Sector.from_hamiltonian(ham)
-    xs = np.asarray(xs, dtype=np.int32)
-    if xs.ndim == 2:
-        xs = xs[None]
-    n_ch, n_pc, n = xs.shape
-    w = np.full((n_ch, n_pc), 1.0) if weights is None else np.asarray(weights, dtype=float).reshape(n_ch, n_pc)
-    if n_blocks is None:
-        n_blocks = n_ch if n_ch >= 8 else 32
-    if n_blocks == n_ch:
-        block = np.repeat(np.arange(n_ch), n_pc)
-    else:
-        block = np.concatenate([np.arange(n_pc) * n_blocks // n_pc for _ in range(n_ch)])
-    flat = xs.reshape(-1, n)
-    wf = w.reshape(-1)
+    flat, n_blocks, block_sum = blocked_samples(xs, weights, n_blocks)
     ham_hash = ham.hash          # a sha256 over the integrals: once, not per (k, branch)
     budget = int((memory_gb or config.memory_gb()) * memory.GB)
     eloc_fn, *_ = memory.plan_local_energy(FermionHamiltonian(ham, sector), model, params, len(flat), budget,
@@ -398,12 +413,7 @@ def subspace_monte_carlo(ham, model, params, xs, weights=None, sector: Sector | 
             lambda c: _compiled_local(ham, ham_hash, sector, model, 0, create, c), params, sector.hf_config)
         chunk_size = memory.choose_chunk(per, len(flat), budget)
 
-    def block_sum(v):       # (B, ...) weighted per-block sums
-        out = np.zeros((n_blocks,) + v.shape[1:], dtype=v.dtype)
-        np.add.at(out, block, wf.reshape((-1,) + (1,) * (v.ndim - 1)) * v)
-        return out
-
-    w_b = block_sum(np.ones(len(wf)))
+    w_b = block_sum(np.ones(len(flat)))
     e_b = block_sum(eloc)
     const = float(ham.constant)
     groups = {}
@@ -454,4 +464,4 @@ def subspace_monte_carlo(ham, model, params, xs, weights=None, sector: Sector | 
         (electron if br.create else hole).append(br)
     return SubspaceBands(estimator="monte_carlo", s_threshold=s_threshold, e_ground=float(np.real(means[0])) - const,
                          electron=sorted(electron, key=lambda b: b.k), hole=sorted(hole, key=lambda b: b.k),
-                         e_ground_error=e_err, n_samples=int(n_ch * n_pc), n_blocks=int(n_blocks))
+                         e_ground_error=e_err, n_samples=len(flat), n_blocks=int(n_blocks))

@@ -254,15 +254,6 @@ def krylov_ritz(g: np.ndarray, t: np.ndarray, n: int, s_threshold: float, rel_to
     return e, z, s, basis.shape[1]
 
 
-def _blocks(n_ch: int, n_pc: int, n_blocks: int | None):
-    """Jackknife blocks as :func:`nqsbench.nqs.excitations.subspace_monte_carlo` makes them."""
-    if n_blocks is None:
-        n_blocks = n_ch if n_ch >= 8 else 32
-    if n_blocks == n_ch:
-        return n_blocks, np.repeat(np.arange(n_ch), n_pc)
-    return n_blocks, np.concatenate([np.arange(n_pc) * n_blocks // n_pc for _ in range(n_ch)])
-
-
 def krylov_monte_carlo(ham, model, params, xs, weights=None, sector: Sector | None = None,
                        s_threshold: float = 1e-3, n_blocks: int | None = None, chunk_size: int = 4,
                        seed: int = 0, hops: str = "one", memory_gb: float | None = None, log=None):
@@ -271,24 +262,13 @@ def krylov_monte_carlo(ham, model, params, xs, weights=None, sector: Sector | No
     module docstring, E(N) = ⟨Ψ|H|Ψ⟩, jackknife error bars over blocks as the subspace
     estimator. Returns a :class:`~nqsbench.nqs.excitations.SubspaceBands` (meta: order 1 and
     ``e_state`` = ⟨Ψ|H|Ψ⟩ = ``e_ground``)."""
-    from .excitations import SubspaceBands, SubspaceBranch, _jackknife
+    from .excitations import SubspaceBands, SubspaceBranch, _jackknife, blocked_samples
 
     if hops not in ("one", "all"):
         raise ValueError(f"hops {hops!r}: 'one' (Monte Carlo) or 'all' (exact given x)")
     sector = sector or Sector.from_hamiltonian(ham)
-    xs = np.asarray(xs, dtype=np.int32)
-    if xs.ndim == 2:
-        xs = xs[None]
-    n_ch, n_pc, n = xs.shape
-    w = np.full((n_ch, n_pc), 1.0) if weights is None else np.asarray(weights, dtype=float).reshape(n_ch, n_pc)
-    n_blocks, block = _blocks(n_ch, n_pc, n_blocks)
-    flat = jnp.asarray(xs.reshape(-1, n))
-    wf = w.reshape(-1)
-
-    def block_sum(v):
-        out = np.zeros((n_blocks,) + v.shape[1:], dtype=v.dtype)
-        np.add.at(out, block, wf.reshape((-1,) + (1,) * (v.ndim - 1)) * v)
-        return out
+    flat, n_blocks, block_sum = blocked_samples(xs, weights, n_blocks)
+    flat = jnp.asarray(flat)
 
     from .. import config
     from . import memory
@@ -296,7 +276,7 @@ def krylov_monte_carlo(ham, model, params, xs, weights=None, sector: Sector | No
     budget = int((memory_gb or config.memory_gb()) * memory.GB)
     eloc_fn, *_ = memory.plan_local_energy(FermionHamiltonian(ham, sector), model, params, len(flat), budget)
     const = float(ham.constant)
-    sums = [block_sum(np.ones(len(wf))), block_sum(np.asarray(eloc_fn(params, flat)) - const)]
+    sums = [block_sum(np.ones(len(flat))), block_sum(np.asarray(eloc_fn(params, flat)) - const)]
     branches = []
     creates = [c for c in (True, False) if 0 <= sector.n_up + (1 if c else -1) <= sector.n_spatial]
     n_blocks_total = ham.nk * len(creates)
@@ -371,5 +351,5 @@ def krylov_monte_carlo(ham, model, params, xs, weights=None, sector: Sector | No
         (electron if br.create else hole).append(br)
     return SubspaceBands(estimator="monte_carlo", s_threshold=s_threshold, e_ground=e_n,
                          electron=sorted(electron, key=lambda b: b.k), hole=sorted(hole, key=lambda b: b.k),
-                         e_ground_error=float(err[0]), n_samples=int(n_ch * n_pc), n_blocks=int(n_blocks),
+                         e_ground_error=float(err[0]), n_samples=len(flat), n_blocks=int(n_blocks),
                          meta={"order": 1, "e_state": e_n})

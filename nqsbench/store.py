@@ -165,14 +165,35 @@ def _take_over(lock: Path, holder: dict) -> bool:
     return True
 
 
+def writer_temporaries(path: str | Path) -> list[Path]:
+    """The temporary files a writer of record ``path`` may leave when killed mid-write: the
+    record's and its sidecars' (parameters, trace) ``.<name>.*.tmp``, and the checkpoints' in
+    ``<stem>.ckpt/``. Only the claim holder writes them, so once its claim is stale they are
+    garbage."""
+    path = Path(path)
+    stem, parent = path.stem, path.parent
+    names = (path.name, f"{stem}.params.msgpack", f"{stem}.trace.csv")
+    own = [p for n in names for p in parent.glob(f".{n}.*.tmp")]
+    return own + sorted((parent / f"{stem}.ckpt").glob(".*.tmp"))
+
+
+def _remove_writer_temporaries(path: Path) -> None:
+    for p in writer_temporaries(path):
+        p.unlink(missing_ok=True)
+
+
 def release_stale_claim(path: str | Path) -> bool:
-    """Remove the claim on record ``path`` when its holder is gone (a killed worker's, say), so
-    no lock outlives a failed run; a live holder's claim stays. True when one was removed."""
+    """Remove the claim on record ``path`` when its holder is gone (a killed worker's, say), and
+    the temporary files that holder left, so no lock or half-written file outlives a failed run;
+    a live holder's claim stays. True when one was removed."""
     lock = claim_path(Path(path))
     holder = _read_claim(lock)
     if not lock.exists() or claim_stale(lock, holder) is None:
         return False
-    return _take_over(lock, holder or {})
+    if not _take_over(lock, holder or {}):
+        return False
+    _remove_writer_temporaries(Path(path))
+    return True
 
 
 @contextmanager
@@ -199,6 +220,7 @@ def claim(path: str | Path, stale_after_s: float = CLAIM_STALE_S, heartbeat_s: f
             continue
         with os.fdopen(fd, "w") as fh:
             fh.write(json.dumps(me))
+        _remove_writer_temporaries(path)    # ours now: any left are a killed writer's
         break
     else:
         raise RecordClaimedError(path, _read_claim(lock) or {})

@@ -220,6 +220,33 @@ def test_stale_claims_are_taken_over(tmp_path):
     assert not lock.exists()
 
 
+def test_a_dead_writers_temporaries_go_with_its_claim(tmp_path):
+    """A worker killed mid-write (a stalled one, stopped by the watchdog) leaves its temporary
+    files: they go when its claim is released or taken over; another record's stay."""
+    import socket
+
+    from nqsbench.store import claim, claim_path, release_stale_claim
+
+    rec = tmp_path / "nqs-rbm-exact-s0.json"
+    mine = [tmp_path / ".nqs-rbm-exact-s0.json.ab12.tmp", tmp_path / ".nqs-rbm-exact-s0.params.msgpack.cd34.tmp",
+            tmp_path / "nqs-rbm-exact-s0.ckpt" / ".ckpt_001650.npz.ef56.tmp"]
+    other = tmp_path / ".nqs-rbm-exact-s0.bands-sector-exact.json.gh78.tmp"    # another record's writer
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    for release in (lambda: release_stale_claim(rec), lambda: claim(rec).__enter__()):
+        for p in (*mine, other):
+            p.parent.mkdir(exist_ok=True)
+            p.write_bytes(b"half")
+        claim_path(rec).write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname(), "time": 0, "token": "a"}))
+        release()
+        assert not any(p.exists() for p in mine) and other.exists()
+    # a live holder's files are not touched
+    for p in mine:
+        p.write_bytes(b"half")
+    claim_path(rec).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "time": time.time(), "token": "b"}))
+    assert release_stale_claim(rec) is False and all(p.exists() for p in mine)
+
+
 def test_store_run_refuses_a_record_claimed_by_a_live_process(tmp_path):
     from nqsbench import catalog
     from nqsbench.store import RecordClaimedError, Store

@@ -57,7 +57,7 @@ def test_continuation_starts_where_the_run_ended(first, tmp_path):
 @pytest.mark.parametrize("args, says", [
     (["--alpha", "1"], "another width"),
     (["--model", "nnbf"], "parameters of a RBM, this run's model is NNBF"),
-    (["-p", "d=2.0"], "(another geometry, k-mesh or basis)"),
+    (["-p", "d=2.0"], "(another geometry, k-mesh or basis: the orbitals differ by more than phases"),
 ])
 def test_parameters_that_do_not_fit_are_refused(first, tmp_path, args, says):
     results = shutil.copytree(first[0], tmp_path / "r")

@@ -121,7 +121,7 @@ def start_from_params(driver, s: NQSSettings, path) -> dict | None:
     random starts."""
     from flax import serialization
 
-    from ..nqs.results import load_params, params_digest
+    from ..nqs.results import carry_params, load_params, params_digest
 
     if not s.init.startswith("params:"):
         return None
@@ -135,11 +135,14 @@ def start_from_params(driver, s: NQSSettings, path) -> dict | None:
     if found != digest:
         raise InitParamsError(f"--init {path}: digest {found}, the settings name {digest}; "
                               "the file changed since the settings were made")
-    params, meta = load_params(path)
+    params, meta, arrays = load_params(path, arrays=True)
     if meta["hamiltonian_hash"] != driver.ham.hash:
-        raise InitParamsError(f"--init {path}: parameters of Hamiltonian {meta['hamiltonian_hash']}, this run's is "
-                              f"{driver.ham.hash} (another geometry, k-mesh or basis); give those of a run on "
-                              "this geometry")
+        try:        # another build of these integrals (other orbital phases) is carried over
+            params = carry_params(params, meta, arrays, driver.ham, driver.model)
+        except ValueError as exc:
+            raise InitParamsError(f"--init {path}: parameters of Hamiltonian {meta['hamiltonian_hash']}, this run's "
+                                  f"is {driver.ham.hash} (another geometry, k-mesh or basis: {exc}); give those "
+                                  "of a run on this geometry") from None
     before = (meta.get("flags") or {}).get("model") or {}
     try:
         params = serialization.from_state_dict(driver.params, params)

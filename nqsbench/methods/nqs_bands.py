@@ -76,7 +76,7 @@ def ground_state_model(ham, result: ResultRecord, params_file):
                                      result.sector.get("k_total"))
     model = models.build(result.settings.model, sector)
     template = model.init(jax.random.PRNGKey(0), reference=sector.hf_config)
-    params, _ = load_params(params_file, ham, template=template)
+    params, _ = load_params(params_file, ham, template=template, model=model)
     return model, sector, params
 
 

@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from ...errors import CatalogError
 from ...records import ModelSettings, register_model_settings
-from .base import LogRatio, Model, ProductRatio
+from .base import LogRatio, Model, ProductRatio, Rephase
 from .rbm import RBM, count_parameters, log_cosh
 
 BUILTIN = ("rbm", "nnbf")           # modules of this package, in the order they are listed
@@ -106,5 +106,5 @@ def build(model_settings: ModelSettings | dict, sector) -> Any:
 
 _load()
 
-__all__ = ["RBM", "Model", "ProductRatio", "LogRatio", "ModelSpec", "register", "register_module", "get",
+__all__ = ["RBM", "Model", "ProductRatio", "LogRatio", "Rephase", "ModelSpec", "register", "register_module", "get",
            "names", "settings", "build", "count_parameters", "log_cosh", "BUILTIN"]

@@ -16,6 +16,11 @@ x' = x − Σ_rem e_u + Σ_add e_u (a unit both removed and added cancels):
 - :class:`LogRatio` — ``log_ratio(params, x, rem, add) -> (C,)`` log ψ(x') − log ψ(x) sharing the
   work of x (RBM: θ' = θ + ΔW columns; NNBF: the first layer as a low-rank update);
 - neither: ``log_psi`` on every x' (:func:`nqsbench.nqs.operator.make_amplitude_ratio`).
+
+And one optional transform, :class:`Rephase` — ``rephase(params, theta) -> params`` with
+log ψ'(x) = log ψ(x) − i θ·x exactly: the same state in Bloch orbitals whose phases differ by θ
+(per spin-orbital). Parameters saved on one machine's Hamiltonian are carried with it to another
+build of the same integrals (:func:`nqsbench.nqs.results.load_params`); without it they are refused.
 """
 from __future__ import annotations
 
@@ -39,3 +44,8 @@ class ProductRatio(Protocol):
 @runtime_checkable
 class LogRatio(Protocol):
     def log_ratio(self, params, x, rem, add): ...
+
+
+@runtime_checkable
+class Rephase(Protocol):
+    def rephase(self, params, theta): ...

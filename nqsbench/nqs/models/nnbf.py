@@ -152,6 +152,17 @@ class NNBF:
         return jax.vmap(lambda v: jnp.nonzero(v, size=self.n_electrons)[0])(
             x.reshape(-1, self.n_spin_orbitals)).reshape(x.shape[:-1] + (self.n_electrons,))
 
+    def rephase(self, params, theta):
+        """log ψ − i θ·x: row i of Φ (its Φ₀ row and the output layer's units of that row)
+        times e^{−iθ_i}, so the determinant of the occupied rows takes Π e^{−iθ_i}."""
+        row = jnp.exp(-1j * jnp.asarray(theta))                          # (2M,)
+        unit = jnp.repeat(row, self.n_electrons)                          # output i·N + j → row i
+        p = dict(params["params"])
+        out = f"Dense_{self.layers}"
+        p[out] = {"kernel": p[out]["kernel"] * unit, "bias": p[out]["bias"] * unit}
+        p["orbitals"] = p["orbitals"] * row[:, None]
+        return {**params, "params": p}
+
     def log_psi(self, params, x):
         x = jnp.asarray(x)
         dense, phi0 = self._layers(params)

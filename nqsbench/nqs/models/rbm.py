@@ -90,6 +90,10 @@ class RBM:
         xc = jnp.asarray(x).astype(jnp.complex128)
         return xc @ params["a"] + log_cosh(self.theta(params, x)).sum(-1)
 
+    def rephase(self, params, theta):
+        """log ψ − i θ·x: the visible bias takes the orbital phases (:class:`~.base.Rephase`)."""
+        return {**params, "a": params["a"] - 1j * jnp.asarray(theta)}
+
     def log_ratio(self, params, x, rem, add):
         theta = self.theta(params, x)                                    # (H,)
         w = params["W"]

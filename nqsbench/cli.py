@@ -553,6 +553,8 @@ def bands_cmd(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optiona
               threshold: Optional[float] = typer.Option(None, "--threshold", help="drop S eigenvalues ≤ this (default 1e-3)"),
               control: bool = typer.Option(True, help="also build the subspace on the exact ground state"),
               plot: bool = typer.Option(True, help="write the band figure (PNG + SVG) beside the record"),
+              jobs: int = typer.Option(1, "--jobs", min=1, help="sector: optimize this many sectors at once in "
+                                       "worker processes (each with 1/jobs of the memory budget)"),
               results: Optional[Path] = ResultsOpt, references: Optional[Path] = ReferencesOpt,
               ) -> None:
     """Quasiparticle bands from the NQS ground state (excitation subspace) → a JSON BandRecord
@@ -582,6 +584,8 @@ def bands_cmd(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optiona
                            f"sector); drop --estimator {estimator}")
     if samples < 2 * chains or chains < 2:
         raise CatalogError(f"--samples {samples} / --chains {chains}: need chains ≥ 2 and samples ≥ 2·chains")
+    if jobs > 1 and method != "sector":
+        raise CatalogError(f"--jobs {jobs}: only --method sector has runs to share out (one per sector); drop --jobs")
     geom = _geometry(system, param, kmesh)
     store = _store(references, results)
     init, init_path = _init_setting(init)
@@ -604,7 +608,7 @@ def bands_cmd(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optiona
             store.run("nqs", geom, gs, ctx=RunContext(progress=True, options={"init_params": init_path}))
     bs = settings_for(gs)
     res = store.run("nqs_bands", geom, bs, force=True, ctx=RunContext(
-        progress=True, options={"figure": plot},
+        progress=True, options={"figure": plot, "jobs": jobs},
         log=lambda line: err_console.print(line, highlight=False, soft_wrap=True)))
     path, rec = res.path, res.record
     table = Table(title=f"{geom.spec.id} {geom.params} k-mesh {'x'.join(map(str, geom.kmesh))}: band errors (meV)")

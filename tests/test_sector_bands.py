@@ -124,6 +124,7 @@ def test_exact_sector_control_is_the_lowest_level_of_each_sector():
 @pytest.mark.parametrize("args, says", [
     (["--method", "sector", "--estimator", "mc"], "--method sector: the exact estimator only"),
     (["--method", "sector", "--order", "2"], "--order 2: only --method krylov has an order"),
+    (["--method", "krylov", "--jobs", "2"], "--jobs 2: only --method sector has runs to share out"),
 ])
 def test_cli_refusals(tmp_path, args, says):
     res = runner.invoke(app, ["bands", "h-chain", "-k", "1,1,2", *args, "--results", str(tmp_path)])
@@ -167,3 +168,40 @@ def test_a_diverged_sector_run_is_redone_at_half_the_rate(monkeypatch):
     monkeypatch.setattr(nqs_method, "optimize", lambda *a, **kw: (_ for _ in ()).throw(DivergenceError("NaN")))
     with pytest.raises(DivergenceError, match=r"sector electron k=0: NaN \(tried lr 0.25 down to 0.0625\)"):
         sector_bands(ham, driver.model, driver.sector, driver.params, gs, s)
+
+
+def test_sector_runs_in_worker_processes_and_resume_from_their_checkpoints(tmp_path, capsys):
+    """--jobs 2 optimizes the sectors in worker processes: the same bands as one process
+    (fixed steps, so no plateau verdict can differ; 1e-8 Ha); each finished sector is saved, and
+    a rerun (an interrupted run resumed) reads them back instead of optimizing: the same numbers
+    bit for bit. A saved sector of other settings is not taken."""
+    from nqsbench.methods import nqs as nqs_method
+    from nqsbench.methods.nqs_bands import bands_settings, sector_bands
+
+    ham = hchain(2, 1.4)
+    gs = nqs_settings(steps=30)
+    driver, *_ = optimize(ham, gs)
+    s = bands_settings(gs, method="sector", control=False)
+    args = (ham, driver.model, driver.sector, driver.params, gs, s)
+    one, _, rows1 = sector_bands(*args)
+    ckpt = tmp_path / "b.ckpt"
+    two, _, rows2 = sector_bands(*args, jobs=2, ckpt_dir=ckpt)
+    assert len(list(ckpt.glob("sector-*.params.msgpack"))) == len(rows1) == 4
+    for a, b in zip(rows1, rows2):
+        assert a["n_steps"] == b["n_steps"] == 30
+        np.testing.assert_allclose(a["energy_raw"], b["energy_raw"], atol=1e-8, rtol=0)
+
+    lines = []
+    real = nqs_method.optimize
+    ran = []
+    nqs_method.optimize = lambda *a, **kw: ran.append(1) or real(*a, **kw)
+    try:
+        again, _, rows3 = sector_bands(*args, ckpt_dir=ckpt, log=lines.append)
+        assert not ran and sum("read back" in line for line in lines) == 4
+        assert [r["energy_raw"] for r in rows3] == [r["energy_raw"] for r in rows2]
+        other = gs.model_copy(update={"seed": 1})
+        sector_bands(ham, driver.model, driver.sector, driver.params, other,
+                     bands_settings(other, method="sector", control=False), ckpt_dir=ckpt)
+        assert len(ran) == 4                      # another seed: every sector optimized again
+    finally:
+        nqs_method.optimize = real

@@ -134,10 +134,120 @@ def _with_partners(ham, k0: int, solve) -> tuple[list, list, list]:
     return electron, hole, rows
 
 
-def sector_bands(ham, model, sector, params, gs, s: NQSBandsSettings, memory_gb=None, log=None):
+def _optimize_sector(ham, gs, create: bool, k: int, memory_gb=None, log=None) -> dict:
+    """One sector of :func:`sector_bands`: an NQS of the ground state's settings ``gs`` optimized
+    in the (N↑ ± 1, N↓, K0 ± k) sector from its own Koopmans determinant; a diverged run is redone
+    at half the rate (H chain N_k = 4, d = 1.0: the default lr 0.25 diverges at step 33 in the
+    N+1 sector). Top level and plain results (numpy parameters), so a worker process can run it."""
+    import time
+
+    import jax
+
+    from ..nqs import DivergenceError
+    from ..nqs.hilbert import Sector
+    from .nqs import optimize
+
+    qp = Sector.quasiparticle(ham, k, create)
+    branch = "electron" if create else "hole"
+    t0 = time.perf_counter()
+    lr = gs.optimizer.lr
+    for attempt in range(SECTOR_ATTEMPTS):
+        start = gs.model_copy(update={"init": "hf", "optimizer": gs.optimizer.model_copy(update={"lr": lr})})
+        try:
+            driver, converged, why = optimize(ham, start, sector=qp, memory_gb=memory_gb)
+            break
+        except DivergenceError as exc:
+            if attempt == SECTOR_ATTEMPTS - 1:
+                raise DivergenceError(f"sector {branch} k={k}: {exc} "
+                                      f"(tried lr {gs.optimizer.lr:g} down to {lr:g})") from None
+            if log is not None:
+                log(f"sector {branch} k={k}: {exc}; again at lr {lr / 2:g}")
+            lr /= 2
+    return {"params": jax.tree_util.tree_map(np.asarray, driver.params), "n_steps": int(driver.step), "lr": lr,
+            "converged": bool(converged), "convergence": why, "wall_s": round(time.perf_counter() - t0, 1)}
+
+
+def _sector_checkpoint(ckpt_dir, create: bool, k: int):
+    return ckpt_dir / f"sector-{'electron' if create else 'hole'}-k{k}.params.msgpack"
+
+
+def _load_sector(path, ham, gs, qp) -> dict | None:
+    """A finished sector run saved by an earlier, interrupted bands run of the same ground-state
+    settings (parameters carried to this build's orbital phases), or None."""
+    import jax
+
+    from ..errors import RecordError
+    from ..nqs import models
+    from ..nqs.results import load_params
+
+    if not path.is_file():
+        return None
+    model = models.build(gs.model, qp)
+    try:
+        template = model.init(jax.random.PRNGKey(0), reference=qp.hf_config)
+        params, meta = load_params(path, ham, template=template, model=model)
+    except (ValueError, RecordError):
+        return None
+    if meta.get("settings") != gs.model_dump(mode="json"):
+        return None
+    return {"params": params, **{k: meta[k] for k in ("n_steps", "lr", "converged", "convergence", "wall_s")}}
+
+
+def _solve_sectors(ham, gs, keys, memory_gb=None, jobs: int = 1, ckpt_dir=None, resume=True, log=None) -> dict:
+    """{(create, k): :func:`_optimize_sector` result} for ``keys``: those an interrupted run
+    finished (``ckpt_dir``) are read back, the rest optimized, ``jobs`` at a time in worker
+    processes (each with the memory budget's 1/jobs share), each saved as it finishes."""
+    from ..config import memory_gb as default_memory_gb
+    from ..nqs.hilbert import Sector
+    from ..nqs.results import orbital_gauge, save_pytree
+
+    out = {}
+    if ckpt_dir is not None and resume:
+        for create, k in keys:
+            got = _load_sector(_sector_checkpoint(ckpt_dir, create, k), ham, gs, Sector.quasiparticle(ham, k, create))
+            if got is not None:
+                out[create, k] = got
+                if log is not None:
+                    log(f"sector {'electron' if create else 'hole'} k={k}: read back from {ckpt_dir.name}/ "
+                        f"({got['n_steps']} steps)")
+    todo = [key for key in keys if key not in out]
+
+    def keep(key, res):
+        out[key] = res
+        if ckpt_dir is not None:
+            ckpt_dir.mkdir(parents=True, exist_ok=True)
+            meta = {"hamiltonian_hash": ham.hash, "settings": gs.model_dump(mode="json"),
+                    **{k: res[k] for k in ("n_steps", "lr", "converged", "convergence", "wall_s")}}
+            save_pytree(res["params"], _sector_checkpoint(ckpt_dir, *key), meta,
+                        arrays={"mo_coeff": orbital_gauge(ham)})
+
+    jobs = max(1, min(int(jobs), len(todo)))
+    if jobs == 1:
+        for key in todo:
+            keep(key, _optimize_sector(ham, gs, *key, memory_gb=memory_gb, log=log))
+        return out
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from ..executors import worker_init
+
+    share = (default_memory_gb() if memory_gb is None else memory_gb) / jobs
+    if log is not None:
+        log(f"sectors: {len(todo)} runs, {jobs} at a time in worker processes ({share:.2f} GB budget each)")
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=worker_init) as pool:
+        futures = {pool.submit(_optimize_sector, ham, gs, *key, share, print): key for key in todo}
+        for fut in as_completed(futures):
+            keep(futures[fut], fut.result())
+    return out
+
+
+def sector_bands(ham, model, sector, params, gs, s: NQSBandsSettings, memory_gb=None, log=None,
+                 jobs: int = 1, ckpt_dir=None, resume=True):
     """The sector method: for every k and branch an NQS of the ground state's settings ``gs``
     (model, sampler, optimizer, steps) optimized in the (N↑ ± 1, N↓, K0 ± k) sector from that
-    sector's Koopmans determinant; its lowest state gives ε_e(k) = E(N+1, K0+k) − E(N) and
+    sector's Koopmans determinant (:func:`_optimize_sector`; ``jobs`` of them at once, each saved
+    to ``ckpt_dir`` as it finishes so an interrupted run resumes: :func:`_solve_sectors`); its
+    lowest state gives ε_e(k) = E(N+1, K0+k) − E(N) and
     ε_h(k) = E(N) − E(N−1, K0−k), with E(N) = ⟨Ψ0|H|Ψ0⟩ of the ground-state network, both by
     exact sums, and Z = Σ_p |⟨ψ_k|c†_pk↑|Ψ0⟩|² says whether the state is the quasiparticle.
 
@@ -145,44 +255,28 @@ def sector_bands(ham, model, sector, params, gs, s: NQSBandsSettings, memory_gb=
     sector on the exact ground state (its Z summed over a degenerate level, where the lowest
     eigenvector is not unique). ``rows``: one dict per sector (its run, S², Z, and with the
     control the exact energy, error and exact Z)."""
-    import time
-
-    from ..nqs import DivergenceError
+    from ..nqs import models
     from ..nqs.excitations import SubspaceBands, nqs_vector, sector_branch
     from ..nqs.hilbert import Sector
-    from .nqs import optimize
 
     psi0, src = nqs_vector(ham, model, params, sector)
     e_n = float(np.vdot(psi0, src.matvec(psi0)).real)
+    keys = [(create, k) for create, k, partner in _quasiparticle_sectors(ham, sector.k_total) if partner is None]
+    runs = _solve_sectors(ham, gs, keys, memory_gb=memory_gb, jobs=jobs, ckpt_dir=ckpt_dir, resume=resume, log=log)
 
     def solve(create, k):
         qp = Sector.quasiparticle(ham, k, create)
         branch = "electron" if create else "hole"
-        t0 = time.perf_counter()
-        lr = gs.optimizer.lr
-        for attempt in range(SECTOR_ATTEMPTS):
-            # each sector from its own determinant; a diverged run is redone at half the rate
-            # (H chain N_k = 4, d = 1.0: the default lr 0.25 diverges at step 33 in the N+1 sector)
-            start = gs.model_copy(update={"init": "hf", "optimizer": gs.optimizer.model_copy(update={"lr": lr})})
-            try:
-                driver, converged, why = optimize(ham, start, sector=qp, memory_gb=memory_gb)
-                break
-            except DivergenceError as exc:
-                if attempt == SECTOR_ATTEMPTS - 1:
-                    raise DivergenceError(f"sector {branch} k={k}: {exc} "
-                                          f"(tried lr {gs.optimizer.lr:g} down to {lr:g})") from None
-                if log is not None:
-                    log(f"sector {branch} k={k}: {exc}; again at lr {lr / 2:g}")
-                lr /= 2
-        psi1, dst = nqs_vector(ham, driver.model, driver.params, qp)
+        run = runs[create, k]
+        psi1, dst = nqs_vector(ham, models.build(gs.model, qp), run["params"], qp)
         br = sector_branch(ham, psi0, src, psi1, dst, k, create, e_n)
         row = {"branch": branch, "k": k, "n_up": qp.n_up, "n_dn": qp.n_dn,
                "k_total": qp.k_total, "dim": len(psi1), "energy_raw": float(br.e_total[0]),
                "s2": round(float(dst.s_squared(psi1)), 6), "z": float(br.weights[0]),
-               "n_steps": driver.step, "lr": lr, "converged": bool(converged), "convergence": why,
-               "wall_s": round(time.perf_counter() - t0, 1)}
+               "n_steps": run["n_steps"], "lr": run["lr"], "converged": bool(run["converged"]),
+               "convergence": run["convergence"], "wall_s": run["wall_s"]}
         if log is not None:
-            log(f"sector {branch} k={k} (N↑={qp.n_up}, N↓={qp.n_dn}, K={qp.k_total}): {driver.step} "
+            log(f"sector {branch} k={k} (N↑={qp.n_up}, N↓={qp.n_dn}, K={qp.k_total}): {row['n_steps']} "
                 f"steps, {row['wall_s']:.0f} s, S² {row['s2']:.3f}, Z {row['z']:.3f}")
         return br, row
 
@@ -290,8 +384,11 @@ class NQSBands(Method):
             raise RecordError(str(exc)) from None
         rows = []
         if s.band_method == "sector":
+            ckpt = ctx.path.with_name(ctx.path.stem + ".ckpt") if ctx.path is not None else None
             sb, ctrl, rows = sector_bands(ham, model, sector, params, result.settings, s,
-                                          memory_gb=ctx.options.get("memory_gb"), log=ctx.log)
+                                          memory_gb=ctx.options.get("memory_gb"), log=ctx.log,
+                                          jobs=ctx.options.get("jobs", 1), ckpt_dir=ckpt,
+                                          resume=ctx.resume is not False)
         else:
             sb = nqs_subspace(ham, model, sector, params, s, memory_gb=ctx.options.get("memory_gb"), log=ctx.log)
             ctrl = exact_control(ham, sb.s_threshold, s.order) if s.control else None

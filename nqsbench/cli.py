@@ -219,6 +219,9 @@ def _settings_error(flag: str, exc, options: dict[str, str] | None = None) -> Nq
     msg = err["msg"].removeprefix("Value error, ")
     if options is not None:
         field = str(err["loc"][-1]) if err["loc"] else ""
+        head = msg.split(" ", 1)[0]
+        if not field and head in options:     # a rule across fields that names its field first
+            return CatalogError(f"{options[head]}{msg[len(head):]}")
         if field in options:
             value = f" {err['input']}" if field and not isinstance(err.get("input"), dict) else ""
             return CatalogError(f"{options[field]}{value}: {msg}")
@@ -231,7 +234,8 @@ _NQS_OPTIONS = {"alpha": "--alpha", "n_samples": "--samples", "n_chains": "--cha
                 "steps": "--steps", "seed": "--seed", "init": "--init", "max_steps": "--max-steps",
                 "max_minutes": "--max-minutes", "solver": "--sr-solver", "": "--samples/--chains"}
 _BAND_OPTIONS = {"s_threshold": "--threshold", "n_samples": "--samples", "n_chains": "--chains",
-                 "seed": "--seed", "order": "--order", "band_method": "--method", "": "--samples/--chains"}
+                 "seed": "--seed", "order": "--order", "band_method": "--method", "spin_penalty": "--spin-penalty",
+                 "": "--samples/--chains"}
 
 
 def _parse_sets(items: Optional[List[str]], flag: str = "--set", example: str = "e.g. n_roots=3") -> dict:
@@ -553,6 +557,8 @@ def bands_cmd(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optiona
               threshold: Optional[float] = typer.Option(None, "--threshold", help="drop S eigenvalues ≤ this (default 1e-3)"),
               control: bool = typer.Option(True, help="also build the subspace on the exact ground state"),
               plot: bool = typer.Option(True, help="write the band figure (PNG + SVG) beside the record"),
+              spin_penalty: float = typer.Option(0.0, "--spin-penalty", help="sector: optimize H + λ S² (λ in Ha) in "
+                                                 "each sector, so the lowest doublet is found, not a quartet below it"),
               jobs: int = typer.Option(1, "--jobs", min=1, help="sector: optimize this many sectors at once in "
                                        "worker processes (each with 1/jobs of the memory budget)"),
               results: Optional[Path] = ResultsOpt, references: Optional[Path] = ReferencesOpt,
@@ -594,7 +600,7 @@ def bands_cmd(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optiona
     def settings_for(gs):
         try:
             return bands_settings(gs, estimator=est, samples=samples, chains=chains, s_threshold=threshold,
-                                  control=control, method=method, order=order)
+                                  control=control, method=method, order=order, spin_penalty=spin_penalty)
         except ValidationError as exc:
             raise _settings_error("band setting", exc, _BAND_OPTIONS) from None
 

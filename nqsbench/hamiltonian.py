@@ -79,6 +79,31 @@ class Hamiltonian:
         """Scalar part of H for the whole supercell."""
         return self.nk * (self.e_nuc + self.e_core)
 
+    def with_spin_penalty(self, lam: float, n_up: int, n_dn: int) -> "Hamiltonian":
+        """H + λ S² on the (``n_up``, ``n_dn``) sectors, in the same form: with
+        S² = S₋S₊ + S_z(S_z + 1) and S₋S₊ = N↓ − Σ_pq c†_q↑ c†_p↓ c_q↓ c_p↑,
+
+            S² = −½ Σ_pq Σ_στ c†_qσ c†_pτ c_qτ c_pσ + N↓ − ½ Σ_σ (N_σ² − N_σ) + S_z(S_z + 1)
+
+        (the same-spin terms of the spin-free sum are −(N_σ² − N_σ), a constant in the sector).
+        The two-body part is spin-free and momentum-conserving: (q k2 p k1 | p k1 q k2) += −λ N_k
+        in the stored layout (eri[k1, k2, k2][p, q, q, p]); the constant goes into ``e_core`` per
+        cell. [H, S²] = 0, so the spectrum is E_i + λ s_i(s_i + 1): a sector's lowest doublet
+        comes below its quartets once λ·3 exceeds their gap."""
+        from dataclasses import replace
+
+        nk, n = self.nk, self.n_orb
+        eri = self.eri.copy()
+        p, q = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+        for k1 in range(nk):
+            for k2 in range(nk):
+                assert self.kconserv[k1, k2, k2] == k1
+                eri[k1, k2, k2, p, q, q, p] += -lam * nk
+        sz = 0.5 * (n_up - n_dn)
+        const = n_dn - 0.5 * (n_up * n_up - n_up + n_dn * n_dn - n_dn) + sz * (sz + 1)
+        meta = {**self.meta, "spin_penalty": {"lambda": lam, "n_up": n_up, "n_dn": n_dn}}
+        return replace(self, eri=eri, e_core=self.e_core + lam * const / nk, meta=meta)
+
     # ------------------------------------------------------------------ momentum arithmetic
     def k_index(self, vec) -> int:
         v = np.mod(np.asarray(vec), self.mesh)

@@ -480,9 +480,22 @@ class NQSBandsSettings(MethodSettings):
         "extended with H c†_pk|Ψ⟩ … H^order c†_pk|Ψ⟩ (block Lanczos from the paper's vectors); sector: an "
         "NQS of the ground state's settings optimized in each (N↑ ± 1, N↓, K0 ± k) sector (its lowest state)")
     order: int = Field(0, ge=0, le=64, description="krylov: the highest power of H applied (0 for subspace)")
+    spin_penalty: float = Field(0.0, ge=0, description="sector: λ (Ha) of H + λ S² optimized in each sector, so "
+                                "that its lowest doublet (the quasiparticle's spin) is found, not a quartet below it; "
+                                "0: the lowest state of any spin")
+
+    def settings_hash(self) -> str:
+        # records made before the penalty existed are its λ = 0: the same hash, so they stay fresh
+        data = self.model_dump(mode="json")
+        if not data["spin_penalty"]:
+            del data["spin_penalty"]
+        return canonical_hash(data)
 
     @model_validator(mode="after")
     def _consistent(self):
+        if self.spin_penalty and self.band_method != "sector":
+            raise ValueError(f"spin_penalty {self.spin_penalty:g}: only band_method 'sector' optimizes states "
+                             "(set band_method = 'sector' or remove it)")
         if self.band_method == "subspace" and self.order != 0:
             raise ValueError(f"order {self.order}: only band_method 'krylov' has an order; remove it or use krylov")
         if self.band_method == "sector" and self.estimator != "exact":

@@ -198,18 +198,21 @@ class BandsTask(NQSTask):
     order: int | None = Field(None, ge=1, description="krylov: highest power of H (default 8; Monte Carlo: 1, the only one)")
     band_samples: int = Field(8192, ge=2)
     band_chains: int = Field(32, ge=2)
+    spin_penalty: float = Field(0.0, ge=0, description="sector: λ (Ha) of H + λ S² in each sector (its lowest doublet)")
 
     @model_validator(mode="after")
     def _band_method(self):
         try:       # the band settings' own rules (Monte Carlo krylov: order 1; order: krylov only)
-            bands_settings(nqs_settings(), estimator=self.estimator, method=self.band_method, order=self.order)
+            bands_settings(nqs_settings(), estimator=self.estimator, method=self.band_method, order=self.order,
+                           spin_penalty=self.spin_penalty)
         except ValidationError as exc:
             raise ValueError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
         return self
 
     def band_settings(self):
         return bands_settings(self.settings(), estimator=self.estimator, samples=self.band_samples,
-                              chains=self.band_chains, seed=self.seed, method=self.band_method, order=self.order)
+                              chains=self.band_chains, seed=self.seed, method=self.band_method, order=self.order,
+                              spin_penalty=self.spin_penalty)
 
 
 TASK_KINDS: dict[str, type[TaskBase]] = {"reference": ReferenceTask, "nqs": NQSTask, "bands": BandsTask}

@@ -125,6 +125,7 @@ def test_exact_sector_control_is_the_lowest_level_of_each_sector():
     (["--method", "sector", "--estimator", "mc"], "--method sector: the exact estimator only"),
     (["--method", "sector", "--order", "2"], "--order 2: only --method krylov has an order"),
     (["--method", "krylov", "--jobs", "2"], "--jobs 2: only --method sector has runs to share out"),
+    (["--method", "krylov", "--spin-penalty", "0.5"], "--spin-penalty"),
 ])
 def test_cli_refusals(tmp_path, args, says):
     res = runner.invoke(app, ["bands", "h-chain", "-k", "1,1,2", *args, "--results", str(tmp_path)])
@@ -205,3 +206,46 @@ def test_sector_runs_in_worker_processes_and_resume_from_their_checkpoints(tmp_p
         assert len(ran) == 4                      # another seed: every sector optimized again
     finally:
         nqs_method.optimize = real
+
+
+@pytest.mark.parametrize("nk", [2, 3])
+def test_spin_penalty_adds_lambda_s_squared(nk):
+    """H + λ S² (Hamiltonian.with_spin_penalty, in the integrals' own form) minus H is λ S² of
+    the exact code's S_−S_+ + S_z(S_z + 1), constants included, on random vectors of the N and
+    N ± 1 sectors (1e-10 Ha): another code path for S²."""
+    ham = hchain(nk, 1.8)
+    lam = 0.37
+    rng = np.random.default_rng(1)
+    for n_up in (ham.n_alpha - 1, ham.n_alpha, ham.n_alpha + 1):
+        pen = ham.with_spin_penalty(lam, n_up, ham.n_beta)
+        a, b = SectorBlock(ham, n_up, ham.n_beta, 0), SectorBlock(pen, n_up, ham.n_beta, 0)
+        for _ in range(3):
+            v = rng.normal(size=a.dim) + 1j * rng.normal(size=a.dim)
+            v /= np.linalg.norm(v)
+            diff = (np.vdot(v, b.matvec(v)).real + pen.constant) - (np.vdot(v, a.matvec(v)).real + ham.constant)
+            assert abs(diff - lam * a.s_squared(v)) < 1e-10
+
+
+def test_spin_penalty_finds_the_doublet_quasiparticle():
+    """H chain N_k = 2, d = 1.8: the lowest state of the (N↑ − 1, N↓, K0) sector is a quartet,
+    which c|Ψ0⟩ of the singlet cannot reach (Z = 0); with --spin-penalty the sector NQS finds
+    the doublet below it in H + λ S², the hole quasiparticle (Z ≈ 0.99), within 1.6 mHa/cell of
+    the exact doublet (the control, solved the same way)."""
+    ham = hchain(2, 1.8)
+    gs = nqs_settings()
+    driver, *_ = optimize(ham, gs)
+    from nqsbench.methods.nqs_bands import bands_settings, sector_bands
+
+    rows = {}
+    for lam in (0.0, 0.5):
+        s = bands_settings(gs, method="sector", spin_penalty=lam)
+        _, ctrl, rows[lam] = sector_bands(ham, driver.model, driver.sector, driver.params, gs, s)
+    plain = next(r for r in rows[0.0] if r["branch"] == "hole" and r["k"] == 0)
+    fixed = next(r for r in rows[0.5] if r["branch"] == "hole" and r["k"] == 0)
+    assert plain["exact_s2"] > 3.7 and plain["exact_z"] < 1e-6                  # the quartet
+    assert abs(fixed["exact_s2"] - 0.75) < 1e-6 and fixed["exact_z"] > 0.9       # the doublet
+    assert abs(fixed["s2"] - 0.75) < 0.05 and fixed["z"] > 0.9
+    assert 0 <= fixed["error_mHa"] / 2 < 1.6
+    assert fixed["exact_energy_raw"] > plain["exact_energy_raw"]               # above the quartet in H
+    for r in rows[0.5]:
+        assert abs(r["exact_s2"] - 0.75) < 1e-6 and r["converged"], r

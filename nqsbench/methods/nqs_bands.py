@@ -47,7 +47,7 @@ def default_band_method(estimator: str) -> str:
 def bands_settings(ground_state=None, estimator: str = "exact", samples: int | None = None,
                    chains: int | None = None, seed: int | None = None,
                    s_threshold: float | None = None, control: bool = True, method: str | None = None,
-                   order: int | None = None) -> NQSBandsSettings:
+                   order: int | None = None, spin_penalty: float = 0.0) -> NQSBandsSettings:
     """Band settings with defaults (Monte Carlo: 8192 samples in 32 chains, the ground state's
     seed; method: :func:`default_band_method`; krylov: order :data:`DEFAULT_KRYLOV_ORDER`)."""
     gs = ground_state if ground_state is not None else nqs_settings()
@@ -57,7 +57,7 @@ def bands_settings(ground_state=None, estimator: str = "exact", samples: int | N
         order = (1 if mc else DEFAULT_KRYLOV_ORDER) if method == "krylov" else 0
     return NQSBandsSettings(
         ground_state=gs, estimator=estimator, control=control, band_method=method, order=order,
-        s_threshold=1e-3 if s_threshold is None else s_threshold,
+        spin_penalty=spin_penalty, s_threshold=1e-3 if s_threshold is None else s_threshold,
         n_samples=(samples or DEFAULT_SAMPLES) if mc else None,
         n_chains=(chains or DEFAULT_CHAINS) if mc else None,
         seed=(gs.seed if seed is None else seed) if mc else None)
@@ -134,11 +134,13 @@ def _with_partners(ham, k0: int, solve) -> tuple[list, list, list]:
     return electron, hole, rows
 
 
-def _optimize_sector(ham, gs, create: bool, k: int, memory_gb=None, log=None) -> dict:
+def _optimize_sector(ham, gs, create: bool, k: int, memory_gb=None, log=None, spin_penalty: float = 0.0) -> dict:
     """One sector of :func:`sector_bands`: an NQS of the ground state's settings ``gs`` optimized
-    in the (N↑ ± 1, N↓, K0 ± k) sector from its own Koopmans determinant; a diverged run is redone
-    at half the rate (H chain N_k = 4, d = 1.0: the default lr 0.25 diverges at step 33 in the
-    N+1 sector). Top level and plain results (numpy parameters), so a worker process can run it."""
+    in the (N↑ ± 1, N↓, K0 ± k) sector from its own Koopmans determinant (of H + λ S² with
+    λ = ``spin_penalty`` > 0: its lowest doublet rather than its lowest state); a diverged run
+    is redone at half the rate (H chain N_k = 4, d = 1.0: the default lr 0.25 diverges at step
+    33 in the N+1 sector). Top level and plain results (numpy parameters), so a worker process
+    can run it."""
     import time
 
     import jax
@@ -149,12 +151,13 @@ def _optimize_sector(ham, gs, create: bool, k: int, memory_gb=None, log=None) ->
 
     qp = Sector.quasiparticle(ham, k, create)
     branch = "electron" if create else "hole"
+    target = ham.with_spin_penalty(spin_penalty, qp.n_up, qp.n_dn) if spin_penalty else ham
     t0 = time.perf_counter()
     lr = gs.optimizer.lr
     for attempt in range(SECTOR_ATTEMPTS):
         start = gs.model_copy(update={"init": "hf", "optimizer": gs.optimizer.model_copy(update={"lr": lr})})
         try:
-            driver, converged, why = optimize(ham, start, sector=qp, memory_gb=memory_gb)
+            driver, converged, why = optimize(target, start, sector=qp, memory_gb=memory_gb)
             break
         except DivergenceError as exc:
             if attempt == SECTOR_ATTEMPTS - 1:
@@ -171,7 +174,12 @@ def _sector_checkpoint(ckpt_dir, create: bool, k: int):
     return ckpt_dir / f"sector-{'electron' if create else 'hole'}-k{k}.params.msgpack"
 
 
-def _load_sector(path, ham, gs, qp) -> dict | None:
+def _sector_key(gs, spin_penalty: float) -> dict:
+    """What a saved sector run must match to be read back: the run settings and the penalty."""
+    return {**gs.model_dump(mode="json"), "spin_penalty": spin_penalty}
+
+
+def _load_sector(path, ham, gs, qp, spin_penalty: float = 0.0) -> dict | None:
     """A finished sector run saved by an earlier, interrupted bands run of the same ground-state
     settings (parameters carried to this build's orbital phases), or None."""
     import jax
@@ -188,12 +196,13 @@ def _load_sector(path, ham, gs, qp) -> dict | None:
         params, meta = load_params(path, ham, template=template, model=model)
     except (ValueError, RecordError):
         return None
-    if meta.get("settings") != gs.model_dump(mode="json"):
+    if meta.get("settings") != _sector_key(gs, spin_penalty):
         return None
     return {"params": params, **{k: meta[k] for k in ("n_steps", "lr", "converged", "convergence", "wall_s")}}
 
 
-def _solve_sectors(ham, gs, keys, memory_gb=None, jobs: int = 1, ckpt_dir=None, resume=True, log=None) -> dict:
+def _solve_sectors(ham, gs, keys, memory_gb=None, jobs: int = 1, ckpt_dir=None, resume=True, log=None,
+                   spin_penalty: float = 0.0) -> dict:
     """{(create, k): :func:`_optimize_sector` result} for ``keys``: those an interrupted run
     finished (``ckpt_dir``) are read back, the rest optimized, ``jobs`` at a time in worker
     processes (each with the memory budget's 1/jobs share), each saved as it finishes."""
@@ -204,7 +213,8 @@ def _solve_sectors(ham, gs, keys, memory_gb=None, jobs: int = 1, ckpt_dir=None, 
     out = {}
     if ckpt_dir is not None and resume:
         for create, k in keys:
-            got = _load_sector(_sector_checkpoint(ckpt_dir, create, k), ham, gs, Sector.quasiparticle(ham, k, create))
+            got = _load_sector(_sector_checkpoint(ckpt_dir, create, k), ham, gs, Sector.quasiparticle(ham, k, create),
+                               spin_penalty)
             if got is not None:
                 out[create, k] = got
                 if log is not None:
@@ -216,7 +226,7 @@ def _solve_sectors(ham, gs, keys, memory_gb=None, jobs: int = 1, ckpt_dir=None, 
         out[key] = res
         if ckpt_dir is not None:
             ckpt_dir.mkdir(parents=True, exist_ok=True)
-            meta = {"hamiltonian_hash": ham.hash, "settings": gs.model_dump(mode="json"),
+            meta = {"hamiltonian_hash": ham.hash, "settings": _sector_key(gs, spin_penalty),
                     **{k: res[k] for k in ("n_steps", "lr", "converged", "convergence", "wall_s")}}
             save_pytree(res["params"], _sector_checkpoint(ckpt_dir, *key), meta,
                         arrays={"mo_coeff": orbital_gauge(ham)})
@@ -224,7 +234,7 @@ def _solve_sectors(ham, gs, keys, memory_gb=None, jobs: int = 1, ckpt_dir=None, 
     jobs = max(1, min(int(jobs), len(todo)))
     if jobs == 1:
         for key in todo:
-            keep(key, _optimize_sector(ham, gs, *key, memory_gb=memory_gb, log=log))
+            keep(key, _optimize_sector(ham, gs, *key, memory_gb=memory_gb, log=log, spin_penalty=spin_penalty))
         return out
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -235,7 +245,7 @@ def _solve_sectors(ham, gs, keys, memory_gb=None, jobs: int = 1, ckpt_dir=None, 
     if log is not None:
         log(f"sectors: {len(todo)} runs, {jobs} at a time in worker processes ({share:.2f} GB budget each)")
     with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=worker_init) as pool:
-        futures = {pool.submit(_optimize_sector, ham, gs, *key, share, print): key for key in todo}
+        futures = {pool.submit(_optimize_sector, ham, gs, *key, share, print, spin_penalty): key for key in todo}
         for fut in as_completed(futures):
             keep(futures[fut], fut.result())
     return out
@@ -262,7 +272,8 @@ def sector_bands(ham, model, sector, params, gs, s: NQSBandsSettings, memory_gb=
     psi0, src = nqs_vector(ham, model, params, sector)
     e_n = float(np.vdot(psi0, src.matvec(psi0)).real)
     keys = [(create, k) for create, k, partner in _quasiparticle_sectors(ham, sector.k_total) if partner is None]
-    runs = _solve_sectors(ham, gs, keys, memory_gb=memory_gb, jobs=jobs, ckpt_dir=ckpt_dir, resume=resume, log=log)
+    runs = _solve_sectors(ham, gs, keys, memory_gb=memory_gb, jobs=jobs, ckpt_dir=ckpt_dir, resume=resume, log=log,
+                          spin_penalty=s.spin_penalty)
 
     def solve(create, k):
         qp = Sector.quasiparticle(ham, k, create)
@@ -283,7 +294,7 @@ def sector_bands(ham, model, sector, params, gs, s: NQSBandsSettings, memory_gb=
     electron, hole, rows = _with_partners(ham, sector.k_total, solve)
     sb = SubspaceBands(estimator="exact", s_threshold=s.s_threshold, e_ground=e_n, electron=electron,
                        hole=hole, meta={"s2": float(src.s_squared(psi0))})
-    ctrl = exact_sector_control(ham) if s.control else None
+    ctrl = exact_sector_control(ham, spin_penalty=s.spin_penalty) if s.control else None
     if ctrl is not None and ctrl.meta["k0"] == sector.k_total:
         for row, s2 in zip(rows, ctrl.meta["s2"]):       # both in _quasiparticle_sectors' order
             br = (ctrl.electron if row["branch"] == "electron" else ctrl.hole)[row["k"]]
@@ -303,9 +314,10 @@ def _exact_ground_state(ham):
     return ed.psi_ground, ed.k_ground, ed.e_ground
 
 
-def exact_sector_control(ham, degenerate: float = 1e-6):
+def exact_sector_control(ham, degenerate: float = 1e-6, spin_penalty: float = 0.0):
     """The sector method on the exact ground state (lowest singlet): the lowest level of each
-    (N↑ ± 1, N↓, K0 ± k) sector by exact diagonalization, Z summed over the level's roots within
+    (N↑ ± 1, N↓, K0 ± k) sector by exact diagonalization (of H + λ S² with λ = ``spin_penalty``
+    > 0, as the NQS runs; energies and Z of H), Z summed over the level's roots within
     ``degenerate`` Ha; ``meta["s2"]``: ⟨S²⟩ of each sector's lowest root, electron then hole."""
     from dataclasses import replace
 
@@ -317,8 +329,10 @@ def exact_sector_control(ham, degenerate: float = 1e-6):
 
     def solve(create, k):
         kt = ham.k_add(k0, k) if create else ham.k_sub(k0, k)
-        dst = SectorBlock(ham, ham.n_alpha + (1 if create else -1), ham.n_beta, kt)
-        res = dst.solve(3)
+        n_up = ham.n_alpha + (1 if create else -1)
+        dst = SectorBlock(ham, n_up, ham.n_beta, kt)
+        res = (SectorBlock(ham.with_spin_penalty(spin_penalty, n_up, ham.n_beta), n_up, ham.n_beta, kt)
+               if spin_penalty else dst).solve(3)
         level = [v for e, v in zip(res.energies, res.vectors) if e - res.energies[0] < degenerate]
         brs = [sector_branch(ham, psi0, src, v, dst, k, create, e0) for v in level]
         return (replace(brs[0], weights=np.array([sum(b.weights[0] for b in brs)])),

@@ -3,7 +3,7 @@
     python benchmarks/band_table.py [--results DIR] [--model rbm] [--seed 0] [--nk 4]
         [--d 1.0 1.4 1.8 2.2 2.6 3.0 3.2 3.6] [--methods subspace krylov2 krylov4 krylov8 sector krylov1:mc]
 
-Reads <results>/h-chain/d<d>_k1x1x<nk>/nqs-<model>-exact-s<seed>.bands-[krylov<n>-|sector-]<exact|monte_carlo>.json
+Reads <results>/h-chain/d<d>_k1x1x<nk>/nqs-<model>-exact-s<seed>.bands-[krylov<n>-|sector-|sector-spin<λ>-]<exact|monte_carlo>.json
 (make them with `nqsbench run h-chain -p d=D -k 1,1,NK` and `nqsbench bands ... [--method krylov
 --order N | --method sector]`) and prints a markdown table, one row per (d, band method): the ground
 state's error per cell (mHa), band MAE / max / gap error (meV) against exact of the NQS bands and of
@@ -28,10 +28,10 @@ from nqsbench.store import Store, read
 def band_file(gs: Path, method: str) -> Path:
     """``subspace``, ``sector``, ``krylov<n>``, each with an optional ``:mc`` (the Monte Carlo
     estimator's record; default the exact estimator's)."""
-    m = re.fullmatch(r"(subspace|sector|krylov\d+)(?::(mc|exact))?", method)
+    m = re.fullmatch(r"(subspace|sector(?:-spin[0-9.e+-]+)?|krylov\d+)(?::(mc|exact))?", method)
     if m is None:
-        raise SystemExit(f"--methods {method!r}: give subspace, sector or krylov<order>, each with an optional "
-                         ":mc, e.g. krylov4 or krylov1:mc")
+        raise SystemExit(f"--methods {method!r}: give subspace, sector, sector-spin<λ> (--spin-penalty λ) or "
+                         "krylov<order>, each with an optional :mc, e.g. krylov4 or krylov1:mc")
     space, est = m.group(1), {"mc": "monte_carlo"}.get(m.group(2), "exact")
     return gs.with_name(f"{gs.stem}.bands-{'' if space == 'subspace' else space + '-'}{est}.json")
 

@@ -364,7 +364,8 @@ class NQSBands(Method):
         return bands_settings()
 
     def record_name(self, s: NQSBandsSettings, label: str | None = None) -> str:
-        space = {"krylov": f"krylov{s.order}-", "sector": "sector-"}.get(s.band_method, "")
+        sector = f"sector-spin{s.spin_penalty:g}-" if s.spin_penalty else "sector-"    # λ S²: another state
+        space = {"krylov": f"krylov{s.order}-", "sector": sector}.get(s.band_method, "")
         return f"{get('nqs').record_name(s.ground_state, label)}.bands-{space}{s.estimator}"
 
     def dependencies(self, s: NQSBandsSettings, label: str | None = None) -> list[Dependency]:

@@ -224,6 +224,9 @@ def _solve_sectors(ham, gs, keys, memory_gb=None, jobs: int = 1, ckpt_dir=None, 
 
     def keep(key, res):
         out[key] = res
+        if log is not None:
+            log(f"sector {'electron' if key[0] else 'hole'} k={key[1]}: {res['n_steps']} steps in {res['wall_s']:.0f} s"
+                + ("" if res["converged"] else " (not converged)"))
         if ckpt_dir is not None:
             ckpt_dir.mkdir(parents=True, exist_ok=True)
             meta = {"hamiltonian_hash": ham.hash, "settings": _sector_key(gs, spin_penalty),
@@ -238,6 +241,7 @@ def _solve_sectors(ham, gs, keys, memory_gb=None, jobs: int = 1, ckpt_dir=None, 
         return out
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
+    from functools import partial
 
     from ..executors import worker_init
 
@@ -245,7 +249,7 @@ def _solve_sectors(ham, gs, keys, memory_gb=None, jobs: int = 1, ckpt_dir=None, 
     if log is not None:
         log(f"sectors: {len(todo)} runs, {jobs} at a time in worker processes ({share:.2f} GB budget each)")
     with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=worker_init) as pool:
-        futures = {pool.submit(_optimize_sector, ham, gs, *key, share, print, spin_penalty): key for key in todo}
+        futures = {pool.submit(_optimize_sector, ham, gs, *key, share, partial(print, flush=True), spin_penalty): key for key in todo}
         for fut in as_completed(futures):
             keep(futures[fut], fut.result())
     return out

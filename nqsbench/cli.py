@@ -629,6 +629,9 @@ def bands_cmd(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optiona
         console.print(f"[yellow]warning:[/] the NQS state has ⟨S²⟩ = {s2:.3f}, not a singlet; its bands are "
                       "not those of the singlet ground state the references describe", highlight=False)
     space = band_method_label(rec.band_method, rec.order)
+    lam = getattr(rec.settings, "spin_penalty", 0.0)
+    if lam:
+        space += f" of H + {lam:g} S²"
     if rec.sectors:
         _sector_table(rec)
     console.print(f"gap {rec.gap * HARTREE_TO_EV:.3f} eV (NQS {space}, {est} estimator, S threshold "

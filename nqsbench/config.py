@@ -22,6 +22,7 @@ links to the top-level ``systems/``, ``suites/`` and ``references/``.
 """
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -124,3 +125,17 @@ def folders() -> dict[str, str]:
     """Every resolved folder (``nqsbench info``)."""
     return {"systems": str(systems_dir()), "suites": str(suites_dir()), "references": str(references_dir()),
             "results": str(results_dir()), "reports": str(reports_dir()), "cache": str(cache_dir())}
+
+
+# ----------------------------------------------------------------------------- worker processes
+def single_thread_env() -> dict[str, str]:
+    """One BLAS/OpenMP/XLA thread: N single-threaded workers on N cores, no oversubscription."""
+    env = {var: "1" for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    env["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
+    return env
+
+
+def worker_init() -> None:
+    """Process-pool initializer (suite executors, parallel sector runs): :func:`single_thread_env`,
+    set before JAX or BLAS are loaded."""
+    os.environ.update(single_thread_env())

@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from .config import single_thread_env, worker_init
 from .errors import NqsbenchError
 
 __all__ = ["Task", "Executor", "LocalExecutor", "DaskExecutor", "make_executor", "EXECUTORS", "RETRIES",
@@ -47,18 +48,6 @@ class Task:
     items: list
     resources: dict[str, float] = field(default_factory=dict)
     timeout_s: float | None = None
-
-
-def single_thread_env() -> dict[str, str]:
-    """One BLAS/OpenMP/XLA thread: N single-threaded workers on N cores, no oversubscription."""
-    env = {var: "1" for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-    env["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
-    return env
-
-
-def worker_init() -> None:
-    """Process-pool initializer: :func:`single_thread_env` (before JAX or BLAS are loaded)."""
-    os.environ.update(single_thread_env())
 
 
 Done = Callable[[Task, list], None]

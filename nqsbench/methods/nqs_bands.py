@@ -243,7 +243,7 @@ def _solve_sectors(ham, gs, keys, memory_gb=None, jobs: int = 1, ckpt_dir=None, 
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from functools import partial
 
-    from ..executors import worker_init
+    from ..config import worker_init
 
     share = (default_memory_gb() if memory_gb is None else memory_gb) / jobs
     if log is not None:

@@ -249,7 +249,8 @@ def _solve_sectors(ham, gs, keys, memory_gb=None, jobs: int = 1, ckpt_dir=None, 
     if log is not None:
         log(f"sectors: {len(todo)} runs, {jobs} at a time in worker processes ({share:.2f} GB budget each)")
     with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=worker_init) as pool:
-        futures = {pool.submit(_optimize_sector, ham, gs, *key, share, partial(print, flush=True), spin_penalty): key for key in todo}
+        say = partial(print, flush=True)
+        futures = {pool.submit(_optimize_sector, ham, gs, *key, share, say, spin_penalty): key for key in todo}
         for fut in as_completed(futures):
             keep(futures[fut], fut.result())
     return out

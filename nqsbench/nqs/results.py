@@ -125,12 +125,12 @@ def init_setting(init: str) -> tuple[str, Path | None]:
 
 
 def load_params(path: str | Path, ham=None, template=None, model=None, arrays: bool = False) -> tuple:
-    """(params, meta) from :func:`save_params` (and its side arrays with ``arrays=True``), for ``ham``'s orbitals (not checked without
-    ``ham``): parameters trained on another build of the same integrals are carried to its
-    orbital phases (``model.rephase``, :func:`gauge_phases`; ``meta["rephased"]`` says by how
-    much). ValueError when that cannot be done (other integrals, orbitals that differ by more
-    than phases, no saved orbitals, a model without ``rephase``), RecordError when the file is
-    unreadable."""
+    """(params, meta) from :func:`save_params` (and its side arrays with ``arrays=True``), for
+    ``ham``'s orbitals (not checked without ``ham``): parameters trained on another build of the
+    same integrals are carried to its orbital phases (``model.rephase``, :func:`gauge_phases`;
+    ``meta["rephased"]`` says by how much). ValueError when that cannot be done (other
+    integrals, orbitals that differ by more than phases, no saved orbitals, a model without
+    ``rephase``), RecordError when the file is unreadable."""
     from ..errors import RecordError
 
     try:

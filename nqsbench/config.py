@@ -139,3 +139,17 @@ def worker_init() -> None:
     """Process-pool initializer (suite executors, parallel sector runs): :func:`single_thread_env`,
     set before JAX or BLAS are loaded."""
     os.environ.update(single_thread_env())
+
+
+def pin_to_one_cpu(slot: int) -> None:
+    """Run this process on one CPU (slot i of the pool on the i-th allowed CPU), before JAX
+    starts. XLA's intra-op pool has a thread per allowed CPU, and its LAPACK kernels (NNBF's
+    batched LU, ``lapack_zgetrf_ffi``) wait in ``ParallelBatchMap`` for work they queue on that
+    same pool: two of them at once on a pool of two deadlocked a quick-suite worker (every
+    thread in a futex, 0 % CPU; native stacks, 2026-11-26). A pool of one cannot."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):       # not Linux: nothing to pin
+        return
+    if len(cpus) > 1:
+        os.sched_setaffinity(0, {cpus[slot % len(cpus)]})

@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .config import single_thread_env, worker_init
+from .config import pin_to_one_cpu, single_thread_env, worker_init
 from .errors import NqsbenchError
 
 __all__ = ["Task", "Executor", "LocalExecutor", "DaskExecutor", "make_executor", "EXECUTORS", "RETRIES",
@@ -103,10 +103,11 @@ class LocalExecutor(Executor):
 
         def start(t, tries):
             recv, send = ctx.Pipe(duplex=False)
-            proc = ctx.Process(target=_task_main, args=(send, work, t.items), name=f"nqsbench {t.key}")
+            slot = min(set(range(self.n_jobs)) - {r.slot for r in running.values()})
+            proc = ctx.Process(target=_task_main, args=(send, work, t.items, slot), name=f"nqsbench {t.key}")
             proc.start()
             send.close()                        # the child holds the only writer: EOF when it dies
-            running[proc.sentinel] = _Running(t, tries, proc, recv, time.monotonic())
+            running[proc.sentinel] = _Running(t, tries, proc, recv, time.monotonic(), slot)
 
         def retry_or_die(r, why):
             if r.tries < self.retries:
@@ -155,14 +156,16 @@ class _Running:
     proc: Any
     conn: Any
     t0: float
+    slot: int = 0
 
 
-def _task_main(conn, work, items) -> None:
-    """A task's process: one BLAS/XLA thread, Python stacks on SIGUSR1, the result (or the
-    error's one line) sent back."""
+def _task_main(conn, work, items, slot: int = 0) -> None:
+    """A task's process: one CPU (:func:`pin_to_one_cpu`), one BLAS/XLA thread, Python stacks on
+    SIGUSR1, the result (or the error's one line) sent back."""
     import faulthandler
     import signal
 
+    pin_to_one_cpu(slot)
     worker_init()
     if hasattr(faulthandler, "register"):
         faulthandler.register(signal.SIGUSR1, all_threads=True)

@@ -51,3 +51,8 @@ def hangs_at_exit(items, hooks=None):
     import threading
     threading.Thread(target=time.sleep, args=(3600,), daemon=False).start()
     return ["ok", _attempt(items[0])]
+
+
+def cpus(items, hooks=None):
+    """The CPUs this worker may run on."""
+    return sorted(os.sched_getaffinity(0))

@@ -7,6 +7,8 @@ from __future__ import annotations
 import time
 
 import executor_work as w
+import os
+
 import pytest
 
 from nqsbench.executors import LocalExecutor, Task
@@ -68,6 +70,17 @@ def test_many_tasks_two_at_a_time(tmp_path):
         f.mkdir()
     done, died, _ = run([Task(str(i), [str(f)], timeout_s=60.0) for i, f in enumerate(folders)], w.quick)
     assert not died and done == {str(i): ["ok", 1] for i in range(5)}
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one CPU: nothing to pin")
+def test_each_worker_runs_on_one_cpu(tmp_path):
+    """Pool workers are pinned to one CPU each, so XLA's intra-op pool has one thread and its
+    LAPACK kernels cannot wait on each other (the NNBF worker deadlock); the two slots take
+    different CPUs."""
+    done, died, _ = run([Task(str(i), [], timeout_s=60.0) for i in range(4)], w.cpus)
+    allowed = sorted(os.sched_getaffinity(0))
+    assert not died and all(len(c) == 1 and c[0] in allowed for c in done.values()), done
+    assert {c[0] for c in done.values()} <= set(allowed[:2])
 
 
 def test_a_worker_that_hangs_after_its_result_is_killed_and_its_result_kept(tmp_path):

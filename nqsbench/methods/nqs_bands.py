@@ -243,17 +243,29 @@ def _solve_sectors(ham, gs, keys, memory_gb=None, jobs: int = 1, ckpt_dir=None, 
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from functools import partial
 
-    from ..config import worker_init
 
     share = (default_memory_gb() if memory_gb is None else memory_gb) / jobs
     if log is not None:
         log(f"sectors: {len(todo)} runs, {jobs} at a time in worker processes ({share:.2f} GB budget each)")
-    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=worker_init) as pool:
+    ctx = mp.get_context("spawn")
+    slots = ctx.Value("i", 0)           # each worker takes the next slot: its own CPU
+    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_sector_worker_init, initargs=(slots,)) as pool:
         say = partial(print, flush=True)
         futures = {pool.submit(_optimize_sector, ham, gs, *key, share, say, spin_penalty): key for key in todo}
         for fut in as_completed(futures):
             keep(futures[fut], fut.result())
     return out
+
+
+def _sector_worker_init(slots) -> None:
+    """A sector worker: the next free slot's CPU (:func:`~nqsbench.config.pin_to_one_cpu`), one
+    BLAS/XLA thread."""
+    from ..config import pin_to_one_cpu, worker_init
+
+    with slots.get_lock():
+        slot, slots.value = slots.value, slots.value + 1
+    pin_to_one_cpu(slot)
+    worker_init()
 
 
 def sector_bands(ham, model, sector, params, gs, s: NQSBandsSettings, memory_gb=None, log=None,

@@ -74,9 +74,10 @@ class LocalExecutor(Executor):
     ``timeout_s`` is retried, at most :data:`RETRIES` times; the retry resumes from the
     run's last checkpoint. Before a stalled process is killed, its Python stacks go to stderr
     (``faulthandler`` on SIGUSR1): an XLA CPU call that never returned wedged a quick-suite
-    worker for over an hour on a CI machine (2026-11-26; here once in ~40 runs of that NNBF
-    Markov-chain job, at 0 % CPU; the stack was not captured), so a stall is reported and
-    survived, never waited out."""
+    worker for over an hour on a CI machine (that NNBF Markov-chain job, at 0 % CPU), so a stall
+    is reported and survived, never waited out. Its cause, found later from native stacks: two
+    batched LU kernels deadlocked in XLA's intra-op pool of two threads; each worker now runs
+    on one CPU (:func:`~nqsbench.config.pin_to_one_cpu`), which gives that pool one thread."""
     name = "local"
 
     def __init__(self, n_jobs: int = 1, retries: int = RETRIES, exit_grace_s: float = EXIT_GRACE_S):

@@ -553,8 +553,7 @@ def run_job(job: Job, store: Store, on_step: Callable | None = None, force: bool
     ``force=False`` a record that turned fresh meanwhile (another run wrote it) is reused; a
     record another live process has claimed is not computed: state "claimed"."""
     t0 = time.perf_counter()
-    _clean_stale_tmp(job.path.parent)
-    _clean_stale_tmp(job.path.with_name(job.path.stem + ".ckpt"))
+    _clean_stale_tmp(job.path.parent)    # other writers' leftovers; this record's go with its claim
     try:
         res = store.run(job.method, job.geom, job.settings, path=job.path, label=job.record_label, force=force,
                         ctx=RunContext(resume="auto", checkpoint_every=60.0, on_step=on_step,

@@ -8,7 +8,9 @@ excitations enumerated by momentum ('grouped', the default) or masked from all s
 combinations ('masked', the first scheme), and RBM amplitude ratios as products of precomputed
 exp(±W) columns ('product', the default) or through log cosh ('logcosh'), all in the same run.
 ``--model NAME`` times another registered model (its defaults, output layer σ = 0.1 for nnbf) on
-the grouped connections with its own amplitude-ratio path instead.
+the grouped connections with its own amplitude-ratio path instead; for nnbf both determinant
+kernels, the jax.numpy LU ('nnbf-lu') and LAPACK's batched LU ('nnbf-lapack'), which the model
+picks by whether LAPACK can deadlock XLA's pool here (``nqsbench.nqs.linalg``).
 """
 from __future__ import annotations
 
@@ -43,8 +45,11 @@ def main(argv=None):
         fham = FermionHamiltonian(ham, sec)
         n_doubles = {"masked": len(_double_tables(sec)), "grouped": len(_grouped_double_tables(sec))}
         schemes = ((("masked", "logcosh"), ("grouped", "logcosh"), ("grouped", "product")) if table is None
+                   else (("grouped", "nnbf-lu"), ("grouped", "nnbf-lapack")) if a.model == "nnbf"
                    else (("grouped", a.model),))
         for scheme, ratio in schemes:
+            if ratio.startswith("nnbf-"):
+                model = _nnbf_with(w.model, lapack=ratio == "nnbf-lapack")
             eloc = make_local_energy(fham, model, chunk_size=a.chunk, grouped=scheme == "grouped",
                                      product_ratios=ratio == "product" if table is None else None)
             eloc(params, xs).block_until_ready()
@@ -58,6 +63,20 @@ def main(argv=None):
             print(f"{nk:3d} {sec.n_spin_orbitals:4d} {sec.n_electrons:3d} {count_parameters(params):7d} "
                   f"{scheme:>7} {n_doubles[scheme]:5d} {ratio:>8} {len(xs) / best:10.1f} {1e3 * best / len(xs):9.3f}",
                   flush=True)
+
+
+def _nnbf_with(model, lapack: bool):
+    """The same NNBF with its determinants through LAPACK (``slogdet``) or the jax.numpy LU."""
+    import dataclasses
+
+    from nqsbench.nqs.linalg import log_det
+    from nqsbench.nqs.models.nnbf import NNBF
+
+    class Variant(NNBF):
+        def _log_det(self, dense, phi0, h, occ):
+            return log_det(self._occupied_rows(dense, phi0, h, occ), lapack=lapack)
+
+    return Variant(**{f.name: getattr(model, f.name) for f in dataclasses.fields(model)})
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ order in the backflow; with only the HF configuration carrying weight, S = 0 and
 
 Fast path (:class:`~.base.LogRatio`): on a connected x' only the first layer's pre-activation
 changes by a few weight rows (a low-rank update, as the RBM's θ); the rest is batched over the
-connections: one matmul for the backflow rows, one batched LU for the determinants.
+connections: one matmul for the backflow rows, one batched LU for the determinants (``linalg.log_det``,
+in jax.numpy: LAPACK's batched LU can deadlock XLA's thread pool, see there).
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ import numpy as np
 from pydantic import Field
 
 from ...records import ModelSettings
+from ..linalg import log_det
 from .rbm import log_cosh
 
 jax.config.update("jax_enable_x64", True)
@@ -140,13 +142,15 @@ class NNBF:
             h = act(h @ d["kernel"] + d["bias"])
         return h
 
-    def _log_det(self, dense, phi0, h, occ):
-        """log det of the occupied rows (…, N) of Φ for hidden activations h (…, H)."""
+    def _occupied_rows(self, dense, phi0, h, occ):
+        """The occupied rows (…, N, N) of Φ for hidden activations h (…, H) and occupations occ (…, N)."""
         out = dense[-1]
         full = (h @ out["kernel"] + out["bias"]).reshape(h.shape[:-1] + (self.n_spin_orbitals, self.n_electrons))
-        rows = jnp.take_along_axis(full, occ[..., :, None], axis=-2) + phi0[occ]
-        sign, logabs = jnp.linalg.slogdet(rows)
-        return jnp.log(sign) + logabs
+        return jnp.take_along_axis(full, occ[..., :, None], axis=-2) + phi0[occ]
+
+    def _log_det(self, dense, phi0, h, occ):
+        """log det of the occupied rows (…, N) of Φ for hidden activations h (…, H)."""
+        return log_det(self._occupied_rows(dense, phi0, h, occ))
 
     def _occupied(self, x):
         return jax.vmap(lambda v: jnp.nonzero(v, size=self.n_electrons)[0])(

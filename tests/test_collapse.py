@@ -165,3 +165,19 @@ def test_collapse_is_checked_before_the_energy_rise():
     d = markov_driver()
     with pytest.raises(DivergenceError, match="collapsed"):
         feed(DivergenceGuard(), d, [{"energy": -2.5}] + [{"energy": -2.3, "variance": 1e56, "error": 1e-16}])
+
+
+def test_the_message_names_the_trust_region_when_there_is_none():
+    """Without a trust region the remedy names --max-norm (polyacetylene and the N_k = 6 chain
+    at α = 4 diverged at the Markov-chain defaults and ran with it); with one, only --lr."""
+    rise = [{"energy": -2.0}, {"energy": -1.0}]
+    for max_norm, wanted in ((None, r"rose 1.000 .*--lr\) or cap the update norm \(--max-norm 1\)$"),
+                             (1.0, r"rose 1.000 .*lower the learning rate \(--lr\)$")):
+        d = markov_driver()
+        d.optimizer = SimpleNamespace(max_norm=max_norm)
+        with pytest.raises(DivergenceError, match=wanted):
+            feed(DivergenceGuard(), d, rise)
+    d = markov_driver()
+    d.optimizer = SimpleNamespace(max_norm=None)
+    with pytest.raises(DivergenceError, match=r"variance jumped .*\(--max-norm 1\)$"):
+        feed(DivergenceGuard(), d, [{}] * 5 + [{"variance": 2e6}])

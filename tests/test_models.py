@@ -54,6 +54,25 @@ def test_builtin_models_registered_with_typed_settings():
     assert again.settings_hash() == b.settings_hash() and again.model.width == 2
 
 
+def test_rbm_bias_option_sets_the_hf_start_and_keeps_old_hashes():
+    """``bias`` (the hf start's visible bias) is recorded and hashed when set; at its default it
+    is left out of the dump, so a record made before the option existed has the same hash."""
+    from nqsbench.methods.nqs import nqs_settings
+
+    default, old = nqs_settings(model={"kind": "rbm"}), nqs_settings(model={"kind": "rbm", "alpha": 2.0})
+    assert "bias" not in default.model_dump(mode="json")["model"]
+    assert default.settings_hash() == old.settings_hash()
+    strong = nqs_settings(model={"kind": "rbm", "bias": 2.0})
+    assert strong.settings_hash() != default.settings_hash()
+    again = NQSSettings.model_validate(json.loads(json.dumps(strong.model_dump(mode="json"))))
+    assert again.model.bias == 2.0 and again.settings_hash() == strong.settings_hash()
+    sec = Sector.from_hamiltonian(hchain(2))
+    a = models.build(strong.model, sec).init(jax.random.PRNGKey(0), sec.hf_config)["a"]
+    np.testing.assert_array_equal(np.asarray(a), 2.0 * (2.0 * sec.hf_config - 1.0))
+    with pytest.raises(Exception, match="greater than 0"):
+        models.settings({"kind": "rbm", "bias": 0})
+
+
 def test_unregistered_model_kind_still_parses_with_the_same_hash():
     from nqsbench.methods.nqs import nqs_settings
 

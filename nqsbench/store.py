@@ -38,6 +38,7 @@ from .catalog import Geometry
 from .errors import NqsbenchError, RecordError
 from .io import inside
 from .methods import Method, RunContext, compute, get
+from .methods.base import checkpoint_dir
 from .records import STALE, CellRecord, MethodSettings, read_record, write_record
 
 log = logging.getLogger(__name__)
@@ -174,7 +175,7 @@ def writer_temporaries(path: str | Path) -> list[Path]:
     stem, parent = path.stem, path.parent
     names = (path.name, f"{stem}.params.msgpack", f"{stem}.trace.csv")
     own = [p for n in names for p in parent.glob(f".{n}.*.tmp")]
-    return own + sorted((parent / f"{stem}.ckpt").glob(".*.tmp"))
+    return own + sorted(checkpoint_dir(path).glob(".*.tmp"))
 
 
 def _remove_writer_temporaries(path: Path) -> None:

@@ -32,6 +32,13 @@ class Dependency:
     pinned: bool = False
 
 
+def checkpoint_dir(record_path: str | Path) -> Path:
+    """The folder of a record's checkpoints, ``<stem>.ckpt/`` beside it (NQS steps, finished
+    band sectors); only the record's writer writes there."""
+    p = Path(record_path)
+    return p.with_name(p.stem + ".ckpt")
+
+
 @dataclass
 class RunContext:
     """What a run needs besides its settings: where its record will go (side files such as
@@ -47,6 +54,10 @@ class RunContext:
     on_step: Callable[[int, int], None] | None = None
     log: Callable[[str], None] | None = None     # one-line notes before/while running (e.g. the memory plan)
     options: dict[str, Any] = field(default_factory=dict)   # run limits (e.g. exact: max_dim)
+
+    @property
+    def checkpoint_dir(self) -> Path | None:
+        return checkpoint_dir(self.path) if self.path is not None else None
 
 
 class Method:

@@ -3,9 +3,9 @@ checkpoints and callbacks → record, trace and parameters), for ``nqsbench run`
 public API alike.
 
 Side files beside the record ``<stem>.json``: ``<stem>.trace.csv`` (one row per step),
-``<stem>.params.npz`` (final parameters, tied to the Hamiltonian hash) and ``<stem>.ckpt/``
-(checkpoints, every ``ctx.checkpoint_every`` seconds, every ``ctx.checkpoint_steps`` steps and at
-the end). The :class:`~nqsbench.nqs.DivergenceGuard` stops a run that turns NaN, rises far above
+``<stem>.params.msgpack`` (final parameters with the active orbitals, so they load on any build of
+the same integrals) and ``<stem>.ckpt/`` (checkpoints, every ``ctx.checkpoint_every`` seconds,
+every ``ctx.checkpoint_steps`` steps and at the end; tied to the Hamiltonian hash). The :class:`~nqsbench.nqs.DivergenceGuard` stops a run that turns NaN, rises far above
 its best energy, or whose Markov chains collapse; nothing is written then.
 """
 from __future__ import annotations
@@ -255,7 +255,7 @@ class NQSMethod(Method):
         start = start_from_params(driver, s, ctx.options.get("init_params"))
         if ctx.log is not None:
             ctx.log(driver.memory_plan.summary())
-        ckpt_dir = ctx.path.with_name(ctx.path.stem + ".ckpt") if ctx.path is not None else None
+        ckpt_dir = ctx.checkpoint_dir
         resume = _resume_from(driver, ckpt_dir, ctx.resume)
         callbacks = [DivergenceGuard()]
         auto = auto_steps(s)

@@ -416,7 +416,7 @@ class NQSBands(Method):
             raise RecordError(str(exc)) from None
         rows = []
         if s.band_method == "sector":
-            ckpt = ctx.path.with_name(ctx.path.stem + ".ckpt") if ctx.path is not None else None
+            ckpt = ctx.checkpoint_dir
             sb, ctrl, rows = sector_bands(ham, model, sector, params, result.settings, s,
                                           memory_gb=ctx.options.get("memory_gb"), log=ctx.log,
                                           jobs=ctx.options.get("jobs", 1), ckpt_dir=ckpt,

@@ -219,8 +219,9 @@ def _resume_from(driver, ckpt_dir, resume) -> object:
             log.info("%s", exc)
             found = None
         if found is not None:
-            meta, mine = found[1]["meta"], driver._meta()
-            if all(meta.get(k) == mine[k] for k in ("hamiltonian_hash", "seed", "n_parameters", "flags")):
+            # the same run: same flags and seed, on these integrals (another build's checkpoint is
+            # carried to this build's orbital phases when it loads)
+            if found[1]["meta"].get("flags") == driver._meta()["flags"] and driver.checkpoint_mismatch(found[1]) is None:
                 return found[0]
     for p in ckpt_dir.glob("ckpt_*.npz"):   # a fresh run: old checkpoints are stale
         p.unlink()
@@ -272,6 +273,9 @@ class NQSMethod(Method):
             driver.run(s.step_budget, callbacks=callbacks, resume=resume)
         except ValueError as exc:        # a checkpoint that does not belong to this run
             raise CheckpointMismatchError(f"--resume from {ckpt_dir}: {exc}") from None
+        if getattr(driver, "rephased", 0.0) and ctx.log is not None:
+            ctx.log(f"resumed from a checkpoint of another build of these integrals (orbital phases up to "
+                    f"{driver.rephased:.2f} rad apart), carried over")
         converged, why = verdict(driver, s, auto)
         record = self.record(driver, geom, s, converged, why,
                              trace_file=trace_path(ctx.path).name if ctx.path else None, start=start)

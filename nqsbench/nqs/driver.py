@@ -177,6 +177,7 @@ class NQS:
         self._fresh_optimizer_and_chains()
         self._sample_key = jax.random.fold_in(key, 1)
         self.step = 0
+        self.rephased = 0.0          # > 0 after resuming a checkpoint of another build (load_state_arrays)
         self.lr_scale = 1.0           # reduce-on-plateau factor (nqs.convergence.AutoSteps)
         self.trace = {k: [] for k in TRACE_KEYS}
         self.stopped_early = False
@@ -364,15 +365,47 @@ class NQS:
                 out[f"{name}/{i}"] = np.asarray(leaf)
         for k, v in self.trace.items():
             out[f"trace/{k}"] = np.asarray(v, dtype=float)
+        if getattr(self.ham, "mo_coeff", None) is not None:
+            from .results import orbital_gauge
+
+            out["gauge/mo_coeff"] = np.asarray(orbital_gauge(self.ham))   # so another build can resume it
         return out
 
-    def load_state_arrays(self, d: dict):
-        meta = d["meta"]
-        mine = self._meta()
-        for k in ("hamiltonian_hash", "seed", "n_parameters"):
+    def _gauge_from(self, d: dict):
+        """θ carrying checkpoint ``d``'s parameters, written on another build of these integrals
+        (Bloch-orbital phases differ between builds), to this one's; ValueError saying why not."""
+        from .models.base import Rephase
+        from .results import gauge_phases
+
+        if "gauge/mo_coeff" not in d:
+            raise ValueError("it has no orbital coefficients (written before they were saved)")
+        if not isinstance(self.model, Rephase):
+            raise ValueError(f"the model {type(self.model).__name__} cannot take other orbital phases (no rephase)")
+        return gauge_phases(d["gauge/mo_coeff"], self.ham)
+
+    def checkpoint_mismatch(self, d: dict) -> str | None:
+        """Why checkpoint ``d`` cannot resume this run, or None: another seed or parameter count,
+        or another Hamiltonian that is not this one's integrals in other orbital phases."""
+        meta, mine = d["meta"], self._meta()
+        for k in ("seed", "n_parameters"):
             if meta.get(k) != mine[k]:
-                raise ValueError(f"checkpoint {k} = {meta.get(k)!r} does not match this run ({mine[k]!r}); "
-                                 "use a fresh checkpoint directory")
+                return f"checkpoint {k} = {meta.get(k)!r} does not match this run ({mine[k]!r})"
+        if meta.get("hamiltonian_hash") != mine["hamiltonian_hash"]:
+            try:
+                self._gauge_from(d)
+            except ValueError as exc:
+                return (f"checkpoint hamiltonian_hash = {meta.get('hamiltonian_hash')!r} does not match this run "
+                        f"({mine['hamiltonian_hash']!r}) and its parameters cannot be carried over: {exc}")
+        return None
+
+    def load_state_arrays(self, d: dict):
+        """Resume from checkpoint arrays ``d``; one written on another build of the same integrals
+        is carried to this build's orbital phases (``model.rephase``; ``self.rephased``: the
+        largest |θ|, 0 when the build is the same). ValueError when ``d`` is another run's."""
+        why = self.checkpoint_mismatch(d)
+        if why is not None:
+            raise ValueError(f"{why}; use a fresh checkpoint directory")
+        theta = self._gauge_from(d) if d["meta"].get("hamiltonian_hash") != self.ham.hash else None
         for name in ("params", "opt", "sampler"):
             tree = {"params": self.params, "opt": self.opt_state, "sampler": self.sampler_state}[name]
             leaves, treedef = jax.tree_util.tree_flatten(tree)
@@ -384,6 +417,10 @@ class NQS:
                 self.opt_state = tree
             else:
                 self.sampler_state = tree
+        self.rephased = 0.0
+        if theta is not None:
+            self.params = self.model.rephase(self.params, theta)
+            self.rephased = float(np.abs(theta).max())
         self.step = int(d["step"])
         self.lr_scale = float(d["lr_scale"]) if "lr_scale" in d else 1.0
         self.trace = {k: list(d[f"trace/{k}"]) if f"trace/{k}" in d else [float("nan")] * self.step

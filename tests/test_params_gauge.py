@@ -102,7 +102,7 @@ def test_a_checkpoint_resumes_on_another_build(tmp_path):
 
     path, data = load_latest_checkpoint(tmp_path / "ck")
     bare = {k: v for k, v in data.items() if k != "gauge/mo_coeff"}
-    with pytest.raises(ValueError, match="cannot be carried over: it has no orbital coefficients"):
+    with pytest.raises(ValueError, match="cannot be carried over: the file has no orbital coefficients"):
         NQS(b, sampler="exact", seed=2).load_state_arrays(bare)
     with pytest.raises(ValueError, match="cannot be carried over: .*"):
         NQS(hchain(2, 2.2), sampler="exact", seed=2).load_state_arrays(data)

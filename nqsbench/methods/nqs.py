@@ -3,10 +3,11 @@ checkpoints and callbacks → record, trace and parameters), for ``nqsbench run`
 public API alike.
 
 Side files beside the record ``<stem>.json``: ``<stem>.trace.csv`` (one row per step),
-``<stem>.params.msgpack`` (final parameters with the active orbitals, so they load on any build of
-the same integrals) and ``<stem>.ckpt/`` (checkpoints, every ``ctx.checkpoint_every`` seconds,
-every ``ctx.checkpoint_steps`` steps and at the end; tied to the Hamiltonian hash). The :class:`~nqsbench.nqs.DivergenceGuard` stops a run that turns NaN, rises far above
-its best energy, or whose Markov chains collapse; nothing is written then.
+``<stem>.params.msgpack`` (final parameters) and ``<stem>.ckpt/`` (checkpoints, every
+``ctx.checkpoint_every`` seconds, every ``ctx.checkpoint_steps`` steps and at the end); both hold the
+active orbitals, so they load on any build of the same integrals. The
+:class:`~nqsbench.nqs.DivergenceGuard` stops a run that turns NaN, rises far above its best
+energy, or whose Markov chains collapse; nothing is written then.
 """
 from __future__ import annotations
 

@@ -374,14 +374,9 @@ class NQS:
     def _gauge_from(self, d: dict):
         """θ carrying checkpoint ``d``'s parameters, written on another build of these integrals
         (Bloch-orbital phases differ between builds), to this one's; ValueError saying why not."""
-        from .models.base import Rephase
-        from .results import gauge_phases
+        from .results import carry_phases
 
-        if "gauge/mo_coeff" not in d:
-            raise ValueError("it has no orbital coefficients (written before they were saved)")
-        if not isinstance(self.model, Rephase):
-            raise ValueError(f"the model {type(self.model).__name__} cannot take other orbital phases (no rephase)")
-        return gauge_phases(d["gauge/mo_coeff"], self.ham)
+        return carry_phases(d.get("gauge/mo_coeff"), self.ham, self.model)
 
     def checkpoint_mismatch(self, d: dict) -> str | None:
         """Why checkpoint ``d`` cannot resume this run, or None: another seed or parameter count,

@@ -148,17 +148,24 @@ def load_params(path: str | Path, ham=None, template=None, model=None, arrays: b
     return (params, meta, side) if arrays else (params, meta)
 
 
+def carry_phases(saved_coeff, ham, model):
+    """θ (per spin-orbital) that carries parameters trained in orbitals ``saved_coeff`` (None when
+    the file has none) to ``ham``'s build of the same integrals through ``model.rephase``;
+    ValueError with the reason when they cannot be carried."""
+    from .models.base import Rephase
+
+    if saved_coeff is None:
+        raise ValueError("the file has no orbital coefficients to carry them over (written before they were saved)")
+    if not isinstance(model, Rephase):
+        raise ValueError(f"the model {type(model).__name__} cannot take other orbital phases (no rephase)")
+    return gauge_phases(saved_coeff, ham)
+
+
 def carry_params(params, meta: dict, arrays: dict, ham, model):
     """Parameters saved on another build of ``ham``'s integrals, carried to its orbital phases
     (``meta["rephased"]``: the largest |θ|); ValueError with the reason when they cannot be."""
     import numpy as np
 
-    from .models.base import Rephase
-
-    if "mo_coeff" not in arrays:
-        raise ValueError("the file has no orbital coefficients to carry them over (written before they were saved)")
-    if not isinstance(model, Rephase):
-        raise ValueError(f"the model {type(model).__name__} cannot take other orbital phases (no rephase)")
-    theta = gauge_phases(arrays["mo_coeff"], ham)
+    theta = carry_phases(arrays.get("mo_coeff"), ham, model)
     meta["rephased"] = float(np.abs(theta).max())
     return model.rephase(params, theta)

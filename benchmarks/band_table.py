@@ -1,9 +1,9 @@
 """Band-error table of NQS quasiparticle bands (issues 5 and 17) from existing band records.
 
-    python benchmarks/band_table.py [--results DIR] [--model rbm] [--seed 0] [--nk 4]
+    python benchmarks/band_table.py [--results DIR] [--model rbm] [--sampler exact] [--seed 0] [--nk 4]
         [--d 1.0 1.4 1.8 2.2 2.6 3.0 3.2 3.6] [--methods subspace krylov2 krylov4 krylov8 sector krylov1:mc]
 
-Reads <results>/h-chain/d<d>_k1x1x<nk>/nqs-<model>-exact-s<seed>.bands-[krylov<n>-|sector-|sector-spin<λ>-]<exact|monte_carlo>.json
+Reads <results>/h-chain/d<d>_k1x1x<nk>/nqs-<model>-<sampler>-s<seed>.bands-[krylov<n>-|sector-|sector-spin<λ>-]<exact|monte_carlo>.json
 (make them with `nqsbench run h-chain -p d=D -k 1,1,NK` and `nqsbench bands ... [--method krylov
 --order N | --method sector]`) and prints a markdown table, one row per (d, band method): the ground
 state's error per cell (mHa), band MAE / max / gap error (meV) against exact of the NQS bands and of
@@ -36,9 +36,10 @@ def band_file(gs: Path, method: str) -> Path:
     return gs.with_name(f"{gs.stem}.bands-{'' if space == 'subspace' else space + '-'}{est}.json")
 
 
-def rows(store: Store, d: float, nk: int, model: str, seed: int, methods: list[str]) -> list[dict]:
+def rows(store: Store, d: float, nk: int, model: str, seed: int, methods: list[str],
+         sampler: str = "exact") -> list[dict]:
     geom = catalog.load("h-chain").geometry({"d": d}, (1, 1, nk))
-    gs = store.path("nqs", geom).with_name(f"nqs-{model}-exact-s{seed}.json")
+    gs = store.path("nqs", geom).with_name(f"nqs-{model}-{sampler}-s{seed}.json")
     exact = read(store.path("exact", geom), ReferenceRecord)
     out = []
     for method in methods:
@@ -67,13 +68,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--results", type=Path, default=None, help="results folder (default: the store's)")
     ap.add_argument("--model", default="rbm")
+    ap.add_argument("--sampler", default="exact", help="sampler of the ground-state runs (exact|mcmc)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--nk", type=int, default=4)
     ap.add_argument("--d", type=float, nargs="+", default=[1.0, 1.4, 1.8, 2.2, 2.6, 3.0, 3.2, 3.6])
     ap.add_argument("--methods", nargs="+", default=["subspace", "krylov2", "krylov4", "krylov8"])
     a = ap.parse_args()
     store = Store.default(results=a.results)
-    df = pd.DataFrame([r for d in a.d for r in rows(store, d, a.nk, a.model, a.seed, a.methods)])
+    df = pd.DataFrame([r for d in a.d for r in rows(store, d, a.nk, a.model, a.seed, a.methods, a.sampler)])
     print(df.to_markdown(index=False))       # tabulate is a dependency
 
 

@@ -236,6 +236,27 @@ def test_dmrg_without_block2_names_the_extra(ham_factory, monkeypatch):
         dmrg.run_dmrg(None, None)
 
 
+def test_pyscf_gets_the_budget_on_top_of_what_the_process_holds(ham_factory, monkeypatch):
+    """PySCF compares its max_memory with the process's resident size: a process that already
+    holds 6 GB (a long test session, a suite worker) must still run a KMP2 that fits (PySCF's
+    default 4000 MB refused it in CI)."""
+    import pyscf.lib
+
+    from nqsbench import catalog, config
+    from nqsbench.runners import kpoint
+    from nqsbench.runners.kpoint import mp2_corr_per_cell, run_mp2
+
+    monkeypatch.setattr(pyscf.lib, "current_memory", lambda: (6000.0, 6000.0))
+    geom = catalog.load("h-chain").geometry(kmesh=(1, 1, 3))
+    ham = ham_factory("h-chain", (1, 1, 3))
+    res = run_mp2(geom, ham)
+    assert res.converged and abs(res.e_corr_per_cell - mp2_corr_per_cell(ham)) < 1e-9
+    assert kpoint.pyscf_max_memory_mb() == 6000.0 + 1000.0 * config.memory_gb()
+    monkeypatch.setattr(kpoint, "pyscf_max_memory_mb", lambda: 4000.0)     # PySCF's default: refused
+    with pytest.raises(MemoryError, match="Insufficient memory"):
+        run_mp2(geom, ham)
+
+
 @pytest.mark.parametrize("system,kmesh", [("h-chain", (1, 1, 3)), ("lih", (2, 1, 1))])
 def test_mp2_from_our_integrals_equals_pyscf_kmp2(ham_factory, system, kmesh):
     """The integral-based MP2 used for 2D cells equals PySCF's KMP2 where PySCF has one."""

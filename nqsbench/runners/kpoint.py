@@ -65,6 +65,19 @@ def failed(reason: str, **details) -> RunnerResult:
 
 
 # --------------------------------------------------------------------------- SCF on cached orbitals
+def pyscf_max_memory_mb() -> float:
+    """PySCF's ``max_memory`` (MB) for the k-point engines: nqsbench's memory budget
+    (``config.memory_gb``) on top of what this process already holds. PySCF checks its budget
+    against the process's resident size, so its default 4000 MB refused KMP2 ("Insufficient
+    memory! … currently available −825 MB") in a test session that had grown past 4.8 GB while
+    the machine had 21 GB free; KMP2, KRCCSD and EOM take it from the SCF object."""
+    from pyscf import lib
+
+    from .. import config
+
+    return float(lib.current_memory()[0]) + 1000.0 * config.memory_gb()
+
+
 def scf_from_hamiltonian(geom: Geometry, ham: Hamiltonian, tol: float = 1e-7):
     """A KRHF(exxdiv=None, GDF) object carrying the Hamiltonian's own orbitals (no SCF).
 
@@ -79,6 +92,7 @@ def scf_from_hamiltonian(geom: Geometry, ham: Hamiltonian, tol: float = 1e-7):
     kpts = cell.make_kpts(pyscf_kmesh(geom))
     mf = scf.KRHF(cell, kpts, exxdiv=None).density_fit()
     mf.verbose = 0
+    mf.max_memory = pyscf_max_memory_mb()
     mo_coeff = [np.asarray(c) for c in ham.mo_coeff]
     nc = ham.n_core
     mo_occ = []

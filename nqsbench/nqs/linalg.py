@@ -1,7 +1,7 @@
 """The models' determinants: a log-determinant that cannot deadlock XLA's CPU thread pool.
 
-Why not always ``jnp.linalg.slogdet``: on CPU it is a ``lapack_zgetrf_ffi`` call that splits its batch
-over XLA's intra-op thread pool (``ParallelBatchMap``) and blocks until that work is done. When
+Why not always ``jnp.linalg.slogdet``: on CPU it is a ``lapack_zgetrf_ffi`` call that splits its
+batch over XLA's intra-op thread pool (``ParallelBatchMap``) and blocks until that work is done. When
 the thunk executor runs two such calls at once on a pool of two threads (NNBF's determinants of
 the sample and of its connections, 2 CPUs), each call's waiting thread holds a pool thread the
 other call's batch work needs: the process wedges at 0 % CPU (native stacks in the session-12
@@ -9,7 +9,7 @@ note; cf. PyAutoLabs/PyAutoFit#1530). Pool workers are pinned to one CPU for tha
 in-process run on a machine with several cores is not. Gaussian elimination written as array
 operations is fused by XLA like any other elementwise work and never waits on the pool.
 
-It is 1.6× slower than LAPACK at n = 16 (the same speed at n = 8), so :func:`log_det` keeps LAPACK
+It is 1.6× slower than LAPACK at n = 16 (faster at n = 8), so :func:`log_det` keeps LAPACK
 where the deadlock cannot happen: on an accelerator, and in a process that may run on one CPU
 only (XLA sizes its pool from the CPUs a process may use when it starts: suite and sector-pool
 workers, ``taskset -c N``).
@@ -51,10 +51,11 @@ def lu_log_det(a):
     trailing submatrix only. The result is Σ log(pivot) + iπ·(row swaps), a holomorphic function
     of ``a`` (stochastic reconfiguration differentiates it with ``holomorphic=True``), equal to
     ``log(sign) + logabs`` of ``slogdet`` modulo 2πi; an exactly singular matrix gives −∞ (ψ = 0,
-    as ``slogdet``'s sign 0: NNBF's HF start has zero rows at the empty orbitals). Meant for the models' determinants (n = number of electrons, ≤ a few
-    tens). The batch is moved to the last axis, so that every step is elementwise work
-    vectorized over it, and the row swap is a one-hot sum instead of a gather: 1.5× LAPACK's
-    time at n = 16, the same at n = 8 (``benchmarks/nqs_throughput.py --model nnbf``)."""
+    as ``slogdet``'s sign 0: NNBF's HF start has zero rows at the empty orbitals). Meant for the
+    models' determinants (n = number of electrons, ≤ a few tens). The batch is moved to the last
+    axis, so that every step is elementwise work vectorized over it, and the row swap is a one-hot
+    sum instead of a gather (which was 2× slower): NNBF local energies 1.25× faster than through
+    LAPACK at n = 8, 1.6× slower at n = 16 (``benchmarks/nqs_throughput.py --model nnbf``)."""
     a = jnp.asarray(a)
     n = a.shape[-1]
     batch = a.shape[:-2]

@@ -274,7 +274,7 @@ class NQSMethod(Method):
             driver.run(s.step_budget, callbacks=callbacks, resume=resume)
         except ValueError as exc:        # a checkpoint that does not belong to this run
             raise CheckpointMismatchError(f"--resume from {ckpt_dir}: {exc}") from None
-        if getattr(driver, "rephased", 0.0) and ctx.log is not None:
+        if driver.rephased and ctx.log is not None:
             ctx.log(f"resumed from a checkpoint of another build of these integrals (orbital phases up to "
                     f"{driver.rephased:.2f} rad apart), carried over")
         converged, why = verdict(driver, s, auto)

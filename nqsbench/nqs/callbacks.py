@@ -109,11 +109,11 @@ class DivergenceGuard:
         update too (polyacetylene 1x1x2 and the H chain N_k = 6 at α = 4 diverged at the Markov-chain
         defaults within 110 steps and ran with max_norm = 1)."""
         opt = getattr(driver, "optimizer", None)
-        if opt is not None and getattr(opt, "max_norm", 0) in (None, 0, 0.0):
+        if opt is not None and not getattr(opt, "max_norm", None):
             return "lower the learning rate (--lr) or cap the update norm (--max-norm 1)"
         return "lower the learning rate (--lr)"
 
-    def _check_chains(self, step, log, remedy: str = "lower the learning rate (--lr)") -> None:
+    def _check_chains(self, step, log, remedy: str) -> None:
         var = float(log.get("variance", math.nan))
         acc = float(log.get("acceptance", math.nan))
         r_hat = float(log.get("R_hat", math.nan))

@@ -371,36 +371,36 @@ class NQS:
             out["gauge/mo_coeff"] = np.asarray(orbital_gauge(self.ham))   # so another build can resume it
         return out
 
-    def _gauge_from(self, d: dict):
-        """θ carrying checkpoint ``d``'s parameters, written on another build of these integrals
-        (Bloch-orbital phases differ between builds), to this one's; ValueError saying why not."""
+    def _resume_plan(self, d: dict):
+        """(why not, θ) for checkpoint ``d``: why it cannot resume this run (another seed or
+        parameter count, or another Hamiltonian that is not these integrals in other orbital
+        phases), else None and the phases θ that carry a checkpoint of another build to this one
+        (``results.carry_phases``; None for the same build)."""
         from .results import carry_phases
 
-        return carry_phases(d.get("gauge/mo_coeff"), self.ham, self.model)
-
-    def checkpoint_mismatch(self, d: dict) -> str | None:
-        """Why checkpoint ``d`` cannot resume this run, or None: another seed or parameter count,
-        or another Hamiltonian that is not this one's integrals in other orbital phases."""
         meta, mine = d["meta"], self._meta()
         for k in ("seed", "n_parameters"):
             if meta.get(k) != mine[k]:
-                return f"checkpoint {k} = {meta.get(k)!r} does not match this run ({mine[k]!r})"
-        if meta.get("hamiltonian_hash") != mine["hamiltonian_hash"]:
-            try:
-                self._gauge_from(d)
-            except ValueError as exc:
-                return (f"checkpoint hamiltonian_hash = {meta.get('hamiltonian_hash')!r} does not match this run "
-                        f"({mine['hamiltonian_hash']!r}) and its parameters cannot be carried over: {exc}")
-        return None
+                return f"checkpoint {k} = {meta.get(k)!r} does not match this run ({mine[k]!r})", None
+        if meta.get("hamiltonian_hash") == mine["hamiltonian_hash"]:
+            return None, None
+        try:
+            return None, carry_phases(d.get("gauge/mo_coeff"), self.ham, self.model)
+        except ValueError as exc:
+            return (f"checkpoint hamiltonian_hash = {meta.get('hamiltonian_hash')!r} does not match this run "
+                    f"({mine['hamiltonian_hash']!r}) and its parameters cannot be carried over: {exc}"), None
+
+    def checkpoint_mismatch(self, d: dict) -> str | None:
+        """Why checkpoint ``d`` cannot resume this run, or None (:meth:`_resume_plan`)."""
+        return self._resume_plan(d)[0]
 
     def load_state_arrays(self, d: dict):
         """Resume from checkpoint arrays ``d``; one written on another build of the same integrals
         is carried to this build's orbital phases (``model.rephase``; ``self.rephased``: the
         largest |θ|, 0 when the build is the same). ValueError when ``d`` is another run's."""
-        why = self.checkpoint_mismatch(d)
+        why, theta = self._resume_plan(d)
         if why is not None:
             raise ValueError(f"{why}; use a fresh checkpoint directory")
-        theta = self._gauge_from(d) if d["meta"].get("hamiltonian_hash") != self.ham.hash else None
         for name in ("params", "opt", "sampler"):
             tree = {"params": self.params, "opt": self.opt_state, "sampler": self.sampler_state}[name]
             leaves, treedef = jax.tree_util.tree_flatten(tree)

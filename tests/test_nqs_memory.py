@@ -96,6 +96,28 @@ def test_chunks_follow_the_working_set_and_the_budget():
     assert memory.choose_chunk(mb // 100, 16, 8 * GB) == 16                          # never above the batch
 
 
+def test_on_an_accelerator_its_memory_sizes_the_chunk_and_holds_the_step():
+    """A GPU is fast on wide batches: no CPU working-set or MAX_CHUNK cap, a quarter of its memory
+    instead (LiH 2x2x2: 295 MB per configuration, chunk 1 on CPU, 13 on a 16 GB device); the SR
+    step is checked against the device, the host budget against the process alone."""
+    from nqsbench.errors import MemoryBudgetError
+    from nqsbench.nqs.memory import MemoryPlan
+
+    mb = 1024 ** 2
+    assert memory.choose_chunk(295 * mb, 1024, 8 * GB, device_bytes=16 * GB) == int(0.25 * 16 * 1024 / 295)
+    assert memory.choose_chunk(mb // 100, 1024, 8 * GB, device_bytes=16 * GB) == 1024    # the whole batch
+    assert memory.choose_chunk(mb // 100, 1024, 8 * GB) == memory.MAX_CHUNK              # CPU unchanged
+    assert memory.accelerator_bytes() is None                                           # the CPU backend
+    kw = dict(budget=8 * GB, process=1 * GB, process_peak=1 * GB, chunk_size=13, eloc_per_config=295 * mb,
+              n_samples=1024, n_parameters=18720)
+    on_gpu = MemoryPlan(step=12 * GB, device_limit=16 * GB, **kw).check()        # > host budget: fine
+    assert on_gpu.peak == 1 * GB and "SR step 12.00 GB on the 16.00 GB accelerator" in on_gpu.summary()
+    with pytest.raises(MemoryBudgetError, match="accelerator has 16.0 GB.*lower --samples"):
+        MemoryPlan(step=17 * GB, device_limit=16 * GB, **kw).check()
+    with pytest.raises(MemoryBudgetError, match="exceeds the 8.0 GB budget"):
+        MemoryPlan(step=12 * GB, **kw).check()                                    # the same step on CPU
+
+
 def test_driver_chunking_does_not_change_the_numbers():
     """The planned chunk and chunks of one: the same Markov-chain steps, the same energies."""
     from nqsbench.nqs.defaults import make_driver

@@ -112,7 +112,7 @@ class NQS:
             step=memory.compiled_bytes(compiled),
             chunk_size=self.chunk_size if uses_eloc else 0, eloc_per_config=per, n_samples=n_samples,
             n_parameters=self.n_parameters, available=memory.available_bytes(),
-            seconds_per_config=seconds, solve_seconds=solve).check()
+            seconds_per_config=seconds, solve_seconds=solve, device_limit=memory.accelerator_bytes()).check()
         self._step = compiled
 
     def _sample_mesh(self):

@@ -11,6 +11,7 @@ configuration: connections × amplitude-ratio work), so that the chunk's working
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 import jax
 import jax.numpy as jnp
@@ -21,7 +22,8 @@ ELOC_SHARE = 0.25
 """Fraction of the budget a local-energy chunk may use (the rest: Jacobian, SR, the process)."""
 
 MAX_CHUNK = 256
-"""Larger chunks buy no throughput on CPU and only cost memory."""
+"""Larger chunks buy no throughput on CPU and only cost memory. (On an accelerator neither this
+nor :data:`WORKING_SET` applies: there wide batches are the speed, and its own memory the bound.)"""
 
 WORKING_SET = 32 * 1024 ** 2
 """Bytes a local-energy chunk should stay under for speed: beyond ~100 MB a configuration costs
@@ -57,6 +59,21 @@ def available_bytes() -> int | None:
     return None
 
 
+@lru_cache(maxsize=1)
+def accelerator_bytes() -> int | None:
+    """Memory of the device JAX computes on when that is not the host (a GPU: its allocator's
+    limit, ``memory_stats()['bytes_limit']``), else None: on the CPU backend the arrays are the
+    process's own and the host budget plans them."""
+    dev = jax.devices()[0]
+    if dev.platform == "cpu":
+        return None
+    try:
+        limit = (dev.memory_stats() or {}).get("bytes_limit")
+    except Exception:          # a backend without memory statistics
+        limit = None
+    return int(limit) if limit else None
+
+
 def compiled_bytes(compiled) -> int:
     """Device bytes a compiled XLA executable needs: arguments + outputs + temporaries."""
     ma = compiled.memory_analysis()
@@ -71,25 +88,37 @@ def probe_local_energy(make_eloc, params, x, n_probe: int = 8) -> tuple[int, flo
     configuration: they include the chunk-independent part) and the time per configuration of
     the second call (the first may still warm up; one call alone would mostly time its fixed
     cost: 5.2 ms against 1.3 ms per configuration on the H chain N_k = 8)."""
+    compiled = make_eloc(1).lower(params, _copies(x, n_probe)).compile()
+    ma = compiled.memory_analysis()
+    return (int(ma.temp_size_in_bytes) if ma is not None else 0), seconds_per_config(compiled, params, x, n_probe)
+
+
+def _copies(x, n):
+    return jnp.repeat(jnp.asarray(x, dtype=jnp.int8)[None], n, axis=0)
+
+
+def seconds_per_config(eloc, params, x, n: int) -> float:
+    """Seconds per configuration of ``eloc`` over ``n`` copies of ``x``: the second call (the
+    first may still warm up)."""
     import time
 
-    xs = jnp.repeat(jnp.asarray(x, dtype=jnp.int8)[None], n_probe, axis=0)
-    compiled = make_eloc(1).lower(params, xs).compile()
-    ma = compiled.memory_analysis()
-    jax.block_until_ready(compiled(params, xs))
+    xs = _copies(x, n)
+    jax.block_until_ready(eloc(params, xs))
     t0 = time.perf_counter()
-    jax.block_until_ready(compiled(params, xs))
-    seconds = (time.perf_counter() - t0) / n_probe
-    return (int(ma.temp_size_in_bytes) if ma is not None else 0), seconds
+    jax.block_until_ready(eloc(params, xs))
+    return (time.perf_counter() - t0) / n
 
 
-def complex_gemm_rate(n: int = 256) -> float:
+def complex_gemm_rate(n: int | None = None) -> float:
     """Real flops per second of a complex128 matrix product here and now (the SR solve's kernel;
     best of three after a warm-up, ~10 ms): with :func:`~nqsbench.nqs.optimizer.sr_solve_flops`,
-    the solve's share of the time estimate."""
+    the solve's share of the time estimate. ``n``: 256 on CPU, 2048 on an accelerator (a small
+    product there times the launch, not the rate)."""
     import time
 
     import numpy as np
+
+    n = n or (256 if accelerator_bytes() is None else 2048)
 
     a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n)) * (1 + 1j))
     f = jax.jit(lambda m: m @ m)
@@ -102,11 +131,17 @@ def complex_gemm_rate(n: int = 256) -> float:
     return 8.0 * n ** 3 / max(best, 1e-9)
 
 
-def choose_chunk(per_config: int, n_configs: int, budget_bytes: int) -> int:
+def choose_chunk(per_config: int, n_configs: int, budget_bytes: int, device_bytes: int | None = None) -> int:
     """Configurations per local-energy batch: as many as :data:`WORKING_SET` (or, when smaller,
-    :data:`ELOC_SHARE` of the budget) holds, at least 1, at most the batch and :data:`MAX_CHUNK`."""
-    fit = int(min(ELOC_SHARE * budget_bytes, WORKING_SET) // max(per_config, 1))
-    return max(1, min(fit, MAX_CHUNK, max(n_configs, 1)))
+    :data:`ELOC_SHARE` of the budget) holds, at least 1, at most the batch and :data:`MAX_CHUNK`.
+    On an accelerator (``device_bytes``: its memory, default :func:`accelerator_bytes`) as many
+    as :data:`ELOC_SHARE` of that memory holds, at most the batch."""
+    device_bytes = accelerator_bytes() if device_bytes is None else device_bytes
+    if device_bytes:
+        fit, cap = int(ELOC_SHARE * device_bytes // max(per_config, 1)), n_configs
+    else:
+        fit, cap = int(min(ELOC_SHARE * budget_bytes, WORKING_SET) // max(per_config, 1)), MAX_CHUNK
+    return max(1, min(fit, cap, max(n_configs, 1)))
 
 
 def plan_local_energy(fham, model, params, n_configs: int, budget_bytes: int,
@@ -121,9 +156,14 @@ def plan_local_energy(fham, model, params, n_configs: int, budget_bytes: int,
     def make(c):
         return make_local_energy(fham, model, chunk_size=c, capacity=capacity)
 
-    per, seconds = probe_local_energy(make, params, fham.sector.hf_config)
+    x = fham.sector.hf_config
+    per, seconds = probe_local_energy(make, params, x)
     chunk = int(chunk_size) if chunk_size is not None else choose_chunk(per, n_configs, budget_bytes)
-    return make(chunk), chunk, per, seconds
+    eloc = make(chunk)
+    if accelerator_bytes() is not None and chunk > 1:
+        # an accelerator's time per configuration at chunk 1 is its launch latency: time the chunk
+        seconds = seconds_per_config(eloc, params, x, chunk)
+    return eloc, chunk, per, seconds
 
 
 @dataclass(frozen=True)
@@ -132,7 +172,9 @@ class MemoryPlan:
     plan was made: Python, PySCF, JAX, the Hamiltonian, the sector tables) + ``step`` (the
     compiled SR step's arguments, outputs and temporaries, of which ``eloc_chunk`` is the
     local-energy batch of ``chunk_size`` configurations), or the process's peak so far
-    (``process_peak``: a Hamiltonian built in this process can have needed more) if larger."""
+    (``process_peak``: a Hamiltonian built in this process can have needed more) if larger.
+    On an accelerator (``device_limit``: its memory, :func:`accelerator_bytes`) the step lives in
+    the device's memory and is checked against that; ``peak`` is then the host's alone."""
 
     budget: int
     process: int
@@ -145,6 +187,7 @@ class MemoryPlan:
     available: int | None = None
     seconds_per_config: float | None = None
     solve_seconds: float | None = None      # the SR solve: its flops at this machine's GEMM rate
+    device_limit: int | None = None         # an accelerator's memory (None: the step is on the host)
 
     @property
     def eloc_seconds(self) -> float | None:
@@ -165,7 +208,9 @@ class MemoryPlan:
 
     @property
     def peak(self) -> int:
-        return max(self.process + self.step, self.process_peak)
+        """Host bytes at the peak."""
+        on_host = self.step if self.device_limit is None else 0
+        return max(self.process + on_host, self.process_peak)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "peak": self.peak, "eloc_chunk": self.eloc_chunk,
@@ -180,8 +225,9 @@ class MemoryPlan:
         time = ("" if self.seconds_per_step is None else
                 f"; time: ≈ {self.seconds_per_step:.3g} s per step ({self.seconds_per_config * 1e3:.3g} ms "
                 f"per local energy{solve})")
+        where = "" if self.device_limit is None else f" on the {gb(self.device_limit)} accelerator"
         return (f"memory: estimated peak {gb(self.peak)} of a {gb(self.budget)} budget "
-                f"(process {gb(self.process)}, SR step {gb(self.step)}{chunks}, "
+                f"(process {gb(self.process)}, SR step {gb(self.step)}{where}{chunks}, "
                 f"{self.n_samples} samples × {self.n_parameters} parameters){time}")
 
     def check(self) -> "MemoryPlan":
@@ -194,6 +240,12 @@ class MemoryPlan:
                 f"{gb(self.process)}, SR step {gb(self.step)} for {self.n_samples} samples × "
                 f"{self.n_parameters} parameters, local-energy chunk {gb(self.eloc_chunk)}); lower "
                 f"--samples or raise --memory-gb ($NQSBENCH_MEMORY_GB)")
+        if self.device_limit is not None:
+            if self.step > self.device_limit:
+                raise MemoryBudgetError(
+                    f"memory: the SR step needs {gb(self.step)} but the accelerator has "
+                    f"{gb(self.device_limit)} (local-energy chunk {gb(self.eloc_chunk)}); lower --samples")
+            return self
         if self.available is not None and self.step > self.available:
             raise MemoryBudgetError(
                 f"memory: the SR step needs {gb(self.step)} but the machine has {gb(self.available)} "

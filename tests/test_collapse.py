@@ -181,3 +181,40 @@ def test_the_message_names_the_trust_region_when_there_is_none():
     d.optimizer = SimpleNamespace(max_norm=None)
     with pytest.raises(DivergenceError, match=r"variance jumped .*\(--max-norm 1\)$"):
         feed(DivergenceGuard(), d, [{}] * 5 + [{"variance": 2e6}])
+
+
+def test_the_message_names_beta_1_when_importance_weights_left_few_samples():
+    """β < 1 with under 10 % effective samples (graphene 2x2x1's hf start: 27 of 1024): --beta 1
+    comes first; enough effective samples, or β = 1, leave the message as it was."""
+    rise = [{"energy": -2.0}, {"energy": -1.0}]
+    for ess, beta, wanted in ((27.0, 0.5, r"--beta 1 \(the importance weights of beta 0.5 left 27 effective "
+                                           r"samples of 1024\), or lower the learning rate \(--lr\)$"),
+                              (300.0, 0.5, r"rose 1.000 above the best -2.000000; lower the learning rate \(--lr\)$"),
+                              (float("nan"), 1.0, r"rose 1.000 above the best -2.000000; lower the learning rate \(--lr\)$")):
+        d = markov_driver()
+        d.optimizer = SimpleNamespace(max_norm=1.0)
+        d.sampler = SimpleNamespace(n_samples=1024, beta=beta)
+        d.effective_samples = ess
+        with pytest.raises(DivergenceError, match=wanted):
+            feed(DivergenceGuard(), d, rise)
+
+
+def test_the_driver_keeps_the_effective_sample_size_of_its_last_step():
+    """Kish's 1/Σw² of the step's importance weights with β < 1 (between 1 and the samples: the
+    weights of an RBM state are not uniform), all the samples with β = 1."""
+    from nqsbench.nqs import MetropolisSampler, Sector
+    from nqsbench.nqs.stats import effective_sample_size
+
+    assert effective_sample_size(np.full(8, 1 / 8)) == pytest.approx(8.0)
+    assert effective_sample_size([1.0, 0.0, 0.0]) == pytest.approx(1.0)
+    ham = hchain(2)
+    sec = Sector.from_hamiltonian(ham)
+    for beta in (0.5, 1.0):
+        d = NQS(ham, sampler=MetropolisSampler(sec, n_chains=16, n_samples=256, beta=beta), seed=1,
+                eval_batches=1)
+        assert math.isnan(d.effective_samples)              # no step yet
+        d.run(2, callbacks=[])
+        if beta == 1.0:
+            assert d.effective_samples == 256
+        else:
+            assert 1.0 < d.effective_samples < 255

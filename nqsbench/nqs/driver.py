@@ -8,6 +8,7 @@ resumed from a checkpoint reproduces an uninterrupted run exactly.
 from __future__ import annotations
 
 import json
+import math
 from functools import partial
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from .models import RBM, count_parameters
 from .operator import FermionHamiltonian, make_local_energy, sector_matrix_coo, v_score
 from .optimizer import SR, jacobian, sr_solve_flops
 from .samplers import ExactSampler, MetropolisSampler
-from .stats import Stats, importance_statistics, pool, statistics
+from .stats import Stats, effective_sample_size, importance_statistics, pool, statistics
 
 jax.config.update("jax_enable_x64", True)
 
@@ -168,6 +169,7 @@ class NQS:
 
         self._step = jax.jit(step)
         self._exact = isinstance(sampler, ExactSampler)
+        self._weighted = not self._exact and getattr(sampler, "beta", 1.0) != 1.0
 
     def reset(self):
         """Fresh parameters, optimizer and sampler state (step 0)."""
@@ -178,6 +180,7 @@ class NQS:
         self._sample_key = jax.random.fold_in(key, 1)
         self.step = 0
         self.rephased = 0.0          # > 0 after resuming a checkpoint of another build (load_state_arrays)
+        self.effective_samples = math.nan   # of the last step: 1/Σw² under importance weights
         self.lr_scale = 1.0           # reduce-on-plateau factor (nqs.convergence.AutoSteps)
         self.trace = {k: [] for k in TRACE_KEYS}
         self.stopped_early = False
@@ -273,6 +276,7 @@ class NQS:
                 params, opt_state, sstate, el, wf, info, dnorm = self._step(
                     self.params, self.opt_state, self.sampler_state, key, self.lr_scale)
                 st = self._stats(el, wf)
+                self.effective_samples = effective_sample_size(wf) if self._weighted else float(el.size)
                 log = {"step": t, "energy": float(np.real(st.mean)) / nk, "error": st.error_of_mean / nk,
                        "variance": st.variance, "energy_imag": float(np.imag(st.mean)) / nk,
                        "acceptance": float(info["acceptance"]), "tau_corr": st.tau_corr,

@@ -31,10 +31,12 @@ def main(argv=None):
     from nqsbench.nqs import RBM, MetropolisSampler, Sector
     from nqsbench.nqs.stats import effective_sample_size
 
+    bad = [s for s in a.systems if s not in SYSTEMS and s != "polyacetylene"]
+    if bad:
+        ap.error(f"--systems: unknown {bad}; choose from {list(SYSTEMS) + ['polyacetylene']}")
     print(f"{'system':>15} {'N':>3} {'beta':>4} {'ESS':>7} {'of':>5} {'acceptance':>10} {'holes':>5}")
     for label in a.systems:
-        geom = (catalog.load("polyacetylene").geometry(kmesh=(1, 1, 2)) if label == "polyacetylene"
-                else geometry(label) if label in SYSTEMS else ap.error(f"--systems: unknown {label!r}"))
+        geom = catalog.load("polyacetylene").geometry(kmesh=(1, 1, 2)) if label == "polyacetylene" else geometry(label)
         sec = Sector.from_hamiltonian(get_hamiltonian(geom))
         model = RBM(sec.n_spin_orbitals, alpha=2.0)
         params = model.init(jax.random.PRNGKey(1), reference=sec.hf_config)

@@ -169,6 +169,7 @@ class NQS:
 
         self._step = jax.jit(step)
         self._exact = isinstance(sampler, ExactSampler)
+        # Markov chains of |ψ|^(2β), β < 1: importance weights (statistics, effective samples)
         self._weighted = not self._exact and getattr(sampler, "beta", 1.0) != 1.0
 
     def reset(self):
@@ -309,7 +310,7 @@ class NQS:
         el = np.asarray(el)
         if self._exact:
             return statistics(el, np.asarray(wf).reshape(el.shape))
-        if getattr(self.sampler, "beta", 1.0) != 1.0:
+        if self._weighted:
             return importance_statistics(el, np.asarray(wf).reshape(el.shape))
         return statistics(el)
 

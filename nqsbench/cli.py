@@ -382,7 +382,9 @@ def run_nqs(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[
                                           "(samples²), cg (matrix-free, memory samples × parameters) or auto"),
             samples: Optional[int] = typer.Option(None, "--samples", help="Monte Carlo samples per step (mcmc)"),
             chains: Optional[int] = typer.Option(None, "--chains", help="Markov chains (mcmc)"),
-            beta: Optional[float] = typer.Option(None, "--beta", help="mcmc: sample |ψ|^(2·beta) with importance weights (default 0.5)"),
+            beta: Optional[str] = typer.Option(None, "--beta", help="mcmc: sample |ψ|^(2·beta) with importance weights "
+                                               "(default 0.5); auto: beta adapts per step, from 0.5 towards 1 "
+                                               "while fewer than a quarter of the samples are effective"),
             checkpoint_every: float = typer.Option(60.0, "--checkpoint-every", help="seconds between checkpoints"),
             checkpoint_steps: int = typer.Option(50, "--checkpoint-steps", min=0,
                                                  help="also checkpoint every this many steps (0: by time only)"),
@@ -490,6 +492,11 @@ def _nqs_settings(model, sampler, init, steps, **kw):
         raise CatalogError(f"--sampler {sampler!r}: choose 'exact' or 'mcmc'")
     if isinstance(steps, int) and steps < 1:
         raise CatalogError(f"--steps {steps}: must be ≥ 1 (or auto)")
+    if isinstance(kw.get("beta"), str) and kw["beta"] != "auto":
+        try:
+            kw["beta"] = float(kw["beta"])
+        except ValueError:
+            raise CatalogError(f"--beta {kw['beta']!r}: give a number in (0, 1] or 'auto'") from None
     for flag, v in (("--lr", kw.get("lr")), ("--diag-shift", kw.get("diag_shift"))):
         if v is not None and v <= 0:
             raise CatalogError(f"{flag} {v}: must be > 0")

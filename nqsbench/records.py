@@ -378,10 +378,14 @@ class SamplerSettings(_Frozen):
     kind: Literal["exact", "mcmc"] = "exact"
     n_samples: int | None = Field(None, ge=2)
     n_chains: int | None = Field(None, ge=1)
-    beta: float | None = Field(None, gt=0, le=1)
+    beta: float | Literal["auto"] | None = Field(
+        None, description="mcmc: sample |ψ|^(2β) with importance weights; 'auto': β adapts per step, from 0.5 "
+        "towards 1 while the weights leave under a quarter of the samples effective")
 
     @model_validator(mode="after")
     def _consistent(self):
+        if isinstance(self.beta, float) and not 0 < self.beta <= 1:
+            raise ValueError(f"beta {self.beta}: must be in (0, 1], or 'auto'")
         mc = (self.n_samples, self.n_chains, self.beta)
         if self.kind == "exact" and any(v is not None for v in mc):
             raise ValueError("samples/chains/beta apply to sampler 'mcmc' only; remove them")

@@ -131,7 +131,7 @@ class NQSTask(TaskBase):
     diag_shift: float | None = Field(None, gt=0)
     samples: int | None = Field(None, ge=2)
     chains: int | None = Field(None, ge=1)
-    beta: float | None = Field(None, gt=0, le=1)
+    beta: float | Literal["auto"] | None = Field(None, description="mcmc: β of |ψ|^(2β), or 'auto' (adaptive)")
     label: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9.-]*$",
                               description="suffix of the record name, for runs that differ in settings")
 
@@ -139,6 +139,8 @@ class NQSTask(TaskBase):
     def _mcmc_only(self):
         if self.sampler == "exact" and any(v is not None for v in (self.samples, self.chains, self.beta)):
             raise ValueError("samples/chains/beta apply to sampler = 'mcmc' only; remove them")
+        if isinstance(self.beta, float) and not 0 < self.beta <= 1:
+            raise ValueError(f"beta {self.beta}: must be in (0, 1], or 'auto'")
         return self
 
     @field_validator("init")

@@ -183,17 +183,23 @@ def test_the_message_names_the_trust_region_when_there_is_none():
         feed(DivergenceGuard(), d, [{}] * 5 + [{"variance": 2e6}])
 
 
-def test_the_message_names_beta_1_when_importance_weights_left_few_samples():
-    """β < 1 with under 10 % effective samples (graphene 2x2x1's hf start: 27 of 1024): --beta 1
-    comes first; enough effective samples, or β = 1, leave the message as it was."""
+def test_the_message_names_beta_auto_when_importance_weights_left_few_samples():
+    """β < 1 with under 10 % effective samples (graphene 2x2x1's hf start: 27 of 1024): --beta auto
+    or 1 comes first (an adaptive sampler: --beta 1, naming the β it had reached); enough
+    effective samples, or β = 1, leave the message as it was."""
     rise = [{"energy": -2.0}, {"energy": -1.0}]
-    for ess, beta, wanted in ((27.0, 0.5, r"--beta 1 \(the importance weights of beta 0.5 left 27 effective "
-                                           r"samples of 1024\), or lower the learning rate \(--lr\)$"),
-                              (300.0, 0.5, r"rose 1.000 above the best -2.000000; lower the learning rate \(--lr\)$"),
-                              (float("nan"), 1.0, r"rose 1.000 above the best -2.000000; lower the learning rate \(--lr\)$")):
+    lr = r"lower the learning rate \(--lr\)$"
+    for ess, sampler, wanted in (
+            (27.0, dict(beta=0.5), r"with --beta auto \(adapts β to the weights\) or --beta 1 \(the importance "
+                                   r"weights of beta 0.5 left 27 effective samples of 1024\), or " + lr),
+            (27.0, dict(beta=0.5, adaptive=True), r"with --beta 1 \(the importance weights of beta 0.7 left 27 "
+                                                  r"effective samples of 1024\), or " + lr),
+            (300.0, dict(beta=0.5), r"rose 1.000 above the best -2.000000; " + lr),
+            (float("nan"), dict(beta=1.0), r"rose 1.000 above the best -2.000000; " + lr)):
         d = markov_driver()
         d.optimizer = SimpleNamespace(max_norm=1.0)
-        d.sampler = SimpleNamespace(n_samples=1024, beta=beta)
+        d.sampler = SimpleNamespace(n_samples=1024, **sampler)
+        d.trace["beta"] = [0.6, 0.7]
         d.effective_samples = ess
         with pytest.raises(DivergenceError, match=wanted):
             feed(DivergenceGuard(), d, rise)

@@ -321,6 +321,9 @@ def test_sector_counts_fast_and_exact_for_sensible_meshes():
 RUN_CASES = {
     "alpha 0": (["--alpha", "0"], "--alpha 0"),
     "alpha -1": (["--alpha", "-1"], "--alpha -1"),
+    "beta 0": (["--sampler", "mcmc", "--beta", "0"], "--beta 0"),
+    "beta 1.5": (["--sampler", "mcmc", "--beta", "1.5"], "--beta 1.5"),
+    "beta word": (["--sampler", "mcmc", "--beta", "adaptive"], "--beta 'adaptive'"),
     "chains 0": (["--sampler", "mcmc", "--chains", "0"], "--chains 0"),
     "samples 16 chains 64": (["--sampler", "mcmc", "--samples", "16", "--chains", "64"], "two samples per chain"),
     "samples 0": (["--sampler", "mcmc", "--samples", "0"], "--samples 0"),

@@ -37,7 +37,7 @@ def _finite_tree(tree) -> bool:
 
 MIN_EFFECTIVE_FRACTION = 0.1
 """Below this share of effective samples (:func:`~nqsbench.nqs.stats.effective_sample_size`) a
-divergence message names --beta 1 first."""
+divergence message names --beta auto (or 1) first."""
 
 
 class DivergenceGuard:
@@ -122,9 +122,11 @@ class DivergenceGuard:
         ess = getattr(driver, "effective_samples", math.nan)
         n = getattr(getattr(driver, "sampler", None), "n_samples", None)
         if n and math.isfinite(ess) and ess < MIN_EFFECTIVE_FRACTION * n:
-            beta = getattr(driver.sampler, "beta", 1.0)
-            fix = (f"sample |ψ|² with --beta 1 (the importance weights of beta {beta:g} left {ess:.0f} effective "
-                   f"samples of {n}), or {fix}")
+            smp = driver.sampler
+            beta = float(driver.trace["beta"][-1]) if getattr(smp, "adaptive", False) else getattr(smp, "beta", 1.0)
+            how = "--beta auto (adapts β to the weights) or --beta 1" if not getattr(smp, "adaptive", False) else "--beta 1"
+            fix = (f"sample closer to |ψ|² with {how} (the importance weights of beta {beta:g} left {ess:.0f} "
+                   f"effective samples of {n}), or {fix}")
         return fix
 
     def _check_chains(self, step, log, remedy: str) -> None:

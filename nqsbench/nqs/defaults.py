@@ -22,6 +22,16 @@ DEFAULTS = {
 }
 
 
+# beta = "auto": β adapts per step (MetropolisSampler.target_ess): from the floor 0.5 (the fixed
+# default) towards 1 while the importance weights leave fewer effective samples than this fraction.
+AUTO_BETA = {"beta": 0.5, "target_ess": 0.25}
+
+
+def metropolis_beta(beta) -> dict:
+    """MetropolisSampler keywords of a ``beta`` setting: a number, or "auto" (:data:`AUTO_BETA`)."""
+    return dict(AUTO_BETA) if beta == "auto" else {"beta": float(beta)}
+
+
 def resolve_settings(sampler: str, lr: float | None = None, lr_final: float | None = None,
                      max_norm: float | None = None, diag_shift: float | None = None,
                      n_samples: int | None = None, n_chains: int | None = None,
@@ -67,5 +77,5 @@ def make_driver(ham, sampler: str = "exact", alpha: float = 2.0, seed: int = 0, 
     from .samplers import MetropolisSampler
 
     sector = kw.pop("sector", None) or Sector.from_hamiltonian(ham)
-    smp = MetropolisSampler(sector, n_samples=r["n_samples"], n_chains=r["n_chains"], beta=r["beta"])
+    smp = MetropolisSampler(sector, n_samples=r["n_samples"], n_chains=r["n_chains"], **metropolis_beta(r["beta"]))
     return NQS(ham, sampler=smp, optimizer=opt, alpha=alpha, seed=seed, sector=sector, **kw)

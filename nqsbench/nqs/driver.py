@@ -29,7 +29,7 @@ from .stats import Stats, effective_sample_size, importance_statistics, pool, st
 jax.config.update("jax_enable_x64", True)
 
 TRACE_KEYS = ("energy", "error", "variance", "energy_imag", "acceptance", "tau_corr", "R_hat",
-              "update_norm", "lr")
+              "update_norm", "lr", "beta", "effective_samples")
 
 
 class NQS:
@@ -170,7 +170,8 @@ class NQS:
         self._step = jax.jit(step)
         self._exact = isinstance(sampler, ExactSampler)
         # Markov chains of |ψ|^(2β), β < 1: importance weights (statistics, effective samples)
-        self._weighted = not self._exact and getattr(sampler, "beta", 1.0) != 1.0
+        self._weighted = not self._exact and (getattr(sampler, "beta", 1.0) != 1.0
+                                              or getattr(sampler, "adaptive", False))
 
     def reset(self):
         """Fresh parameters, optimizer and sampler state (step 0)."""
@@ -234,6 +235,7 @@ class NQS:
                 {"kind": "mcmc", "n_chains": s.n_chains, "n_samples": s.n_per_chain * s.n_chains,
                  "sweep_size": s._sweep, "n_discard_per_chain": s.n_discard_per_chain,
                  "p_single": s.p_single, "beta": getattr(s, "beta", 1.0),
+                 **({"target_ess": s.target_ess} if getattr(s, "target_ess", None) is not None else {}),
                  "n_eval_samples": self.eval_batches * s.n_per_chain * s.n_chains})
         m = self.model
         model = {"kind": type(m).__name__, **(m.describe() if hasattr(m, "describe") else {}),
@@ -281,7 +283,8 @@ class NQS:
                 log = {"step": t, "energy": float(np.real(st.mean)) / nk, "error": st.error_of_mean / nk,
                        "variance": st.variance, "energy_imag": float(np.imag(st.mean)) / nk,
                        "acceptance": float(info["acceptance"]), "tau_corr": st.tau_corr,
-                       "R_hat": st.R_hat, "update_norm": float(dnorm), "lr": lr_now}
+                       "R_hat": st.R_hat, "update_norm": float(dnorm), "lr": lr_now,
+                       "beta": float(info.get("beta", math.nan)), "effective_samples": self.effective_samples}
                 for k in TRACE_KEYS:
                     self.trace[k].append(log[k])
                 self.params, self.opt_state, self.sampler_state = params, opt_state, sstate

@@ -85,6 +85,14 @@ def test_divergence_raises_and_never_saves(tmp_path):
     assert guard(mf2, 0, {"energy": -1.85, "error": 0.02, "variance": 0.1}) is False
     with pytest.raises(DivergenceError, match="rose"):
         guard(mf2, 1, {"energy": -1.85, "error": 0.005, "variance": 0.1})
+    # the best step's own error bar counts too (polyacetylene 1x1x2: a best of -97.249 ± 0.028,
+    # then -97.001 ± 0.033, a rise of 0.248 within 0.1 + 5·hypot(0.033, 0.028) = 0.316)
+    guard = DivergenceGuard()
+    assert guard(mf2, 0, {"energy": -97.249, "error": 0.028, "variance": 1.1}) is False
+    assert guard(mf2, 1, {"energy": -97.001, "error": 0.033, "variance": 1.3}) is False
+    assert (guard.best, guard.best_error) == (-97.249, 0.028)
+    with pytest.raises(DivergenceError, match="rose 0.329 above the best -97.249000"):
+        guard(mf2, 2, {"energy": -96.92, "error": 0.033, "variance": 1.3})
 
 
 def test_early_stopping_and_flags():

@@ -382,8 +382,8 @@ def run_nqs(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[
                                           "(samples²), cg (matrix-free, memory samples × parameters) or auto"),
             samples: Optional[int] = typer.Option(None, "--samples", help="Monte Carlo samples per step (mcmc)"),
             chains: Optional[int] = typer.Option(None, "--chains", help="Markov chains (mcmc)"),
-            beta: Optional[str] = typer.Option(None, "--beta", help="mcmc: sample |ψ|^(2·beta) with importance weights "
-                                               "(default 0.5); auto: beta adapts per step, from 0.5 towards 1 "
+            beta: Optional[str] = typer.Option(None, "--beta", help="mcmc: sample |ψ|^(2·beta) with importance weights; "
+                                               "auto (the default): beta adapts per step, from 0.5 towards 1 "
                                                "while fewer than a quarter of the samples are effective"),
             checkpoint_every: float = typer.Option(60.0, "--checkpoint-every", help="seconds between checkpoints"),
             checkpoint_steps: int = typer.Option(50, "--checkpoint-steps", min=0,

@@ -492,6 +492,9 @@ def _nqs_settings(model, sampler, init, steps, **kw):
         raise CatalogError(f"--sampler {sampler!r}: choose 'exact' or 'mcmc'")
     if isinstance(steps, int) and steps < 1:
         raise CatalogError(f"--steps {steps}: must be ≥ 1 (or auto)")
+    given = [f for f, k in (("--samples", "samples"), ("--chains", "chains"), ("--beta", "beta")) if kw.get(k) is not None]
+    if sampler == "exact" and given:
+        raise CatalogError(f"{'/'.join(given)}: Markov-chain options; add --sampler mcmc or drop them")
     if isinstance(kw.get("beta"), str) and kw["beta"] != "auto":
         try:
             kw["beta"] = float(kw["beta"])

@@ -31,3 +31,14 @@ def ham_factory():
 def hchain(nk: int, d: float = 1.8):
     """The H-chain Hamiltonian at bond length d and k-mesh 1×1×nk (session-cached)."""
     return get_ham("h-chain", (1, 1, nk), d=d)
+
+
+class Kill:
+    """A driver callback that raises KeyboardInterrupt at step ``at`` (a killed run, for resume tests)."""
+
+    def __init__(self, at: int):
+        self.at = at
+
+    def __call__(self, driver, step, log):
+        if step == self.at:
+            raise KeyboardInterrupt("simulated kill")

@@ -8,7 +8,7 @@ import pytest
 from nqsbench.nqs import (NQS, SR, Checkpoint, CosineDecay, DivergenceError, DivergenceGuard,
                           EarlyStopping, MetropolisSampler, ProgressBar, Sector, latest_checkpoint)
 from nqsbench.nqs import bruteforce as bf
-from conftest import hchain
+from conftest import Kill, hchain
 
 
 
@@ -25,15 +25,6 @@ def test_same_seed_same_energy():
     b = NQS(ham, seed=4).run(6)
     assert abs(a.energy - b.energy) < 1e-12
     assert NQS(ham, seed=5).run(6).energy != a.energy
-
-
-class Kill:
-    def __init__(self, at):
-        self.at = at
-
-    def __call__(self, driver, step, log):
-        if step == self.at:
-            raise KeyboardInterrupt("simulated kill")
 
 
 @pytest.mark.parametrize("optimizer", [None, SR(CosineDecay(0.25, 0.02, 7), 1e-2, max_norm=0.5)],

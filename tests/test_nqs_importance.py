@@ -7,7 +7,7 @@ import pytest
 from nqsbench.nqs import NQS, RBM, MetropolisSampler, Sector
 from nqsbench.nqs import bruteforce as bf
 from nqsbench.nqs.stats import importance_statistics
-from conftest import hchain
+from conftest import Kill, hchain
 
 
 
@@ -93,13 +93,8 @@ def test_adaptive_beta_is_checkpointed_and_resumes_exactly(tmp_path):
 
     ref = run().run(7)
     assert len(set(ref.trace["beta"])) > 1                # it did adapt
-    class Kill:
-        def __call__(self, driver, step, log):
-            if step == 3:
-                raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
-        run().run(7, callbacks=[DivergenceGuard(), Checkpoint(tmp_path, every_steps=1), Kill()])
+        run().run(7, callbacks=[DivergenceGuard(), Checkpoint(tmp_path, every_steps=1), Kill(3)])
     resumed = run().run(7, callbacks=[Checkpoint(tmp_path, every_steps=1)], resume=tmp_path)
     for k in ("energy", "beta", "effective_samples"):
         np.testing.assert_array_equal(resumed.trace_arrays[k], ref.trace_arrays[k])

@@ -128,9 +128,9 @@ class DivergenceGuard:
         ess = getattr(driver, "effective_samples", math.nan)
         n = getattr(getattr(driver, "sampler", None), "n_samples", None)
         if n and math.isfinite(ess) and ess < MIN_EFFECTIVE_FRACTION * n:
-            smp = driver.sampler
-            beta = float(driver.trace["beta"][-1]) if getattr(smp, "adaptive", False) else getattr(smp, "beta", 1.0)
-            how = "--beta auto (adapts β to the weights) or --beta 1" if not getattr(smp, "adaptive", False) else "--beta 1"
+            adaptive = getattr(driver.sampler, "adaptive", False)
+            beta = float(driver.trace["beta"][-1]) if adaptive else getattr(driver.sampler, "beta", 1.0)
+            how = "--beta 1" if adaptive else "--beta auto (adapts β to the weights) or --beta 1"
             fix = (f"sample closer to |ψ|² with {how} (the importance weights of beta {beta:g} left {ess:.0f} "
                    f"effective samples of {n}), or {fix}")
         return fix

@@ -359,9 +359,12 @@ def run_nqs(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[
             model: str = typer.Option("rbm", help="variational model (`nqsbench models` lists them): rbm, nnbf, ..."),
             model_opt: Optional[List[str]] = typer.Option(None, "--model-opt", help="a model option KEY=VALUE "
                                                           "(repeatable), e.g. --model nnbf --model-opt width=2"),
-            alpha: Optional[float] = typer.Option(None, help="hidden-unit density of the RBM (default 2; "
-                                                  "same as --model-opt alpha=...)"),
-            init: str = typer.Option("hf", help="start: hf (visible bias ±0.5 towards HF), random "
+            alpha: Optional[float] = typer.Option(None, help="hidden-unit density of the RBM (default auto: "
+                                                  "4 up to 16 spin-orbitals where the sector has at least as many "
+                                                  "configurations as those parameters, else 2; same as "
+                                                  "--model-opt alpha=...)"),
+            init: str = typer.Option("auto", help="start: auto (random up to 16 spin-orbitals, else hf), hf "
+                                     "(visible bias ±0.5 towards HF), random "
                                      "(small random parameters; LiH Γ stalls at HF from the hf start), or "
                                      "PATH: the parameters of an earlier run of this model on this geometry "
                                      "(its .params.msgpack or record .json), to continue it with other settings"),
@@ -464,7 +467,7 @@ def _model_table(model: str, options: Optional[List[str]], alpha: Optional[float
 
 
 def _init_setting(init: str) -> tuple[str, Optional[Path]]:
-    """``--init``: hf, random, or the parameters of an earlier run on the same geometry (its
+    """``--init``: auto, hf, random, or the parameters of an earlier run on the same geometry (its
     ``.params.msgpack`` or its record ``.json``) → (the ``init`` setting, the file or None)."""
     from .errors import CatalogError
     from .nqs.results import init_setting
@@ -472,7 +475,7 @@ def _init_setting(init: str) -> tuple[str, Optional[Path]]:
     try:
         return init_setting(init)
     except FileNotFoundError as exc:
-        raise CatalogError(f"--init {init!r}: {exc}; give hf, random, or the .params.msgpack (or record "
+        raise CatalogError(f"--init {init!r}: {exc}; give auto, hf, random, or the .params.msgpack (or record "
                            ".json) of an earlier run on this geometry") from None
 
 
@@ -511,7 +514,7 @@ def _nqs_settings(model, sampler, init, steps, **kw):
     except ValidationError as exc:   # a model option: name it as given
         kind = model.get("kind", "rbm")
         err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"])
+        field = str(err["loc"][0])      # the option; the rest of loc names a union member (alpha: number|"auto")
         flag = "--alpha" if field == "alpha" and kind == "rbm" else f"--model-opt {field}"
         value = f" {err['input']}" if not isinstance(err.get("input"), dict) else ""
         raise CatalogError(f"{flag}{value}: {err['msg'].removeprefix('Value error, ')} (model {kind!r})") from None
@@ -552,7 +555,7 @@ def bands_cmd(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optiona
               model_opt: Optional[List[str]] = typer.Option(None, "--model-opt", help="model option KEY=VALUE "
                                                             "of the ground-state run when it must be made first"),
               steps: str = typer.Option("auto", help="steps of the ground-state run when it must be made first"),
-              init: str = typer.Option("hf", help="start of the ground-state run (hf, random or the parameters "
+              init: str = typer.Option("auto", help="start of the ground-state run (auto, hf, random or the parameters "
                                        "file it continued; see `run --init`)"),
               estimator: str = typer.Option("exact", help="exact (sum over the sectors) or mc (samples of |ψ|², jackknife error bars)"),
               method: Optional[str] = typer.Option(None, "--method", help="krylov (the paper's {c†_pk|Ψ⟩} extended "

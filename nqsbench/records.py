@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import (BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, WithJsonSchema,
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, WithJsonSchema,
                       field_validator, model_validator)
 
 from .config import source_root
@@ -372,20 +372,28 @@ def parse_model_settings(data: Any) -> ModelSettings:
     return _MODEL_SETTINGS.parse(data)
 
 
+def _beta_in_range(v):
+    if isinstance(v, float) and not 0 < v <= 1:
+        raise ValueError(f"beta {v}: must be in (0, 1], or 'auto'")
+    return v
+
+
+# β of Markov-chain sampling (SamplerSettings, suite tasks): a number in (0, 1], or "auto"
+BetaSetting = Annotated[float | Literal["auto"], AfterValidator(_beta_in_range)]
+
+
 class SamplerSettings(_Frozen):
     """``exact``: enumerate the sector; ``mcmc``: Metropolis chains of |ψ|^(2β) with importance
     weights. ``n_samples`` is rounded up to a multiple of ``n_chains`` (what the sampler draws)."""
     kind: Literal["exact", "mcmc"] = "exact"
     n_samples: int | None = Field(None, ge=2)
     n_chains: int | None = Field(None, ge=1)
-    beta: float | Literal["auto"] | None = Field(
+    beta: BetaSetting | None = Field(
         None, description="mcmc: sample |ψ|^(2β) with importance weights; 'auto': β adapts per step, from 0.5 "
         "towards 1 while the weights leave under a quarter of the samples effective")
 
     @model_validator(mode="after")
     def _consistent(self):
-        if isinstance(self.beta, float) and not 0 < self.beta <= 1:
-            raise ValueError(f"beta {self.beta}: must be in (0, 1], or 'auto'")
         mc = (self.n_samples, self.n_chains, self.beta)
         if self.kind == "exact" and any(v is not None for v in mc):
             raise ValueError("samples/chains/beta apply to sampler 'mcmc' only; remove them")
@@ -443,8 +451,9 @@ class NQSSettings(MethodSettings):
     max_minutes: float | None = Field(None, gt=0, description="steps = auto: stop after this many minutes")
     convergence: ConvergenceSettings = ConvergenceSettings()
     seed: int = Field(0, ge=0)
-    init: Literal["hf", "random"] | Annotated[str, Field(pattern=r"^params:[0-9a-f]{16}$")] = Field(
-        "hf", description="hf: visible bias towards the HF determinant; random: small random "
+    init: Literal["auto", "hf", "random"] | Annotated[str, Field(pattern=r"^params:[0-9a-f]{16}$")] = Field(
+        "auto", description="auto: random up to 16 spin-orbitals, else hf; hf: visible bias towards the HF "
+        "determinant; random: small random "
         "parameters; params:<digest>: the parameters of an earlier run (sha256 of its "
         ".params.msgpack, first 16 hex digits; the file itself is a run option)")
 

@@ -33,7 +33,7 @@ from .io import read_toml
 from .methods import RunContext, registry
 from .methods.nqs import nqs_settings
 from .methods.nqs_bands import bands_settings
-from .records import MethodSettings
+from .records import BetaSetting, MethodSettings
 from .executors import Executor, LocalExecutor, Task
 from .store import RecordClaimedError, Status, Store, claim_path, claim_stale, release_stale_claim
 
@@ -123,7 +123,7 @@ class NQSTask(TaskBase):
     max_minutes: float | None = Field(None, gt=0, description="auto: at most this many minutes")
     window: int | None = Field(None, ge=5, description="steps per window of the plateau criterion")
     seed: int = Field(0, ge=0)
-    init: str = Field("hf", description="hf, random, or the .params.msgpack (or record .json) of an earlier run "
+    init: str = Field("auto", description="auto, hf, random, or the .params.msgpack (or record .json) of an earlier run "
                       "on the task's one geometry, relative to the suite file: continue it with these settings")
     lr: float | None = Field(None, gt=0)
     lr_final: float | None = Field(None, ge=0, description="cosine-decay the lr to this over the steps; 0 = constant")
@@ -131,7 +131,7 @@ class NQSTask(TaskBase):
     diag_shift: float | None = Field(None, gt=0)
     samples: int | None = Field(None, ge=2)
     chains: int | None = Field(None, ge=1)
-    beta: float | Literal["auto"] | None = Field(None, description="mcmc: β of |ψ|^(2β), or 'auto' (adaptive)")
+    beta: BetaSetting | None = Field(None, description="mcmc: β of |ψ|^(2β), or 'auto' (adaptive)")
     label: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9.-]*$",
                               description="suffix of the record name, for runs that differ in settings")
 
@@ -139,8 +139,6 @@ class NQSTask(TaskBase):
     def _mcmc_only(self):
         if self.sampler == "exact" and any(v is not None for v in (self.samples, self.chains, self.beta)):
             raise ValueError("samples/chains/beta apply to sampler = 'mcmc' only; remove them")
-        if isinstance(self.beta, float) and not 0 < self.beta <= 1:
-            raise ValueError(f"beta {self.beta}: must be in (0, 1], or 'auto'")
         return self
 
     @field_validator("init")
@@ -151,13 +149,13 @@ class NQSTask(TaskBase):
         try:
             init_setting(v)
         except FileNotFoundError as exc:
-            raise ValueError(f"{exc}; give hf, random, or the parameters (or record) of an earlier run, "
+            raise ValueError(f"{exc}; give auto, hf, random, or the parameters (or record) of an earlier run, "
                              "relative to the suite file") from None
         return v
 
     @property
     def init_params(self) -> Path | None:
-        """The parameters file of ``init = PATH`` (None for hf and random)."""
+        """The parameters file of ``init = PATH`` (None for auto, hf and random)."""
         from .nqs.results import init_setting
 
         return init_setting(self.init)[1]
@@ -259,7 +257,7 @@ def load_suite(name_or_path: str | Path) -> Suite:
     tasks = []
     for i, t in enumerate(raw_tasks):
         kind = t.get("kind") if isinstance(t, dict) else None
-        if isinstance(t, dict) and isinstance(t.get("init"), str) and t["init"] not in ("hf", "random"):
+        if isinstance(t, dict) and isinstance(t.get("init"), str) and t["init"] not in ("auto", "hf", "random"):
             t = dict(t, init=str(p.parent / t["init"]))      # a parameters file: relative to the suite
         if kind not in TASK_KINDS:
             raise SuiteError(f"{p}: field 'tasks[{i}].kind': {kind!r} is not a task kind; "

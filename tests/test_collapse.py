@@ -23,9 +23,11 @@ def written(folder):
 # ----------------------------------------------------------------------------- the issue's runs
 def test_issue_command_collapse_exits_3_and_writes_nothing(tmp_path):
     """``run h-chain -k 1,1,4 --sampler mcmc --lr 50 --steps 100 --seed 1`` wrote a record 38
-    mHa/cell off exact with ± 0.000: the step-1 variance jumps by ~1e56."""
+    mHa/cell off exact with ± 0.000: the step-1 variance jumps by ~1e56. With the defaults of the
+    issue's time (hf start, α = 2; now "auto": random and α = 4 here, which diverge another way)."""
     res = runner.invoke(app, ["run", "h-chain", "-k", "1,1,4", "--sampler", "mcmc", "--lr", "50", "--steps",
-                              "100", "--seed", "1", "--no-progress", "--results", str(tmp_path)])
+                              "100", "--seed", "1", "--init", "hf", "--alpha", "2", "--no-progress",
+                              "--results", str(tmp_path)])
     assert res.exit_code == 3, res.output
     assert "diverged: " in res.output and "Markov chains collapsed" in res.output
     assert "no record written" in res.output and "Traceback" not in res.output

@@ -20,7 +20,7 @@ from nqsbench.nqs.models.base import LogRatio, ProductRatio
 from nqsbench.nqs.models.nnbf import NNBF
 from nqsbench.nqs.results import load_pytree, save_pytree
 from nqsbench.records import _MODEL_SETTINGS, ModelSettings, NQSSettings, ResultRecord, read_record
-from conftest import hchain, get_ham
+from conftest import Kill, get_ham, hchain
 
 runner = CliRunner()
 
@@ -59,10 +59,11 @@ def test_rbm_bias_option_sets_the_hf_start_and_keeps_old_hashes():
     is left out of the dump, so a record made before the option existed has the same hash."""
     from nqsbench.methods.nqs import nqs_settings
 
-    default, old = nqs_settings(model={"kind": "rbm"}), nqs_settings(model={"kind": "rbm", "alpha": 2.0})
+    default = nqs_settings(model={"kind": "rbm", "alpha": 2.0})
+    explicit = nqs_settings(model={"kind": "rbm", "alpha": 2.0, "bias": 0.5})
     assert "bias" not in default.model_dump(mode="json")["model"]
-    assert default.settings_hash() == old.settings_hash()
-    strong = nqs_settings(model={"kind": "rbm", "bias": 2.0})
+    assert default.settings_hash() == explicit.settings_hash()
+    strong = nqs_settings(model={"kind": "rbm", "alpha": 2.0, "bias": 2.0})
     assert strong.settings_hash() != default.settings_hash()
     again = NQSSettings.model_validate(json.loads(json.dumps(strong.model_dump(mode="json"))))
     assert again.model.bias == 2.0 and again.settings_hash() == strong.settings_hash()
@@ -99,7 +100,7 @@ def test_nnbf_at_zero_backflow_is_the_hf_determinant(system, kmesh):
     ham = get_ham(system, kmesh) if system != "h-chain" else hchain(2)
     sec = Sector.from_hamiltonian(ham)
     model = models.build({"kind": "nnbf", "init_scale": 0.0}, sec)
-    params = model.init(jax.random.PRNGKey(1))
+    params = model.init(jax.random.PRNGKey(1), reference=sec.hf_config)
     basis = sec.enumerate()
     psi = np.exp(np.asarray(model.log_psi(params, basis)))
     is_hf = (basis == sec.hf_config).all(1)
@@ -107,6 +108,43 @@ def test_nnbf_at_zero_backflow_is_the_hf_determinant(system, kmesh):
     eloc = make_local_energy(FermionHamiltonian(ham, sec), model, chunk_size=8)
     e = complex(np.asarray(eloc(params, sec.hf_config[None]))[0])
     assert abs(e.real - ham.e_hf * ham.nk) < 1e-10 and abs(e.imag) < 1e-12
+
+
+def test_auto_defaults_follow_the_system_size():
+    """``alpha = "auto"`` and ``init = "auto"``: α = 4 (where the sector is no smaller than its
+    parameters) and the random start up to 16 spin-orbitals, α = 2 and the hf start above; given
+    values pass through."""
+    from types import SimpleNamespace
+
+    from nqsbench.nqs.models.base import resolve_init
+
+    assert [resolve_init("auto", n) for n in (8, 16, 24, 96)] == ["random", "random", "hf", "hf"]
+    assert resolve_init("hf", 8) == "hf" and resolve_init("random", 96) == "random"
+    rbm = models.settings({"kind": "rbm"})
+    assert rbm.alpha == "auto"
+    # α = 4 needs a small system whose sector has at least as many configurations as its parameters
+    # (1 104 at 16 spin-orbitals)
+    sizes = [(16, 1236), (16, 225), (24, 142376)]
+    assert [models.build(rbm, SimpleNamespace(n_spin_orbitals=n, dim=lambda d=d: d)).alpha
+            for n, d in sizes] == [4.0, 2.0, 2.0]
+    assert models.build(models.settings({"kind": "rbm", "alpha": 3}), SimpleNamespace(n_spin_orbitals=8)).alpha == 3.0
+
+
+def test_nnbf_random_start_spreads_the_orbitals_and_hf_start_is_hf():
+    """The NNBF's hf start has Φ₀ = the HF unit columns; its random start (no reference) adds
+    complex noise of std RANDOM_ORBITAL_SCALE to every entry, the same for the same key."""
+    from nqsbench.nqs.models.nnbf import RANDOM_ORBITAL_SCALE
+
+    sec = Sector.from_hamiltonian(hchain(2))
+    model = models.build({"kind": "nnbf"}, sec)
+    hf = np.asarray(model.init(jax.random.PRNGKey(5), reference=sec.hf_config)["params"]["orbitals"])
+    ref = np.zeros_like(hf)
+    ref[np.flatnonzero(sec.hf_config), np.arange(sec.n_electrons)] = 1.0
+    np.testing.assert_array_equal(hf, ref)
+    rnd = np.asarray(model.init(jax.random.PRNGKey(5))["params"]["orbitals"])
+    np.testing.assert_array_equal(rnd, np.asarray(model.init(jax.random.PRNGKey(5))["params"]["orbitals"]))
+    spread = np.std(np.concatenate([(rnd - ref).real.ravel(), (rnd - ref).imag.ravel()]))
+    assert 0.5 * RANDOM_ORBITAL_SCALE < spread < 1.5 * RANDOM_ORBITAL_SCALE
 
 
 @pytest.mark.parametrize("nk,layers", [(2, 1), (3, 2)])
@@ -279,13 +317,8 @@ def test_auto_steps_halves_the_rate_on_plateaus_and_resumes_exactly(tmp_path):
     assert list(np.unique(lr)[::-1]) == [0.05, 0.025, 0.0125]       # halved twice, then stopped
     assert ref.learning_rate == pytest.approx(0.0125)
 
-    class Kill:
-        def __call__(self, drv, step, log):
-            if step == 17:
-                raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
-        driver().run(200, callbacks=[auto(), Checkpoint(tmp_path, every_steps=1), Kill()])
+        driver().run(200, callbacks=[auto(), Checkpoint(tmp_path, every_steps=1), Kill(17)])
     resumed = driver().run(200, callbacks=[auto()], resume=tmp_path)
     assert resumed.step == ref.step
     np.testing.assert_array_equal(resumed.trace_arrays["energy"], ref.trace_arrays["energy"])
@@ -296,7 +329,7 @@ def test_models_listing_plain_and_json():
     res = runner.invoke(app, ["models", "--json"])
     assert res.exit_code == 0, res.output
     rows = {m["name"]: m for m in json.loads(res.output)["models"]}
-    assert rows["rbm"]["options"]["alpha"]["default"] == 2.0
+    assert rows["rbm"]["options"]["alpha"]["default"] == "auto"
     assert rows["nnbf"]["options"]["width"]["default"] == 1.0 and rows["nnbf"]["optimizer_defaults"]["exact"]["lr"] == 0.1
     res = runner.invoke(app, ["models"], terminal_width=80)
     assert res.exit_code == 0 and "nnbf" in res.output and "init_scale" in res.output

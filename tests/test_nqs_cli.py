@@ -27,6 +27,10 @@ def test_run_writes_valid_record_and_trace(tmp_path):
     assert rec.kmesh == (1, 1, 2) and rec.params == {"d": 1.8}
     assert not rec.converged and "fewer than two windows" in rec.convergence and "NOT CONVERGED" in res.output
     assert rec.energy_error == 0.0 and rec.settings.sampler.kind == "exact"
+    # the "auto" defaults of an 8-spin-orbital system: random start, α = 2 (20 configurations < 296
+    # parameters at α = 4); the settings say auto, the details what it meant
+    assert rec.settings.init == "auto" and rec.settings.model.alpha == "auto"
+    assert rec.details["start"] == "random" and rec.details["model"]["alpha"] == 2.0
     n_el = rec.sector["n_up"] + rec.sector["n_dn"]
     # ewald convention = raw − m·N0/2 per cell (neutral sector)
     assert abs(rec.energy_per_cell - (rec.energy_per_cell_raw - rec.madelung * n_el / 2 / 2)) < 1e-10

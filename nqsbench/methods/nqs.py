@@ -54,7 +54,7 @@ def model_table(model: str | dict | ModelSettings = "rbm", alpha: float | None =
 
 
 def nqs_settings(sampler: str = "exact", model: str | dict | ModelSettings = "rbm",
-                 steps: int | str | None = "auto", seed: int = 0, init: str = "hf",
+                 steps: int | str | None = "auto", seed: int = 0, init: str = "auto",
                  lr: float | None = None, lr_final: float | None = None, max_norm: float | None = None,
                  diag_shift: float | None = None, samples: int | None = None, chains: int | None = None,
                  beta: float | None = None, max_steps: int | None = None, max_minutes: float | None = None,
@@ -296,6 +296,7 @@ class NQSMethod(Method):
         return ResultRecord(
             method=f"nqs-{s.model.kind}", **self.common_fields(geom, driver.ham), settings=s,
             details={**{k: flags[k] for k in ("model", "sampler", "optimizer")},
+                     "start": flags["init"],          # what init = "auto" resolved to
                      "memory": driver.memory_plan.to_dict(), **({"init": start} if start else {})},
             sector=flags["sector"],
             n_parameters=driver.n_parameters, n_steps=driver.step, converged=converged,

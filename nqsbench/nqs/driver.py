@@ -21,6 +21,7 @@ from .. import config
 from . import memory
 from .hilbert import Sector
 from .models import RBM, count_parameters
+from .models.base import resolve_init
 from .operator import FermionHamiltonian, make_local_energy, sector_matrix_coo, v_score
 from .optimizer import SR, jacobian, sr_solve_flops
 from .samplers import ExactSampler, MetropolisSampler
@@ -42,7 +43,8 @@ class NQS:
     sampler : 'exact' (full enumeration), 'mcmc' (Metropolis chains), or a sampler object.
     optimizer : an :class:`SR` (default lr 0.25, diag_shift 1e-3).
     seed : integer seed (parameters and sampling).
-    init : 'hf' (visible bias ±model.bias towards the HF determinant) or 'random'.
+    init : 'hf' (visible bias ±model.bias towards the HF determinant), 'random', or 'auto'
+        (random up to :data:`~.models.base.SMALL_SYSTEM_SPIN_ORBITALS` spin-orbitals, else hf).
     n_samples, n_chains : Markov-chain settings when ``sampler='mcmc'``.
     eval_batches : sampler calls pooled for the final estimate (Markov chains; default 8).
     chunk_size : configurations per local-energy batch (default: the most that 32 MB holds, or a
@@ -79,7 +81,7 @@ class NQS:
         self.sampler = sampler
         self.optimizer = optimizer or SR(learning_rate=0.25, diag_shift=1e-3)
         self.seed = int(seed)
-        self.init = init
+        self.init = resolve_init(init, self.sector.n_spin_orbitals)
         self.exact_matrix = exact_matrix
         self.eval_batches = int(eval_batches)
         self.memory_gb = float(memory_gb or config.memory_gb())

@@ -115,10 +115,10 @@ def params_file(path: str | Path) -> Path:
 
 
 def init_setting(init: str) -> tuple[str, Path | None]:
-    """An NQS start as given (hf, random, or the ``.params.msgpack`` / record ``.json`` of an
+    """An NQS start as given (auto, hf, random, or the ``.params.msgpack`` / record ``.json`` of an
     earlier run) → (the ``init`` setting, the parameters file or None); FileNotFoundError when
     the file is missing. The file is read once, for its digest."""
-    if init in ("hf", "random"):
+    if init in ("auto", "hf", "random"):
         return init, None
     path = params_file(init)
     return f"params:{params_digest(path)}", path

@@ -26,6 +26,28 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
+# Systems up to this many spin-orbitals (the exact tier: H chain N_k = 4, LiH Γ, graphene Γ; their
+# sectors hold ≤ 4 900 configurations) get the "auto" defaults of small systems: a random start
+# (``init = "auto"``) and the RBM's α = 4 where the sector is no smaller than its parameters
+# (:func:`.rbm.auto_alpha`). On the H chain N_k = 4 with exact sampling the hf start finds the
+# singlet at d = 1.0 (+3.3 mHa/cell; the ground state of that sector is a triplet) where the
+# random start finds the triplet, and α = 2 stalls above chemical accuracy at d ≥ 2.6 (README,
+# "Defaults by system size"). Larger systems keep α = 2 and the hf start, the settings their
+# Markov-chain runs were measured with (a random start there is far above HF).
+SMALL_SYSTEM_SPIN_ORBITALS = 16
+
+
+def is_small(n_spin_orbitals: int) -> bool:
+    return int(n_spin_orbitals) <= SMALL_SYSTEM_SPIN_ORBITALS
+
+
+def resolve_init(init: str, n_spin_orbitals: int) -> str:
+    """The start that ``init = "auto"`` means for a system of this size: "random" for small
+    systems, "hf" otherwise (:data:`SMALL_SYSTEM_SPIN_ORBITALS`); other values unchanged."""
+    if init != "auto":
+        return init
+    return "random" if is_small(n_spin_orbitals) else "hf"
+
 
 @runtime_checkable
 class Model(Protocol):

@@ -107,6 +107,10 @@ class Backflow(nn.Module):
         return phi0 + out.reshape(out.shape[:-1] + (self.n_spin_orbitals, self.n_electrons))
 
 
+# The random start's spread of Φ₀ about the HF orbitals.
+RANDOM_ORBITAL_SCALE = 0.1
+
+
 @dataclass(frozen=True)
 class NNBF:
     """Neural-network backflow determinant (see the module docstring)."""
@@ -125,9 +129,17 @@ class NNBF:
                         self.init_scale, self.activation)
 
     def init(self, key, reference=None) -> dict:
-        """Parameters (flax layout: {"params": {"Dense_0": …, "Dense_<layers>": …, "orbitals"}});
-        ``reference`` is ignored: the determinant starts at this model's HF reference."""
-        return self.module.init(key, jnp.zeros(self.n_spin_orbitals, CDTYPE))
+        """Parameters (flax layout: {"params": {"Dense_0": …, "Dense_<layers>": …, "orbitals"}}).
+        With a ``reference`` (the hf start) Φ₀ is this model's HF determinant; without one (the
+        random start) Φ₀ is that plus complex noise of std :data:`RANDOM_ORBITAL_SCALE` in every
+        entry, a start of mixed spin that a spin-symmetric one cannot reach (see there)."""
+        params = self.module.init(key, jnp.zeros(self.n_spin_orbitals, CDTYPE))
+        if reference is None:
+            phi = params["params"]["orbitals"]
+            kr, ki = jax.random.split(jax.random.fold_in(key, 1))
+            noise = RANDOM_ORBITAL_SCALE * (jax.random.normal(kr, phi.shape) + 1j * jax.random.normal(ki, phi.shape))
+            params = {**params, "params": {**params["params"], "orbitals": phi + noise.astype(CDTYPE)}}
+        return params
 
     # ------------------------------------------------------------------ evaluation
     def _layers(self, params):

@@ -8,7 +8,10 @@ the HF orbital basis) and is trained; the MLP (complex weights, a holomorphic en
 ``width``·2M units) makes the orbitals depend on the whole configuration.
 
 Start: the output layer of the MLP is drawn with standard deviation ``init_scale`` (bias 0), so
-the start is the HF determinant plus O(init_scale). ``init_scale = 0`` starts exactly at the HF
+the hf start is the HF determinant plus O(init_scale); the random start (``init = "random"``, and
+``"auto"`` on small systems) also spreads Φ₀ by :data:`RANDOM_ORBITAL_SCALE` about the HF orbitals,
+which breaks the spin symmetry of the start (H chain N_k = 4, d = 1.0: the hf start stops at the
+singlet, +3.4 mHa/cell; the random one goes on towards the triplet ground state of the sector). ``init_scale = 0`` starts exactly at the HF
 determinant, but that is a stationary point stochastic reconfiguration cannot leave (Brillouin:
 the singles' gradient vanishes in canonical HF orbitals; the doubles' amplitudes are second
 order in the backflow; with only the HF configuration carrying weight, S = 0 and δ = 0).

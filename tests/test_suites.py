@@ -41,6 +41,7 @@ system = "h-chain"
 kmesh = [1, 1, 2]
 params = {{ d = 2.2 }}
 steps = {steps1}
+init = "hf"
 gates = [{{ kind = "energy", against = ["exact"] }}]
 [[tasks]]
 kind = "bands"
@@ -53,6 +54,9 @@ gates = [{{ kind = "energy" }}, {{ kind = "bands", against = ["exact_state_subsp
 """
 
 
+# The d = 2.2 task starts at hf: the gate tests shift its energy by ±2 mHa and need it near exact
+# after 120 steps (hf: +0.07 mHa/cell; the random start of init = "auto": +0.37 and +0.83 on two builds,
+# its trajectory depends on the build's orbital phases).
 def write_suite(folder: Path, name="tiny", steps1=120, steps2=200, text=None) -> Path:
     p = folder / f"{name}.toml"
     p.write_text(text if text is not None else TINY.format(name=name, steps1=steps1, steps2=steps2))

@@ -245,6 +245,8 @@ def available() -> list[str]:
 
 def load_suite(name_or_path: str | Path) -> Suite:
     """A suite by name (``suites/NAME.toml``) or path; errors name the file and field."""
+    from .nqs.results import NAMED_STARTS
+
     p = Path(name_or_path)
     if p.suffix != ".toml" and not p.is_file():      # "references" is a suite and a folder
         p = config.suites_dir() / f"{name_or_path}.toml"
@@ -257,7 +259,7 @@ def load_suite(name_or_path: str | Path) -> Suite:
     tasks = []
     for i, t in enumerate(raw_tasks):
         kind = t.get("kind") if isinstance(t, dict) else None
-        if isinstance(t, dict) and isinstance(t.get("init"), str) and t["init"] not in ("auto", "hf", "random"):
+        if isinstance(t, dict) and isinstance(t.get("init"), str) and t["init"] not in NAMED_STARTS:
             t = dict(t, init=str(p.parent / t["init"]))      # a parameters file: relative to the suite
         if kind not in TASK_KINDS:
             raise SuiteError(f"{p}: field 'tasks[{i}].kind': {kind!r} is not a task kind; "

@@ -114,11 +114,15 @@ def params_file(path: str | Path) -> Path:
     return p
 
 
+# The starts named by a word (any other ``init`` is a parameters file, or its ``params:<digest>``)
+NAMED_STARTS = ("auto", "hf", "random")
+
+
 def init_setting(init: str) -> tuple[str, Path | None]:
     """An NQS start as given (auto, hf, random, or the ``.params.msgpack`` / record ``.json`` of an
     earlier run) → (the ``init`` setting, the parameters file or None); FileNotFoundError when
     the file is missing. The file is read once, for its digest."""
-    if init in ("auto", "hf", "random"):
+    if init in NAMED_STARTS:
         return init, None
     path = params_file(init)
     return f"params:{params_digest(path)}", path

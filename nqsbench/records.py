@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, WithJsonSchema,
-                      field_validator, model_validator)
+                      field_validator, model_serializer, model_validator)
 
 from .config import source_root
 from .errors import RecordError
@@ -456,6 +456,17 @@ class NQSSettings(MethodSettings):
         "determinant; random: small random "
         "parameters; params:<digest>: the parameters of an earlier run (sha256 of its "
         ".params.msgpack, first 16 hex digits; the file itself is a run option)")
+    spin_penalty: float = Field(0.0, ge=0, description="λ (Ha): optimize H + λ S² instead of H, so that the lowest "
+                                "singlet is found where a triplet lies below it (bands are defined on the singlet); "
+                                "the record's energy is ⟨H⟩ and details.spin_penalty has ⟨S²⟩; 0: no penalty")
+
+    @model_serializer(mode="wrap")
+    def _omit_no_penalty(self, handler):
+        # runs without a penalty dump (and hash) as they did before the field existed: they stay fresh
+        data = handler(self)
+        if isinstance(data, dict) and not data.get("spin_penalty"):
+            data.pop("spin_penalty", None)
+        return data
 
     @field_validator("model", mode="before")
     @classmethod

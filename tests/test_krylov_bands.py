@@ -112,7 +112,8 @@ def test_cli_krylov_record(tmp_path):
     res = runner.invoke(app, ["bands", "h-chain", "-k", "1,1,2", "--steps", "40", "--no-plot", "--results", str(tmp_path)])
     assert res.exit_code == 0, res.output
     (path,) = tmp_path.rglob("*.bands-krylov8-exact.json")
-    assert len(list(tmp_path.rglob("nqs-rbm-exact-s0.json"))) == 1
+    # the one ground state both made (bands make theirs of H + 0.1 S², the lowest singlet)
+    assert [p.name for p in tmp_path.rglob("*.params.msgpack")] == ["nqs-rbm-exact-s0-s2pen0.1.params.msgpack"]
 
 
 @pytest.mark.parametrize("args, says", [

@@ -58,7 +58,8 @@ def nqs_settings(sampler: str = "exact", model: str | dict | ModelSettings = "rb
                  lr: float | None = None, lr_final: float | None = None, max_norm: float | None = None,
                  diag_shift: float | None = None, samples: int | None = None, chains: int | None = None,
                  beta: float | None = None, max_steps: int | None = None, max_minutes: float | None = None,
-                 window: int | None = None, alpha: float | None = None, sr_solver: str = "auto") -> NQSSettings:
+                 window: int | None = None, alpha: float | None = None, sr_solver: str = "auto",
+                 spin_penalty: float = 0.0) -> NQSSettings:
     """Settings of an NQS run with the defaults filled in (None = default;
     :mod:`nqsbench.nqs.defaults` for the optimizer and sampler, :data:`DEFAULT_MAX_STEPS` and
     :data:`DEFAULT_WINDOW` and :data:`DEFAULT_TOL_MHA` for the plateau criterion). ``model``: a registered model's name, a
@@ -82,7 +83,7 @@ def nqs_settings(sampler: str = "exact", model: str | dict | ModelSettings = "rb
                        optimizer=OptimizerSettings(lr=r["lr"], lr_final=r["lr_final"], max_norm=r["max_norm"],
                                                    diag_shift=r["diag_shift"], solver=sr_solver),
                        steps=steps, max_steps=(max_steps or DEFAULT_MAX_STEPS[sampler]) if auto else max_steps,
-                       max_minutes=max_minutes, convergence=conv, seed=seed, init=init)
+                       max_minutes=max_minutes, convergence=conv, seed=seed, init=init, spin_penalty=spin_penalty)
 
 
 def _finite(x) -> float | None:
@@ -107,7 +108,20 @@ def make_driver(ham, s: NQSSettings, memory_gb: float | None = None, sector=None
     return _make(ham, sampler=smp.kind, model=models.build(s.model, sector), sector=sector, seed=s.seed,
                  lr=o.lr, lr_final=0.0 if auto else o.lr_final, max_norm=o.max_norm, diag_shift=o.diag_shift,
                  n_steps=None if auto else s.steps, n_samples=smp.n_samples, n_chains=smp.n_chains,
-                 beta=smp.beta, init=s.init, sr_solver=o.solver, memory_gb=memory_gb)
+                 beta=smp.beta, init=s.init, sr_solver=o.solver, memory_gb=memory_gb,
+                 spin_penalty=s.spin_penalty)
+
+
+def plain_energy(driver, s: NQSSettings, memory_gb: float | None = None):
+    """For a run of H + λ S² (``s.spin_penalty`` > 0): a driver of the same settings on H alone,
+    holding the run's final parameters, finalized (its ``energy``, ``stats``, … are ⟨H⟩'s,
+    from its own samples), and ⟨S²⟩ = (⟨H + λ S²⟩ − ⟨H⟩)/λ (exact with exact sampling; with
+    Markov chains the difference of two independent estimates)."""
+    plain = make_driver(driver.ham, s.model_copy(update={"spin_penalty": 0.0}), memory_gb=memory_gb,
+                        sector=driver.sector)
+    plain.start_from(driver.params)
+    plain.finalize()
+    return plain, (driver.e_tot - plain.e_tot) / s.spin_penalty
 
 
 class InitParamsError(NqsbenchError):
@@ -247,7 +261,8 @@ class NQSMethod(Method):
     def record_name(self, s: NQSSettings, label: str | None = None) -> str:
         # a run started from other parameters never shares the name (and file) of the run it continues
         start = f"-from-{s.init.split(':', 1)[1][:8]}" if s.init.startswith("params:") else ""
-        return f"nqs-{s.model.kind}-{s.sampler.kind}-s{s.seed}{start}" + (f"-{label}" if label else "")
+        penalty = f"-s2pen{s.spin_penalty:g}" if s.spin_penalty else ""   # another state, another file
+        return f"nqs-{s.model.kind}-{s.sampler.kind}-s{s.seed}{start}{penalty}" + (f"-{label}" if label else "")
 
     def run(self, geom, ham, s: NQSSettings, ctx: RunContext) -> ResultRecord:
         from ..nqs import Checkpoint, DivergenceGuard, ProgressBar
@@ -279,31 +294,40 @@ class NQSMethod(Method):
                     f"{driver.rephased:.2f} rad apart), carried over")
         converged, why = verdict(driver, s, auto)
         record = self.record(driver, geom, s, converged, why,
-                             trace_file=trace_path(ctx.path).name if ctx.path else None, start=start)
+                             trace_file=trace_path(ctx.path).name if ctx.path else None, start=start,
+                             memory_gb=ctx.options.get("memory_gb"))
         if ctx.path is not None:
             save_params(driver, params_path(ctx.path))
             write_trace_csv(trace_path(ctx.path), driver.trace_arrays)
         return record
 
     def record(self, driver, geom, s: NQSSettings, converged: bool, convergence: str,
-               trace_file: str | None = None, start: dict | None = None) -> ResultRecord:
+               trace_file: str | None = None, start: dict | None = None,
+               memory_gb: float | None = None) -> ResultRecord:
         """The record of a finished driver (energies per cell; the final estimate's statistics;
-        ``converged``/``convergence``: :func:`verdict`; ``start``: :func:`start_from_params`)."""
+        ``converged``/``convergence``: :func:`verdict`; ``start``: :func:`start_from_params`).
+        A run of H + λ S² records ⟨H⟩ (:func:`plain_energy`) and, in ``details.spin_penalty``,
+        λ, ⟨S²⟩ and the per-cell ⟨H + λ S²⟩ its trace ends at."""
         from ..nqs.results import plain
 
         flags = plain(driver.dump_flags())
-        st = driver.stats
+        penalty, est = None, driver
+        if s.spin_penalty:
+            est, s2 = plain_energy(driver, s, memory_gb=memory_gb)
+            penalty = {"lambda": s.spin_penalty, "s2": s2, "energy_per_cell_penalized": driver.energy}
+        st = est.stats
         return ResultRecord(
             method=f"nqs-{s.model.kind}", **self.common_fields(geom, driver.ham), settings=s,
             details={**{k: flags[k] for k in ("model", "sampler", "optimizer")},
                      "start": flags["init"],          # what init = "auto" resolved to
-                     "memory": driver.memory_plan.to_dict(), **({"init": start} if start else {})},
+                     "memory": driver.memory_plan.to_dict(), **({"init": start} if start else {}),
+                     **({"spin_penalty": penalty} if penalty else {})},
             sector=flags["sector"],
             n_parameters=driver.n_parameters, n_steps=driver.step, converged=converged,
             convergence=convergence, final_lr=driver.learning_rate,
             stopped_early=driver.stopped_early,
-            estimate=Estimate(mean=driver.energy, error=driver.energy_error, variance=driver.variance,
+            estimate=Estimate(mean=est.energy, error=est.energy_error, variance=est.variance,
                               tau_corr=_finite(st.tau_corr), r_hat=_finite(st.R_hat), n_samples=int(st.n_samples)),
-            energy_per_cell=driver.energy_ewald, energy_error=driver.energy_error,
-            energy_per_cell_raw=driver.energy, variance=driver.variance, e_inf=driver.e_inf,
-            v_score=driver.v_score, trace_file=trace_file)
+            energy_per_cell=est.energy_ewald, energy_error=est.energy_error,
+            energy_per_cell_raw=est.energy, variance=est.variance, e_inf=est.e_inf,
+            v_score=est.v_score, trace_file=trace_file)

@@ -56,6 +56,10 @@ class NQS:
     exact_matrix : with the exact sampler, build the sector matrix once from the same
         connections and get E_loc = (Hψ)/ψ by a sparse product (much faster; same numbers).
     sector : a :class:`Sector` (default: N_up = N_down = HF, K = HF momentum).
+    spin_penalty : λ (Ha) > 0 optimizes H + λ S² (:meth:`Hamiltonian.with_spin_penalty`), whose
+        lowest state is the lowest singlet once 2λ exceeds the singlet's distance from the states
+        of higher spin below it; ``energy``, the trace and ``stats`` are then of H + λ S² (the
+        ``nqs`` method evaluates ⟨H⟩ separately), ``ham`` stays H.
 
     After :meth:`run`: ``energy`` (Ha per cell, raw exxdiv=None H), ``energy_error``,
     ``energy_ewald`` (per cell, ewald convention), ``e_tot`` (supercell), ``variance``
@@ -67,9 +71,10 @@ class NQS:
     def __init__(self, ham, model=None, sampler="exact", optimizer=None, seed: int = 0,
                  init: str = "hf", alpha: float = 2.0, n_samples: int = 1024, n_chains: int = 32,
                  chunk_size: int | None = None, sector: Sector | None = None, exact_matrix: bool = True,
-                 eval_batches: int = 8, memory_gb: float | None = None):
+                 eval_batches: int = 8, memory_gb: float | None = None, spin_penalty: float = 0.0):
         self.ham = ham
         self.sector = sector or Sector.from_hamiltonian(ham)
+        self.spin_penalty = float(spin_penalty)
         self.model = model or RBM(self.sector.n_spin_orbitals, alpha=alpha)
         if isinstance(sampler, str):
             if sampler == "exact":
@@ -85,7 +90,11 @@ class NQS:
         self.exact_matrix = exact_matrix
         self.eval_batches = int(eval_batches)
         self.memory_gb = float(memory_gb or config.memory_gb())
-        self.fham = FermionHamiltonian(ham, self.sector)
+        # what is optimized (and what energy, trace and the final estimate are of): H, or H + λ S²
+        # (``spin_penalty`` λ > 0, Ha; ``ham`` stays the plain H that parameters and checkpoints belong to)
+        target = (ham.with_spin_penalty(self.spin_penalty, self.sector.n_up, self.sector.n_dn)
+                  if self.spin_penalty else ham)
+        self.fham = FermionHamiltonian(target, self.sector)
         self.reset()
         self._plan(chunk_size)
 
@@ -246,6 +255,7 @@ class NQS:
                 "optimizer": {"kind": "SR", "learning_rate": lr, "diag_shift": opt.diag_shift,
                               "mode": opt.mode, "max_norm": opt.max_norm},
                 "seed": self.seed, "init": self.init,
+                **({"spin_penalty": self.spin_penalty} if self.spin_penalty else {}),
                 "sector": {"n_up": self.sector.n_up, "n_dn": self.sector.n_dn,
                            "k_total": self.sector.k_total}}
 

@@ -132,6 +132,8 @@ class NQSTask(TaskBase):
     samples: int | None = Field(None, ge=2)
     chains: int | None = Field(None, ge=1)
     beta: BetaSetting | None = Field(None, description="mcmc: β of |ψ|^(2β), or 'auto' (adaptive)")
+    gs_spin_penalty: float = Field(0.0, ge=0, description="λ (Ha): the ground state of H + λ S² (the lowest "
+                                   "singlet; gated against exact's lowest singlet), as run --spin-penalty")
     label: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9.-]*$",
                               description="suffix of the record name, for runs that differ in settings")
 
@@ -184,7 +186,7 @@ class NQSTask(TaskBase):
                             lr=self.lr, lr_final=self.lr_final, max_norm=self.max_norm,
                             diag_shift=self.diag_shift, samples=self.samples, chains=self.chains,
                             beta=self.beta, model=self.model, max_steps=self.max_steps,
-                            max_minutes=self.max_minutes, window=self.window)
+                            max_minutes=self.max_minutes, window=self.window, spin_penalty=self.gs_spin_penalty)
 
 
 class BandsTask(NQSTask):

@@ -3,6 +3,8 @@ the lowest singlet where a triplet lies below it. H chain N_k = 2, d = 1.4: the 
 lowest state is a triplet 10.9 mHa/cell below the lowest singlet, which the bands are defined on."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -51,6 +53,10 @@ def test_penalized_run_is_the_singlet_and_records_h(tmp_path, exact):
     assert rec.settings.spin_penalty == pen["lambda"] == 0.1 and rec.hamiltonian_hash == ham.hash
     assert abs(rec.energy_per_cell_raw - (ed.e_singlet + ham.constant) / ham.nk) < 1e-4
     assert pen["s2"] < 1e-3
+    # the table measures it against the lowest singlet too (against the lowest state: +10.9)
+    res = runner.invoke(app, ["table", "--json", "--results", str(tmp_path)])
+    rows = [r for r in json.loads(res.output)["records"] if r["kind"] == "nqs" and r["geometry"] == "d=1.4"]
+    assert len(rows) == 1 and rows[0]["spin_penalty"] == 0.1 and abs(rows[0]["delta_vs_exact_mha"]) < 0.1
     res = runner.invoke(app, ["run", *GEOM, "--spin-penalty", "0.1", "--steps", "1", "--seed", "1",
                               "--results", str(tmp_path)])
     assert res.exit_code == 0, res.output
@@ -85,3 +91,23 @@ def test_negative_penalty_is_refused(tmp_path):
     res = runner.invoke(app, ["run", *GEOM, "--spin-penalty", "-1", "--results", str(tmp_path)])
     assert res.exit_code == 2 and "--spin-penalty" in res.output and len(res.output.strip().splitlines()) == 1, res.output
     assert not list(tmp_path.iterdir())
+
+
+def test_gates_and_suites_measure_a_penalized_run_against_the_singlet():
+    """The energy gate's target (gates.reference_energy): exact's lowest singlet for a run of
+    H + λ S², exact's lowest state otherwise, and a reference without a singlet energy as it is;
+    a suite task's gs_spin_penalty reaches the settings and the record name."""
+    from types import SimpleNamespace as NS
+
+    from nqsbench.gates import reference_energy
+    from nqsbench.methods.nqs import NQSMethod
+    from nqsbench.suites import NQSTask
+
+    ref = NS(energy_per_cell=-1.0, details={"energy_per_cell_singlet": -0.99})
+    assert reference_energy(NS(settings=nqs_settings(spin_penalty=0.1)), ref) == (-0.99, "exact lowest singlet")
+    assert reference_energy(NS(settings=nqs_settings()), ref) == (-1.0, "exact")
+    assert reference_energy(NS(settings=nqs_settings(spin_penalty=0.1)), NS(energy_per_cell=-1.0, details={}),
+                            "dmrg") == (-1.0, "dmrg")
+    task = NQSTask.model_validate({"kind": "nqs", "system": "h-chain", "gs_spin_penalty": 0.1})
+    assert task.settings().spin_penalty == 0.1
+    assert NQSMethod().record_name(task.settings()) == "nqs-rbm-exact-s0-s2pen0.1"

@@ -419,10 +419,14 @@ def run_nqs(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[
     geom = _geometry(system, param, kmesh)
     if dry_run:
         from .build import get_hamiltonian
-        from .methods.nqs import make_driver
+        from .methods.nqs import make_driver, make_evaluator
 
-        console.print(make_driver(get_hamiltonian(geom), settings, memory_gb=memory_gb).memory_plan.summary(),
-                      highlight=False, soft_wrap=True)
+        driver = make_driver(get_hamiltonian(geom), settings, memory_gb=memory_gb)
+        console.print(driver.memory_plan.summary(), highlight=False, soft_wrap=True)
+        evaluator = make_evaluator(driver, settings, memory_gb=memory_gb)
+        if evaluator is not None:
+            console.print(f"⟨H⟩ at the end (spin penalty): {evaluator.memory_plan.summary()}",
+                          highlight=False, soft_wrap=True)
         return
     store = _store(references, results)
     try:

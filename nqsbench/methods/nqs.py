@@ -112,16 +112,25 @@ def make_driver(ham, s: NQSSettings, memory_gb: float | None = None, sector=None
                  spin_penalty=s.spin_penalty)
 
 
-def plain_energy(driver, s: NQSSettings, memory_gb: float | None = None):
-    """For a run of H + λ S² (``s.spin_penalty`` > 0): a driver of the same settings on H alone,
-    holding the run's final parameters, finalized (its ``energy``, ``stats``, … are ⟨H⟩'s,
-    from its own samples), and ⟨S²⟩ = (⟨H + λ S²⟩ − ⟨H⟩)/λ (exact with exact sampling; with
-    Markov chains the difference of two independent estimates)."""
-    plain = make_driver(driver.ham, s.model_copy(update={"spin_penalty": 0.0}), memory_gb=memory_gb,
-                        sector=driver.sector)
-    plain.start_from(driver.params)
-    plain.finalize()
-    return plain, (driver.e_tot - plain.e_tot) / s.spin_penalty
+def make_evaluator(driver, s: NQSSettings, memory_gb: float | None = None):
+    """For a run of H + λ S² (``s.spin_penalty`` > 0): a driver of the same settings on H alone, in
+    the run's sector, that the record's ⟨H⟩ is evaluated with (:func:`plain_energy`). Made before
+    the run, so that its memory is planned (and a run that cannot hold both is refused) up front.
+    None without a penalty."""
+    if not s.spin_penalty:
+        return None
+    return make_driver(driver.ham, s.model_copy(update={"spin_penalty": 0.0}), memory_gb=memory_gb,
+                       sector=driver.sector)
+
+
+def plain_energy(driver, evaluator, s: NQSSettings) -> float:
+    """Finalize ``evaluator`` (:func:`make_evaluator`) at the run's final parameters (its
+    ``energy``, ``stats``, … become ⟨H⟩'s, from its own samples) and return ⟨S²⟩ =
+    (⟨H + λ S²⟩ − ⟨H⟩)/λ (exact with exact sampling; with Markov chains the difference of two
+    independent estimates)."""
+    evaluator.start_from(driver.params)
+    evaluator.finalize()
+    return (driver.e_tot - evaluator.e_tot) / s.spin_penalty
 
 
 class InitParamsError(NqsbenchError):
@@ -269,9 +278,12 @@ class NQSMethod(Method):
         from ..nqs.results import params_path, save_params
 
         driver = make_driver(ham, s, memory_gb=ctx.options.get("memory_gb"))
+        evaluator = make_evaluator(driver, s, memory_gb=ctx.options.get("memory_gb"))
         start = start_from_params(driver, s, ctx.options.get("init_params"))
         if ctx.log is not None:
             ctx.log(driver.memory_plan.summary())
+            if evaluator is not None:
+                ctx.log(f"⟨H⟩ at the end (spin penalty): {evaluator.memory_plan.summary()}")
         ckpt_dir = ctx.checkpoint_dir
         resume = _resume_from(driver, ckpt_dir, ctx.resume)
         callbacks = [DivergenceGuard()]
@@ -295,7 +307,7 @@ class NQSMethod(Method):
         converged, why = verdict(driver, s, auto)
         record = self.record(driver, geom, s, converged, why,
                              trace_file=trace_path(ctx.path).name if ctx.path else None, start=start,
-                             memory_gb=ctx.options.get("memory_gb"))
+                             evaluator=evaluator)
         if ctx.path is not None:
             save_params(driver, params_path(ctx.path))
             write_trace_csv(trace_path(ctx.path), driver.trace_arrays)
@@ -303,17 +315,18 @@ class NQSMethod(Method):
 
     def record(self, driver, geom, s: NQSSettings, converged: bool, convergence: str,
                trace_file: str | None = None, start: dict | None = None,
-               memory_gb: float | None = None) -> ResultRecord:
+               evaluator=None) -> ResultRecord:
         """The record of a finished driver (energies per cell; the final estimate's statistics;
         ``converged``/``convergence``: :func:`verdict`; ``start``: :func:`start_from_params`).
-        A run of H + λ S² records ⟨H⟩ (:func:`plain_energy`) and, in ``details.spin_penalty``,
-        λ, ⟨S²⟩ and the per-cell ⟨H + λ S²⟩ its trace ends at."""
+        A run of H + λ S² records ⟨H⟩ (:func:`plain_energy`, on ``evaluator`` or one made here)
+        and, in ``details.spin_penalty``, λ, ⟨S²⟩ and the per-cell ⟨H + λ S²⟩ its trace ends at."""
         from ..nqs.results import plain
 
         flags = plain(driver.dump_flags())
         penalty, est = None, driver
         if s.spin_penalty:
-            est, s2 = plain_energy(driver, s, memory_gb=memory_gb)
+            est = evaluator or make_evaluator(driver, s)
+            s2 = plain_energy(driver, est, s)
             penalty = {"lambda": s.spin_penalty, "s2": s2, "energy_per_cell_penalized": driver.energy}
         st = est.stats
         return ResultRecord(

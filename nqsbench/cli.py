@@ -450,6 +450,10 @@ def run_nqs(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[
         hint = ("rerun with a larger --max-steps/--max-minutes and --resume to go on" if settings.steps == "auto"
                 else "use --steps auto (the default) to run until it plateaus")
         console.print(f"[bold yellow]NOT CONVERGED[/]: {rec.convergence}; {hint}", highlight=False, soft_wrap=True)
+    penalty = (rec.details or {}).get("spin_penalty")
+    if penalty:
+        console.print(f"⟨S²⟩ = {penalty['s2']:.3g} (spin penalty λ = {penalty['lambda']:g} Ha; "
+                      f"⟨H + λS²⟩ = {penalty['energy_per_cell_penalized']:.8f} Ha/cell raw)", highlight=False)
     _compare_with_exact(store, geom, rec)
     console.print(f"wrote {path}  ({rec.provenance.wall_time_s:.1f} s, "
                   f"{rec.provenance.peak_memory_mb:.0f} MB peak)", highlight=False)
@@ -548,9 +552,6 @@ def _compare_with_exact(store, geom, rec) -> None:
         console.print(f"exact reference unreadable: {exc}", highlight=False)
         return
     target, what = reference_energy(rec, ref)
-    penalty = (rec.details or {}).get("spin_penalty")
-    if penalty:
-        console.print(f"⟨S²⟩ = {penalty['s2']:.4f} (spin penalty λ = {penalty['lambda']:g} Ha)", highlight=False)
     if not ref.failed and target is not None:
         d = (rec.energy_per_cell - target) * 1e3
         note = "" if ref.input_hash == rec.input_hash else " [input hash differs from the reference]"

@@ -21,7 +21,7 @@ import pandas as pd
 
 from nqsbench import catalog
 from nqsbench.errors import NqsbenchError
-from nqsbench.records import BandRecord, ReferenceRecord
+from nqsbench.records import BandRecord, ReferenceRecord, exact_target
 from nqsbench.store import Store, read
 
 
@@ -42,8 +42,7 @@ def rows(store: Store, d: float, nk: int, model: str, seed: int, methods: list[s
     pen = f"-s2pen{spin_penalty:g}" if spin_penalty else ""
     gs = store.path("nqs", geom).with_name(f"nqs-{model}-{sampler}-s{seed}{pen}.json")
     exact = read(store.path("exact", geom), ReferenceRecord)
-    # a ground state of H + λ S² is measured against the lowest singlet (gates.reference_energy)
-    e_exact = (exact.details.get("energy_per_cell_singlet") if spin_penalty else None) or exact.energy_per_cell
+    e_exact = exact_target(spin_penalty, exact.energy_per_cell, exact.details.get("energy_per_cell_singlet"))
     out = []
     for method in methods:
         try:

@@ -95,10 +95,12 @@ def reference_energy(rec, ref, name: str = "exact") -> tuple[float | None, str]:
     """(energy per cell, what it is) that ``rec`` is measured against in reference ``ref``: a run
     of H + λ S² (``settings.spin_penalty`` > 0) aims at the lowest singlet, so exact
     diagonalization's lowest singlet where the reference has one; else its energy."""
+    from .records import exact_target
+
     singlet = (ref.details or {}).get("energy_per_cell_singlet")
-    if getattr(getattr(rec, "settings", None), "spin_penalty", 0.0) and singlet is not None:
-        return singlet, f"{name} lowest singlet"
-    return ref.energy_per_cell, name
+    penalty = getattr(getattr(rec, "settings", None), "spin_penalty", 0.0)
+    target = exact_target(penalty, ref.energy_per_cell, singlet)
+    return target, (f"{name} lowest singlet" if target is singlet and singlet is not None else name)
 
 
 class EnergyGate(GateBase):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 
 from .export import REFERENCE_ORDER
+from .records import exact_target
 from .units import CHEMICAL_ACCURACY_MHA
 
 KEY = ["system", "geometry", "kmesh"]
@@ -46,10 +47,7 @@ def leaderboard(df, instances=None):
         ref = best.get(key)
         if ref is None or r["path"] == ref["path"] or r["input_hash"] != ref["input_hash"]:
             continue
-        target = float(ref["energy_per_cell"])
-        penalty, singlet = r.get("spin_penalty"), ref.get("energy_per_cell_singlet")
-        if pd.notna(penalty) and penalty > 0 and pd.notna(singlet):
-            target = float(singlet)        # a run of H + λ S²: measured against the lowest singlet
+        target = float(exact_target(r.get("spin_penalty"), ref["energy_per_cell"], ref.get("energy_per_cell_singlet")))
         err = (float(r["energy_per_cell"]) - target) * 1e3
         s = [x for x in (r.get("energy_error"), ref.get("energy_error")) if x is not None and x == x]
         sigma = math.hypot(*s) * 1e3 if s else 0.0

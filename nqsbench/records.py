@@ -628,6 +628,16 @@ class CellRecord(_Frozen):
         return schema
 
 
+def exact_target(spin_penalty: float | None, energy: float | None, singlet: float | None) -> float | None:
+    """The exact energy per cell a run is measured against. A run of H + λ S² (λ > 0) aims at the
+    lowest singlet, so exact diagonalization's lowest singlet (``details.energy_per_cell_singlet``)
+    where the reference has one; otherwise the reference's energy. The one rule for gates, ``run``,
+    ``table``, the leaderboard and the band table."""
+    def given(x):
+        return x is not None and x == x      # None or NaN (pandas) is "not given"
+    return singlet if given(spin_penalty) and spin_penalty > 0 and given(singlet) else energy
+
+
 class ReferenceRecord(CellRecord):
     """A reference calculation (exact, HF, CCSD, DMRG, ...) on one system, geometry and k-mesh."""
 

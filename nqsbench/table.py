@@ -109,11 +109,11 @@ def add_exact_deltas(df):
     idx = df.set_index(key).index
     ref = np.array([e.get(k, np.nan) for k in idx], dtype=float)
     if "spin_penalty" in df.columns and "energy_per_cell_singlet" in df.columns:
-        # runs of H + λ S² are measured against the lowest singlet (gates.reference_energy)
+        from .records import exact_target
+
         singlet = exact.drop_duplicates(key).set_index(key)["energy_per_cell_singlet"]
-        s_ref = np.array([singlet.get(k, np.nan) for k in idx], dtype=float)
-        use = (df["spin_penalty"].fillna(0).to_numpy(dtype=float) > 0) & np.isfinite(s_ref)
-        ref = np.where(use, s_ref, ref)
+        ref = np.array([exact_target(lam, e_ref, singlet.get(k, np.nan))
+                        for lam, e_ref, k in zip(df["spin_penalty"], ref, idx)], dtype=float)
     df = df.copy()
     df["delta_vs_exact_mha"] = (df["energy_per_cell"].astype(float) - ref) * 1e3
     if (df["kind"] == "nqs-bands").any():

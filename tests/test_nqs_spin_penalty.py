@@ -111,3 +111,17 @@ def test_gates_and_suites_measure_a_penalized_run_against_the_singlet():
     task = NQSTask.model_validate({"kind": "nqs", "system": "h-chain", "gs_spin_penalty": 0.1})
     assert task.settings().spin_penalty == 0.1
     assert NQSMethod().record_name(task.settings()) == "nqs-rbm-exact-s0-s2pen0.1"
+
+
+def test_exact_target_is_one_rule():
+    """The singlet target applies to penalized runs where exact knows the singlet, nowhere else
+    (pandas' NaN counts as missing, as None does)."""
+    from nqsbench.records import exact_target
+
+    nan = float("nan")
+    assert exact_target(0.1, -1.0, -0.9) == -0.9
+    assert exact_target(0.0, -1.0, -0.9) == -1.0
+    assert exact_target(None, -1.0, -0.9) == -1.0
+    assert exact_target(nan, -1.0, -0.9) == -1.0
+    assert exact_target(0.1, -1.0, None) == -1.0
+    assert exact_target(0.1, -1.0, nan) == -1.0

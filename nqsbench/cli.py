@@ -369,7 +369,9 @@ def run_nqs(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[
                                      "(small random parameters; LiH Γ stalls at HF from the hf start), or "
                                      "PATH: the parameters of an earlier run of this model on this geometry "
                                      "(its .params.msgpack or record .json), to continue it with other settings"),
-            sampler: str = typer.Option("exact", help="exact (enumerate the sector) or mcmc (Metropolis chains)"),
+            sampler: str = typer.Option("auto", help="exact (enumerate the sector), mcmc (Metropolis chains) or "
+                                        "auto: exact up to 50,000 configurations in the sector, else mcmc "
+                                        "(and mcmc when --samples/--chains/--beta are given)"),
             steps: str = typer.Option("auto", help="auto (run until the energy plateaus at the final learning rate) "
                                       "or a number of steps, resumed ones included"),
             max_steps: Optional[int] = typer.Option(None, "--max-steps", help="auto: at most this many steps "
@@ -412,11 +414,14 @@ def run_nqs(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[
     from .nqs import DivergenceError
 
     init, init_path = _init_setting(init)
+    geom = _geometry(system, param, kmesh)
+    sampler, why = _resolve_sampler(sampler, geom, chain_options=any(v is not None for v in (samples, chains, beta)))
     settings = _nqs_settings(_model_table(model, model_opt, alpha), sampler, init, steps, seed=seed, lr=lr,
                              lr_final=lr_final, max_norm=max_norm, diag_shift=diag_shift, samples=samples,
                              chains=chains, beta=beta, max_steps=max_steps, max_minutes=max_minutes,
                              sr_solver=sr_solver, spin_penalty=spin_penalty)
-    geom = _geometry(system, param, kmesh)
+    if why:     # after the settings are valid: bad input stays one line
+        err_console.print(f"sampler auto → {sampler}: {why}", highlight=False, soft_wrap=True)
     if dry_run:
         from .build import get_hamiltonian
         from .methods.nqs import make_driver, make_evaluator
@@ -492,6 +497,18 @@ def _init_setting(init: str) -> tuple[str, Optional[Path]]:
                            ".json) of an earlier run on this geometry") from None
 
 
+def _resolve_sampler(sampler: str, geom, chain_options: bool = False) -> tuple[str, str]:
+    """``--sampler auto`` → (exact or mcmc by the sector's size, why) (:func:`methods.nqs.auto_sampler`;
+    mcmc when Markov-chain options are given); other values pass through with why = ""."""
+    if sampler != "auto":
+        return sampler, ""
+    if chain_options:
+        return "mcmc", "Markov-chain options given"
+    from .methods.nqs import auto_sampler
+
+    return auto_sampler(geom)
+
+
 def _nqs_settings(model, sampler, init, steps, **kw):
     from pydantic import ValidationError
 
@@ -505,7 +522,7 @@ def _nqs_settings(model, sampler, init, steps, **kw):
         except ValueError:
             raise CatalogError(f"--steps {steps!r}: give 'auto' or a number of steps") from None
     if sampler not in ("exact", "mcmc"):
-        raise CatalogError(f"--sampler {sampler!r}: choose 'exact' or 'mcmc'")
+        raise CatalogError(f"--sampler {sampler!r}: choose 'exact', 'mcmc' or 'auto'")
     if isinstance(steps, int) and steps < 1:
         raise CatalogError(f"--steps {steps}: must be ≥ 1 (or auto)")
     given = [f for f, k in (("--samples", "samples"), ("--chains", "chains"), ("--beta", "beta")) if kw.get(k) is not None]
@@ -564,7 +581,8 @@ def _compare_with_exact(store, geom, rec) -> None:
 @app.command("bands")
 @user_errors
 def bands_cmd(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[str] = KmeshOpt,
-              sampler: str = typer.Option("exact", help="sampler of the NQS ground-state run to use (exact|mcmc)"),
+              sampler: str = typer.Option("auto", help="sampler of the NQS ground-state run to use (exact|mcmc|auto, "
+                                          "as run --sampler)"),
               seed: int = typer.Option(0, help="seed of the NQS ground-state run (and of the Monte Carlo sampling)"),
               model: str = typer.Option("rbm", help="model of the NQS ground-state run to use"),
               model_opt: Optional[List[str]] = typer.Option(None, "--model-opt", help="model option KEY=VALUE "
@@ -627,6 +645,7 @@ def bands_cmd(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optiona
     geom = _geometry(system, param, kmesh)
     store = _store(references, results)
     init, init_path = _init_setting(init)
+    sampler, why = _resolve_sampler(sampler, geom)
     gs = _nqs_settings(_model_table(model, model_opt, None), sampler, init, steps, seed=seed,
                        spin_penalty=GROUND_STATE_SPIN_PENALTY if gs_spin_penalty is None else gs_spin_penalty)
     if gs_spin_penalty is None and store.path("nqs", geom, gs.model_copy(update={"spin_penalty": 0.0})).exists():
@@ -640,6 +659,8 @@ def bands_cmd(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optiona
             raise _settings_error("band setting", exc, _BAND_OPTIONS) from None
 
     settings_for(gs)           # bad options: one line before anything runs
+    if why:
+        err_console.print(f"ground state's sampler auto → {sampler}: {why}", highlight=False, soft_wrap=True)
     gs_path = store.path("nqs", geom, gs)
     if gs_path.exists():       # the run already made (whatever its steps): its bands
         gs = read(gs_path).settings

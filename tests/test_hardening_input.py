@@ -325,7 +325,7 @@ RUN_CASES = {
     "beta 1.5": (["--sampler", "mcmc", "--beta", "1.5"], "--beta 1.5"),
     "beta word": (["--sampler", "mcmc", "--beta", "adaptive"], "--beta 'adaptive'"),
     "beta exact": (["--sampler", "exact", "--beta", "auto"], "--beta: Markov-chain options; add --sampler mcmc"),
-    "samples exact": (["--samples", "64", "--chains", "4"], "--samples/--chains: Markov-chain options"),
+    "samples exact": (["--sampler", "exact", "--samples", "64", "--chains", "4"], "--samples/--chains: Markov-chain options"),
     "chains 0": (["--sampler", "mcmc", "--chains", "0"], "--chains 0"),
     "samples 16 chains 64": (["--sampler", "mcmc", "--samples", "16", "--chains", "64"], "two samples per chain"),
     "samples 0": (["--sampler", "mcmc", "--samples", "0"], "--samples 0"),

@@ -95,3 +95,37 @@ def test_reference_exact_force_and_run_vs_exact_from_relocated_cache(tmp_path, m
     res = runner.invoke(app, [*RUN, "--steps", "2", "--out", str(tmp_path / "b.json")])
     assert res.exit_code == 0, res.output
     assert "vs exact (exact.json)" in res.output and "input hash differs" not in res.output
+
+
+# ----------------------------------------------------------------------------- sampler = auto
+def test_largest_sector_dim_counts_what_the_sampler_enumerates():
+    """The count behind ``--sampler auto`` (from the catalog geometry, no SCF) is the largest of
+    the (N↑ = N↓, K) sectors the solver enumerates, at N_k = 2 and 4."""
+    from conftest import hchain
+    from nqsbench.methods.nqs import largest_sector_dim
+    from nqsbench.nqs.hilbert import Sector
+
+    for nk in (2, 4):
+        ham = hchain(nk)
+        dims = [Sector.from_hamiltonian(ham, k_total=k).dim() for k in range(nk)]
+        geom = catalog.load("h-chain").geometry({"d": 1.8}, (1, 1, nk))
+        assert largest_sector_dim(geom) == max(dims)
+
+
+def test_sampler_auto_by_sector_size(tmp_path):
+    """No --sampler: exact sampling at N_k = 2 (20 configurations), Markov chains at N_k = 6
+    (142,376 > 50,000, where exact sampling is refused) and whenever a Markov-chain option is given;
+    the record says which."""
+    res = runner.invoke(app, ["run", "h-chain", "-k", "1,1,6", "--dry-run"])
+    assert res.exit_code == 0, res.output
+    assert "sampler auto → mcmc: the sector has 142,376 configurations" in res.output
+    res = runner.invoke(app, ["run", "h-chain", "-k", "1,1,6", "--sampler", "exact", "--dry-run"])
+    assert res.exit_code == 2 and "exceeds max_dim=50000" in res.output
+    for flags, kind in (([], "exact"), (["--samples", "64", "--chains", "8"], "mcmc")):
+        out = tmp_path / f"{kind}.json"
+        res = runner.invoke(app, [*RUN, "--steps", "2", *flags, "--out", str(out)])
+        assert res.exit_code == 0, res.output
+        assert f"sampler auto → {kind}" in res.output
+        assert read_record(out, ResultRecord).settings.sampler.kind == kind
+    res = runner.invoke(app, [*RUN, "--sampler", "gibbs", "--steps", "2", "--out", str(tmp_path / "x.json")])
+    assert res.exit_code == 2 and "choose 'exact', 'mcmc' or 'auto'" in res.output

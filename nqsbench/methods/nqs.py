@@ -91,6 +91,31 @@ def _finite(x) -> float | None:
     return x if math.isfinite(x) else None
 
 
+def largest_sector_dim(geom) -> int:
+    """Configurations in the largest (N↑ = N↓, K) sector of the neutral cell, counted from the
+    catalog geometry (basis size and k-mesh; no SCF, nothing enumerated)."""
+    from ..build import make_cell, pyscf_kmesh
+    from ..sectors import kmesh_grid, sector_dims
+
+    spec = geom.spec
+    n_act = int(make_cell(geom).nao_nr()) - spec.frozen_core
+    na = (spec.n_electrons_cell - 2 * spec.frozen_core) * geom.nk // 2
+    mesh = pyscf_kmesh(geom)
+    return max(sector_dims(kmesh_grid(mesh), mesh, n_act, na, na))
+
+
+def auto_sampler(geom) -> tuple[str, str]:
+    """(sampler, why) of ``sampler = "auto"``: exact sampling (exact expectation values, no noise)
+    where the sector has at most :data:`~nqsbench.nqs.samplers.EXACT_MAX_DIM` configurations,
+    else Markov chains (the H chain N_k ≥ 6, graphene and LiH past Γ)."""
+    from ..nqs.samplers import EXACT_MAX_DIM
+
+    dim = largest_sector_dim(geom)
+    if dim <= EXACT_MAX_DIM:
+        return "exact", f"the sector has {dim:,} configurations (≤ {EXACT_MAX_DIM:,}: exact sampling)"
+    return "mcmc", f"the sector has {dim:,} configurations (> {EXACT_MAX_DIM:,} for exact sampling: Markov chains)"
+
+
 def make_driver(ham, s: NQSSettings, memory_gb: float | None = None, sector=None):
     """The driver of these settings: the model from the model registry; with ``steps="auto"``
     a constant learning rate (:class:`~nqsbench.nqs.convergence.AutoSteps` lowers it on

@@ -21,13 +21,19 @@ from .hilbert import Sector
 jax.config.update("jax_enable_x64", True)
 
 
+# Exact sampling evaluates the model and the local energy on every configuration of the sector at
+# every step: ~1 s per step at 5 000 configurations (H chain N_k = 4), so 50 000 is the most a run of
+# hundreds of steps affords; the H chain N_k = 6 sector (142 296) takes Markov chains.
+EXACT_MAX_DIM = 50_000
+
+
 @dataclass(frozen=True, eq=False)
 class ExactSampler:
     """Every configuration of the sector with weight |ψ(x)|² / Σ|ψ|² (exact expectation values)."""
 
     sector: Sector
     configs: np.ndarray = field(default=None, repr=False)
-    max_dim: int = 50_000
+    max_dim: int = EXACT_MAX_DIM
 
     def __post_init__(self):
         if self.configs is None:

@@ -284,7 +284,8 @@ def _make_method_command(name: str):
 
     mpi_help = getattr(_get(name), "run_options", {}).get("mpi")
 
-    def command(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[str] = KmeshOpt,
+    def command(ctx: typer.Context, system: str, param: Optional[List[str]] = ParamOpt,
+                kmesh: Optional[str] = KmeshOpt,
                 force: bool = typer.Option(False, help="recompute even if the cached record matches"),
                 sets: Optional[List[str]] = typer.Option(None, "--set", help="a setting KEY=VALUE (repeatable; "
                                                          "dotted keys for nested ones, e.g. eom.min_weight=0.2)"),
@@ -297,6 +298,9 @@ def _make_method_command(name: str):
         from .errors import NqsbenchError
         from .methods import RunContext, get
 
+        group = ctx.obj or {}         # `nqsbench reference --references X --force METHOD ...`
+        references = references if references is not None else group.get("references")
+        force = force or group.get("force", False)
         method = get(name)
         try:
             settings = method.settings_from(**_parse_sets(sets))
@@ -334,6 +338,12 @@ def reference_main(ctx: typer.Context,
                    references: Optional[Path] = ReferencesOpt) -> None:
     """Reference calculations (every registered reference method) → the reference cache."""
     if ctx.invoked_subcommand is not None:
+        if suite is not None:
+            from .errors import CatalogError
+
+            raise CatalogError(f"--suite {suite}: fills the cache with a suite's records; give it without "
+                               f"the method {ctx.invoked_subcommand!r}, or drop it")
+        ctx.obj = {"references": references, "force": force}   # given before the method: they apply to it
         return
     if suite is None:
         console.print(ctx.get_help())

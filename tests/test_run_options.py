@@ -73,6 +73,14 @@ def test_reference_honours_references_option_and_env(tmp_path, monkeypatch):
     res = runner.invoke(app, ["reference", "hf", "h-chain", "-k", "1,1,2"])
     assert res.exit_code == 0, res.output
     assert (y / "h-chain" / "d1.8_k1x1x2" / "hf.json").is_file() and str(y) in res.output
+    z = tmp_path / "z"          # given before the method, it applies to it (it was silently ignored)
+    res = runner.invoke(app, ["reference", "--references", str(z), "hf", "h-chain", "-k", "1,1,2"])
+    assert res.exit_code == 0, res.output
+    assert (z / "h-chain" / "d1.8_k1x1x2" / "hf.json").is_file()
+    res = runner.invoke(app, ["reference", "--references", str(z), "--force", "hf", "h-chain", "-k", "1,1,2"])
+    assert res.exit_code == 0 and "wrote" in res.output and "cached" not in res.output, res.output
+    res = runner.invoke(app, ["reference", "--suite", "references", "hf", "h-chain", "-k", "1,1,2"])
+    assert res.exit_code == 2 and "--suite references" in res.output
     after = packaged.stat().st_mtime_ns if packaged.exists() else None
     assert after == before                       # the packaged cache was not written
 

@@ -53,6 +53,14 @@ def pyscf_kmesh(geom: Geometry) -> list[int]:
     return [geom.kmesh[i] for i in pyscf_order(geom)]
 
 
+def active_space(geom: Geometry) -> tuple[int, int]:
+    """(active orbitals per cell, spin-up electrons of the neutral supercell): the basis size less
+    the frozen core, from the cell alone (no SCF), for sizing sectors before any run."""
+    spec = geom.spec
+    n_act = int(make_cell(geom).nao_nr()) - spec.frozen_core
+    return n_act, (spec.n_electrons_cell - 2 * spec.frozen_core) * geom.nk // 2
+
+
 def cache_key(geom: Geometry) -> str:
     import pyscf
 

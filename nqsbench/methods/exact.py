@@ -16,15 +16,14 @@ def check_exact_feasible(geom: Geometry, max_dim: int, bands: bool, n_roots: int
     the vectors it needs (:func:`nqsbench.exact.peak_bytes`) would not fit the memory budget
     (``memory_gb``, default :func:`nqsbench.config.memory_gb`). Returns the estimated peak (bytes)."""
     from .. import config
-    from ..build import make_cell, pyscf_kmesh
+    from ..build import active_space, pyscf_kmesh
     from ..errors import MemoryBudgetError
     from ..exact import DAVIDSON_MAX_SPACE, KRYLOV_MAX_DIM, peak_bytes, vector_elements
     from ..records import resident_memory_mb
     from ..sectors import kmesh_grid, sector_dims
 
     spec = geom.spec
-    n_act = int(make_cell(geom).nao_nr()) - spec.frozen_core
-    na = (spec.n_electrons_cell - 2 * spec.frozen_core) * geom.nk // 2
+    n_act, na = active_space(geom)
     mesh = pyscf_kmesh(geom)
     kvecs = kmesh_grid(mesh)
     dims = {}

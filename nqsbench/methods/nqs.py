@@ -94,12 +94,10 @@ def _finite(x) -> float | None:
 def largest_sector_dim(geom) -> int:
     """Configurations in the largest (N↑ = N↓, K) sector of the neutral cell, counted from the
     catalog geometry (basis size and k-mesh; no SCF, nothing enumerated)."""
-    from ..build import make_cell, pyscf_kmesh
+    from ..build import active_space, pyscf_kmesh
     from ..sectors import kmesh_grid, sector_dims
 
-    spec = geom.spec
-    n_act = int(make_cell(geom).nao_nr()) - spec.frozen_core
-    na = (spec.n_electrons_cell - 2 * spec.frozen_core) * geom.nk // 2
+    n_act, na = active_space(geom)
     mesh = pyscf_kmesh(geom)
     return max(sector_dims(kmesh_grid(mesh), mesh, n_act, na, na))
 

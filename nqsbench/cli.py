@@ -1068,6 +1068,12 @@ def info() -> None:
 def main() -> None:
     """The console entry point: the typer app, with a usage error (a bad option value, an unknown
     option, a missing argument) as one line on stderr and exit 2, as every other bad input."""
+    import os
+
+    # XLA's C++ log: constant-folding "slow operation" alarms (the enumerated sector of exact
+    # sampling is a compile-time constant; graphene Γ's NNBF prints six lines of them) are not
+    # errors of the run, whose real failures surface as Python exceptions. Set it to see them.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:        # recent typer vendors click; older typer uses click itself
         from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
     except ImportError:  # pragma: no cover - older typer

@@ -232,7 +232,7 @@ def _settings_error(flag: str, exc, options: dict[str, str] | None = None) -> Nq
 _NQS_OPTIONS = {"alpha": "--alpha", "n_samples": "--samples", "n_chains": "--chains", "beta": "--beta",
                 "lr": "--lr", "lr_final": "--lr-final", "max_norm": "--max-norm", "diag_shift": "--diag-shift",
                 "steps": "--steps", "seed": "--seed", "init": "--init", "max_steps": "--max-steps",
-                "max_minutes": "--max-minutes", "solver": "--sr-solver", "spin_penalty": "--spin-penalty", "clip": "--clip",
+                "max_minutes": "--max-minutes", "solver": "--sr-solver", "spin_penalty": "--spin-penalty",
                 "": "--samples/--chains"}
 _BAND_OPTIONS = {"s_threshold": "--threshold", "n_samples": "--samples", "n_chains": "--chains",
                  "seed": "--seed", "order": "--order", "band_method": "--method", "spin_penalty": "--spin-penalty",
@@ -381,7 +381,7 @@ def run_nqs(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[
                                      "(its .params.msgpack or record .json), to continue it with other settings"),
             sampler: str = typer.Option("auto", help="exact (enumerate the sector), mcmc (Metropolis chains) or "
                                         "auto: exact up to 50,000 configurations in the sector, else mcmc "
-                                        "(and mcmc when --samples/--chains/--beta/--clip are given)"),
+                                        "(and mcmc when --samples/--chains/--beta are given)"),
             steps: str = typer.Option("auto", help="auto (run until the energy plateaus at the final learning rate) "
                                       "or a number of steps, resumed ones included"),
             max_steps: Optional[int] = typer.Option(None, "--max-steps", help="auto: at most this many steps "
@@ -398,9 +398,6 @@ def run_nqs(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[
             lr_final: Optional[float] = typer.Option(None, "--lr-final", help="--steps N: cosine-decay the learning rate to this over the N steps; --steps auto: the rate that plateaus halve it down to; 0 = constant (default per sampler)"),
             max_norm: Optional[float] = typer.Option(None, "--max-norm", help="trust region: cap |δ| of each SR step; 0 = none (default per sampler)"),
             diag_shift: Optional[float] = typer.Option(None, "--diag-shift", help="SR diagonal shift (default per sampler)"),
-            clip: Optional[float] = typer.Option(None, "--clip", help="the SR force takes local energies clipped "
-                                                 "to median ± CLIP mean absolute deviations (the energy and its "
-                                                 "error bar do not); 0 = none (the default)"),
             sr_solver: str = typer.Option("auto", "--sr-solver", help="SR linear solve: sr (parameters²), minsr "
                                           "(samples²), cg (matrix-free, memory samples × parameters) or auto"),
             samples: Optional[int] = typer.Option(None, "--samples", help="Monte Carlo samples per step (mcmc)"),
@@ -428,11 +425,11 @@ def run_nqs(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[
 
     init, init_path = _init_setting(init)
     geom = _geometry(system, param, kmesh)
-    sampler, why = _resolve_sampler(sampler, geom, chain_options=any(v is not None for v in (samples, chains, beta, clip)))
+    sampler, why = _resolve_sampler(sampler, geom, chain_options=any(v is not None for v in (samples, chains, beta)))
     settings = _nqs_settings(_model_table(model, model_opt, alpha), sampler, init, steps, seed=seed, lr=lr,
                              lr_final=lr_final, max_norm=max_norm, diag_shift=diag_shift, samples=samples,
                              chains=chains, beta=beta, max_steps=max_steps, max_minutes=max_minutes,
-                             sr_solver=sr_solver, spin_penalty=spin_penalty, clip=clip)
+                             sr_solver=sr_solver, spin_penalty=spin_penalty)
     if why:     # after the settings are valid: bad input stays one line
         err_console.print(f"sampler auto → {sampler}: {why}", highlight=False, soft_wrap=True)
     if dry_run:
@@ -538,8 +535,7 @@ def _nqs_settings(model, sampler, init, steps, **kw):
         raise CatalogError(f"--sampler {sampler!r}: choose 'exact', 'mcmc' or 'auto'")
     if isinstance(steps, int) and steps < 1:
         raise CatalogError(f"--steps {steps}: must be ≥ 1 (or auto)")
-    given = [f for f, k in (("--samples", "samples"), ("--chains", "chains"), ("--beta", "beta"), ("--clip", "clip"))
-             if kw.get(k) is not None]
+    given = [f for f, k in (("--samples", "samples"), ("--chains", "chains"), ("--beta", "beta")) if kw.get(k) is not None]
     if sampler == "exact" and given:
         raise CatalogError(f"{'/'.join(given)}: Markov-chain options; add --sampler mcmc or drop them")
     if isinstance(kw.get("beta"), str) and kw["beta"] != "auto":
@@ -550,7 +546,7 @@ def _nqs_settings(model, sampler, init, steps, **kw):
     for flag, v in (("--lr", kw.get("lr")), ("--diag-shift", kw.get("diag_shift"))):
         if v is not None and v <= 0:
             raise CatalogError(f"{flag} {v}: must be > 0")
-    for flag, v in (("--lr-final", kw.get("lr_final")), ("--max-norm", kw.get("max_norm")), ("--clip", kw.get("clip"))):
+    for flag, v in (("--lr-final", kw.get("lr_final")), ("--max-norm", kw.get("max_norm"))):
         if v is not None and v < 0:
             raise CatalogError(f"{flag} {v}: must be ≥ 0 (0 switches it off)")
     try:

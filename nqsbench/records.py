@@ -421,16 +421,6 @@ class OptimizerSettings(_Frozen):
     solver: Literal["auto", "sr", "minsr", "cg"] = Field(
         "auto", description="sr: N_p × N_p Cholesky; minsr: N_s × N_s (samples < parameters); cg: "
         "matrix-free conjugate gradients (memory N_s × N_p); auto: minsr or sr, cg when both are large")
-    clip: float = Field(0.0, ge=0, description="the force takes local energies clipped to median ± clip mean "
-                        "absolute deviations (nqsbench.nqs.optimizer.clipped_local_energy); 0: none")
-
-    @model_serializer(mode="wrap")
-    def _omit_no_clip(self, handler):
-        # runs without clipping dump (and hash) as they did before the field existed: they stay fresh
-        data = handler(self)
-        if isinstance(data, dict) and not data.get("clip"):
-            data.pop("clip", None)
-        return data
 
 
 class ConvergenceSettings(_Frozen):

@@ -129,8 +129,6 @@ class NQSTask(TaskBase):
     lr_final: float | None = Field(None, ge=0, description="cosine-decay the lr to this over the steps; 0 = constant")
     max_norm: float | None = Field(None, ge=0, description="trust region on |δ| per SR step; 0 = none")
     diag_shift: float | None = Field(None, gt=0)
-    clip: float | None = Field(None, ge=0, description="the force's local energies clipped at this many mean "
-                               "absolute deviations from the median (run --clip); 0 = none")
     samples: int | None = Field(None, ge=2)
     chains: int | None = Field(None, ge=1)
     beta: BetaSetting | None = Field(None, description="mcmc: β of |ψ|^(2β), or 'auto' (adaptive)")
@@ -141,8 +139,8 @@ class NQSTask(TaskBase):
 
     @model_validator(mode="after")
     def _mcmc_only(self):
-        if self.sampler == "exact" and any(v is not None for v in (self.samples, self.chains, self.beta, self.clip)):
-            raise ValueError("samples/chains/beta/clip apply to sampler = 'mcmc' only; remove them")
+        if self.sampler == "exact" and any(v is not None for v in (self.samples, self.chains, self.beta)):
+            raise ValueError("samples/chains/beta apply to sampler = 'mcmc' only; remove them")
         return self
 
     @field_validator("init")
@@ -188,8 +186,7 @@ class NQSTask(TaskBase):
                             lr=self.lr, lr_final=self.lr_final, max_norm=self.max_norm,
                             diag_shift=self.diag_shift, samples=self.samples, chains=self.chains,
                             beta=self.beta, model=self.model, max_steps=self.max_steps,
-                            max_minutes=self.max_minutes, window=self.window, spin_penalty=self.gs_spin_penalty,
-                            clip=self.clip)
+                            max_minutes=self.max_minutes, window=self.window, spin_penalty=self.gs_spin_penalty)
 
 
 class BandsTask(NQSTask):

@@ -41,8 +41,7 @@ def metropolis_beta(beta) -> dict:
 def resolve_settings(sampler: str, lr: float | None = None, lr_final: float | None = None,
                      max_norm: float | None = None, diag_shift: float | None = None,
                      n_samples: int | None = None, n_chains: int | None = None,
-                     beta: float | None = None, overrides: dict | None = None,
-                     clip: float | None = None) -> dict:
+                     beta: float | None = None, overrides: dict | None = None) -> dict:
     """The per-sampler defaults filled in where an argument is None (``overrides``: defaults of
     a model's own that replace these, e.g. the NNBF's lr). ``lr_final`` and ``max_norm`` are 0.0
     when off (given as 0, or no default), so resolving a resolved dict again changes nothing; the
@@ -54,7 +53,7 @@ def resolve_settings(sampler: str, lr: float | None = None, lr_final: float | No
 
     out = {"lr": pick(lr, "lr"), "lr_final": max(pick(lr_final, "lr_final", 0.0), 0.0),
            "max_norm": max(pick(max_norm, "max_norm", 0.0), 0.0),
-           "diag_shift": pick(diag_shift, "diag_shift"), "clip": max(pick(clip, "clip", 0.0), 0.0)}
+           "diag_shift": pick(diag_shift, "diag_shift")}
     if sampler == "mcmc":
         out.update(n_samples=pick(n_samples, "n_samples"), n_chains=pick(n_chains, "n_chains"),
                    beta=pick(beta, "beta"))
@@ -65,20 +64,19 @@ def make_driver(ham, sampler: str = "exact", alpha: float = 2.0, seed: int = 0, 
                 diag_shift: float | None = None, n_samples: int | None = None,
                 n_chains: int | None = None, beta: float | None = None, lr_final: float | None = None,
                 max_norm: float | None = None, n_steps: int | None = None, sr_solver: str = "auto",
-                clip: float | None = None, **kw) -> NQS:
+                **kw) -> NQS:
     """An :class:`NQS` with the per-sampler defaults (:func:`resolve_settings`; None means the
     default). ``lr_final`` > 0 decays the learning rate from ``lr`` to ``lr_final`` over
     ``n_steps`` (the run's total steps; :class:`CosineDecay`); ``max_norm`` > 0 caps |δ| per SR
     step; 0 switches either off."""
     r = resolve_settings(sampler, lr=lr, lr_final=lr_final, max_norm=max_norm, diag_shift=diag_shift,
-                         n_samples=n_samples, n_chains=n_chains, beta=beta, clip=clip)
+                         n_samples=n_samples, n_chains=n_chains, beta=beta)
     lr = r["lr"]
     if r["lr_final"] > 0:
         if n_steps is None:
             raise ValueError("lr_final needs n_steps (the length of the decay)")
         lr = CosineDecay(lr, r["lr_final"], int(n_steps))
-    opt = SR(learning_rate=lr, diag_shift=r["diag_shift"], max_norm=r["max_norm"] or None, mode=sr_solver,
-             clip=r["clip"] or None)
+    opt = SR(learning_rate=lr, diag_shift=r["diag_shift"], max_norm=r["max_norm"] or None, mode=sr_solver)
     if sampler == "exact":
         return NQS(ham, sampler="exact", optimizer=opt, alpha=alpha, seed=seed, **kw)
     from .hilbert import Sector

@@ -253,8 +253,7 @@ class NQS:
                  "n_parameters": self.n_parameters}
         return {"model": model, "sampler": samp,
                 "optimizer": {"kind": "SR", "learning_rate": lr, "diag_shift": opt.diag_shift,
-                              "mode": opt.mode, "max_norm": opt.max_norm,
-                              **({"clip": opt.clip} if getattr(opt, "clip", None) else {})},
+                              "mode": opt.mode, "max_norm": opt.max_norm},
                 "seed": self.seed, "init": self.init,
                 **({"spin_penalty": self.spin_penalty} if self.spin_penalty else {}),
                 "sector": {"n_up": self.sector.n_up, "n_dn": self.sector.n_dn,

@@ -165,6 +165,9 @@ def show(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[str
     n_single, n_double = n_connections(na, na, m, n_act)
     sectors = [(a, b, [int(d) for d in sector_dims(kvecs, mesh, n_act, a, b)])
                for a, b in ((na, na), (na + 1, na), (na - 1, na)) if 0 <= a <= m]
+    from .methods.nqs import auto_sampler
+
+    sampler, why = auto_sampler(geom)
     if as_json:
         _print_json({"id": spec.id, "description": spec.description, "source": spec.source,
                      "dimension": spec.dimension, "basis": spec.basis, "params": geom.params,
@@ -173,6 +176,7 @@ def show(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[str
                      "electrons_per_cell": spec.n_electrons_cell, "active_electrons_per_cell": n_el,
                      "spatial_orbitals": m, "spin_orbitals": 2 * m, "n_up": na, "n_dn": na,
                      "connections": {"singles": n_single, "doubles": n_double},
+                     "nqs_sampler": {"auto": sampler, "why": why},
                      "sectors": [{"n_up": a, "n_dn": b, "k_total": list(k), "dim": d}
                                  for a, b, dims in sectors for k, d in zip(ks, dims)]})
         return
@@ -183,8 +187,9 @@ def show(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[str
                   f"electrons ({n_el} active)")
     console.print(f"  k-space problem: {m} spatial orbitals, {2 * m} spin-orbitals, N↑ = N↓ = {na}")
     console.print(f"  NQS local energy: {n_single:,} singles + {n_double:,} doubles per configuration "
-                  f"(`nqsbench run {spec.id} -k {','.join(map(str, geom.kmesh))} --sampler mcmc --dry-run` "
+                  f"(`nqsbench run {spec.id} -k {','.join(map(str, geom.kmesh))} --dry-run` "
                   "estimates a run's peak memory and time per step)", highlight=False, soft_wrap=True)
+    console.print(f"  NQS sampler (run --sampler auto): {sampler}, {why}", highlight=False, soft_wrap=True)
     table = Table(title="sector dimensions (determinants)")
     table.add_column("N↑, N↓")
     for k in ks:

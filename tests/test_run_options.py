@@ -1,4 +1,6 @@
 """Checkpoints every N steps, relocated reference caches, ``reference exact --force`` (issue 13)."""
+import json
+
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -127,6 +129,8 @@ def test_sampler_auto_by_sector_size(tmp_path):
     res = runner.invoke(app, ["run", "h-chain", "-k", "1,1,6", "--dry-run"])
     assert res.exit_code == 0, res.output
     assert "sampler auto → mcmc: the sector has 142,376 configurations" in res.output
+    res = runner.invoke(app, ["show", "h-chain", "-k", "1,1,6", "--json"])
+    assert res.exit_code == 0 and json.loads(res.output)["nqs_sampler"]["auto"] == "mcmc", res.output
     res = runner.invoke(app, ["run", "h-chain", "-k", "1,1,6", "--sampler", "exact", "--dry-run"])
     assert res.exit_code == 2 and "exceeds max_dim=50000" in res.output
     for flags, kind in (([], "exact"), (["--samples", "64", "--chains", "8"], "mcmc")):

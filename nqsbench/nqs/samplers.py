@@ -22,8 +22,9 @@ jax.config.update("jax_enable_x64", True)
 
 
 # Exact sampling evaluates the model and the local energy on every configuration of the sector at
-# every step: ~1 s per step at 5 000 configurations (H chain N_k = 4), so 50 000 is the most a run of
-# hundreds of steps affords; the H chain N_k = 6 sector (142 296) takes Markov chains.
+# every step (one core: ~0.8 s per NNBF step over the H chain N_k = 4's 1 236 configurations, ~3 s
+# per RBM step over graphene Γ's 4 900), so 50 000 (~30 s per step) is the most a run of hundreds
+# of steps affords; the H chain N_k = 6 sector (142 376) takes Markov chains (`--sampler auto`).
 EXACT_MAX_DIM = 50_000
 
 

@@ -416,7 +416,9 @@ class OptimizerSettings(_Frozen):
     kind: Literal["sr"] = "sr"
     lr: float = Field(gt=0)
     lr_final: float = Field(0.0, ge=0)
-    max_norm: float = Field(0.0, ge=0)
+    max_norm: Annotated[float, Field(ge=0)] | Literal["auto"] = Field(
+        0.0, description="trust region |δ| ≤ max_norm per SR step (0 = none); auto: none up to 16 "
+        "spin-orbitals, 1 above (nqsbench.nqs.models.base.resolve_max_norm)")
     diag_shift: float = Field(gt=0)
     solver: Literal["auto", "sr", "minsr", "cg"] = Field(
         "auto", description="sr: N_p × N_p Cholesky; minsr: N_s × N_s (samples < parameters); cg: "

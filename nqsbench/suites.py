@@ -127,7 +127,8 @@ class NQSTask(TaskBase):
                       "on the task's one geometry, relative to the suite file: continue it with these settings")
     lr: float | None = Field(None, gt=0)
     lr_final: float | None = Field(None, ge=0, description="cosine-decay the lr to this over the steps; 0 = constant")
-    max_norm: float | None = Field(None, ge=0, description="trust region on |δ| per SR step; 0 = none")
+    max_norm: Annotated[float, Field(ge=0)] | Literal["auto"] | None = Field(
+        None, description="trust region on |δ| per SR step; 0 = none; auto: none up to 16 spin-orbitals, 1 above")
     diag_shift: float | None = Field(None, gt=0)
     samples: int | None = Field(None, ge=2)
     chains: int | None = Field(None, ge=1)

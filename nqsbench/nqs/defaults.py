@@ -38,6 +38,10 @@ def metropolis_beta(beta) -> dict:
     return dict(AUTO_BETA) if beta == "auto" else {"beta": float(beta)}
 
 
+def _max_norm(v):
+    return v if v == "auto" else max(float(v), 0.0)
+
+
 def resolve_settings(sampler: str, lr: float | None = None, lr_final: float | None = None,
                      max_norm: float | None = None, diag_shift: float | None = None,
                      n_samples: int | None = None, n_chains: int | None = None,
@@ -52,7 +56,7 @@ def resolve_settings(sampler: str, lr: float | None = None, lr_final: float | No
         return d.get(key, off) if given is None else given
 
     out = {"lr": pick(lr, "lr"), "lr_final": max(pick(lr_final, "lr_final", 0.0), 0.0),
-           "max_norm": max(pick(max_norm, "max_norm", 0.0), 0.0),
+           "max_norm": _max_norm(pick(max_norm, "max_norm", 0.0)),
            "diag_shift": pick(diag_shift, "diag_shift")}
     if sampler == "mcmc":
         out.update(n_samples=pick(n_samples, "n_samples"), n_chains=pick(n_chains, "n_chains"),
@@ -72,6 +76,10 @@ def make_driver(ham, sampler: str = "exact", alpha: float = 2.0, seed: int = 0, 
     r = resolve_settings(sampler, lr=lr, lr_final=lr_final, max_norm=max_norm, diag_shift=diag_shift,
                          n_samples=n_samples, n_chains=n_chains, beta=beta)
     lr = r["lr"]
+    if r["max_norm"] == "auto":
+        from .models.base import resolve_max_norm
+
+        r["max_norm"] = resolve_max_norm("auto", 2 * ham.n_spatial)
     if r["lr_final"] > 0:
         if n_steps is None:
             raise ValueError("lr_final needs n_steps (the length of the decay)")

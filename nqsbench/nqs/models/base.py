@@ -49,6 +49,15 @@ def resolve_init(init: str, n_spin_orbitals: int) -> str:
     return "random" if is_small(n_spin_orbitals) else "hf"
 
 
+def resolve_max_norm(max_norm, n_spin_orbitals: int) -> float:
+    """The SR trust region that ``max_norm = "auto"`` means for a system of this size: none (0)
+    for small systems, |δ| ≤ 1 above (:data:`SMALL_SYSTEM_SPIN_ORBITALS`; the RBM's Markov-chain
+    default, :data:`.rbm.OPTIMIZER_DEFAULTS`); numbers unchanged."""
+    if max_norm != "auto":
+        return float(max_norm)
+    return 0.0 if is_small(n_spin_orbitals) else 1.0
+
+
 @runtime_checkable
 class Model(Protocol):
     def init(self, key, reference=None) -> Any: ...

@@ -59,6 +59,15 @@ def auto_alpha(sector) -> float:
     return 2.0
 
 
+# Markov chains beyond 16 spin-orbitals: a trust region |δ| ≤ 1 on each SR step
+# (``max_norm = "auto"``, :func:`.base.resolve_max_norm`). Without it the Monte Carlo S and F drive
+# a step along a poorly sampled direction: `nqsbench run h-chain -p d=1.8 -k 1,1,6` (no flags since
+# `--sampler auto`: chains, α = 2, hf start) rose 422 mHa/cell above its best at step 106 and was
+# stopped. Not on small systems: LiH Γ (quick suite, 400 steps) stalls at +8.08 mHa/cell with the
+# cap against +1.04 without. Exact sampling has no such noise and keeps no cap.
+OPTIMIZER_DEFAULTS = {"mcmc": {"max_norm": "auto"}}
+
+
 def build(settings: Settings, sector) -> "RBM":
     alpha = auto_alpha(sector) if settings.alpha == "auto" else float(settings.alpha)
     return RBM(sector.n_spin_orbitals, alpha=alpha, bias=float(settings.bias))

@@ -130,7 +130,7 @@ def list_models(as_json: bool = JsonOpt) -> None:
         table.add_column(col, overflow="fold")
     for r in rows:
         table.add_row(r["name"], r["summary"], ", ".join(f"{k}={v['default']}" for k, v in r["options"].items()),
-                      "; ".join(f"{s}: " + ", ".join(f"{k}={v:g}" for k, v in d.items())
+                      "; ".join(f"{s}: " + ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in d.items())
                                 for s, d in r["optimizer_defaults"].items()) or "-")
     console.print(table)
 

@@ -401,7 +401,7 @@ def run_nqs(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[
             resume: bool = typer.Option(False, "--resume", help="continue from the latest checkpoint"),
             lr: Optional[float] = typer.Option(None, "--lr", help="SR learning rate (default per sampler)"),
             lr_final: Optional[float] = typer.Option(None, "--lr-final", help="--steps N: cosine-decay the learning rate to this over the N steps; --steps auto: the rate that plateaus halve it down to; 0 = constant (default per sampler)"),
-            max_norm: Optional[float] = typer.Option(None, "--max-norm", help="trust region: cap |δ| of each SR step; 0 = none (default per sampler)"),
+            max_norm: Optional[float] = typer.Option(None, "--max-norm", help="trust region: cap |δ| of each SR step; 0 = none (default per sampler and model: the RBM's Markov chains 1 above 16 spin-orbitals, else none; the NNBF 0.5; `nqsbench models`)"),
             diag_shift: Optional[float] = typer.Option(None, "--diag-shift", help="SR diagonal shift (default per sampler)"),
             sr_solver: str = typer.Option("auto", "--sr-solver", help="SR linear solve: sr (parameters²), minsr "
                                           "(samples²), cg (matrix-free, memory samples × parameters) or auto"),

@@ -141,3 +141,19 @@ def test_sampler_auto_by_sector_size(tmp_path):
         assert read_record(out, ResultRecord).settings.sampler.kind == kind
     res = runner.invoke(app, [*RUN, "--sampler", "gibbs", "--steps", "2", "--out", str(tmp_path / "x.json")])
     assert res.exit_code == 2 and "choose 'exact', 'mcmc' or 'auto'" in res.output
+
+
+def test_rbm_markov_chains_cap_the_step_above_16_spin_orbitals():
+    """max_norm = "auto" (the RBM's Markov-chain default): no trust region up to 16 spin-orbitals
+    (LiH Γ would stall under it), |δ| ≤ 1 above (the no-flag H chain N_k = 6 diverged without it);
+    a number is kept as given, and exact sampling has no cap."""
+    from conftest import hchain
+    from nqsbench.methods.nqs import make_driver
+    from nqsbench.nqs.models.base import resolve_max_norm
+
+    assert (resolve_max_norm("auto", 16), resolve_max_norm("auto", 24), resolve_max_norm(0.5, 24)) == (0.0, 1.0, 0.5)
+    s = nqs_settings("mcmc")
+    assert s.optimizer.max_norm == "auto" and nqs_settings("exact").optimizer.max_norm == 0.0
+    assert make_driver(hchain(2), s).optimizer.max_norm is None          # 8 spin-orbitals
+    assert make_driver(hchain(6), s).optimizer.max_norm == 1.0           # 24 spin-orbitals
+    assert make_driver(hchain(6), nqs_settings("mcmc", max_norm=0)).optimizer.max_norm is None

@@ -435,13 +435,13 @@ def run_nqs(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[
                              lr_final=lr_final, max_norm=max_norm, diag_shift=diag_shift, samples=samples,
                              chains=chains, beta=beta, max_steps=max_steps, max_minutes=max_minutes,
                              sr_solver=sr_solver, spin_penalty=spin_penalty)
-    if why:     # after the settings are valid: bad input stays one line
-        err_console.print(f"sampler auto → {sampler}: {why}", highlight=False, soft_wrap=True)
+    log = _log_after(f"sampler auto → {sampler}: {why}" if why else None)
     if dry_run:
         from .build import get_hamiltonian
         from .methods.nqs import make_driver, make_evaluator
 
         driver = make_driver(get_hamiltonian(geom), settings, memory_gb=memory_gb)
+        log(None)
         console.print(driver.memory_plan.summary(), highlight=False, soft_wrap=True)
         evaluator = make_evaluator(driver, settings, memory_gb=memory_gb)
         if evaluator is not None:
@@ -455,7 +455,7 @@ def run_nqs(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[
                                        checkpoint_steps=checkpoint_steps,
                                        options={k: v for k, v in (("memory_gb", memory_gb),
                                                                   ("init_params", init_path)) if v},
-                                       log=lambda line: err_console.print(line, highlight=False, soft_wrap=True)))
+                                       log=log))
     except DivergenceError as exc:
         err_console.print(f"[bold red]diverged:[/] {exc}; no record written", highlight=False, soft_wrap=True)
         raise typer.Exit(3)
@@ -510,6 +510,20 @@ def _init_setting(init: str) -> tuple[str, Optional[Path]]:
     except FileNotFoundError as exc:
         raise CatalogError(f"--init {init!r}: {exc}; give auto, hf, random, or the .params.msgpack (or record "
                            ".json) of an earlier run on this geometry") from None
+
+
+def _log_after(first: Optional[str]):
+    """A run's log (stderr) that prints ``first`` before its first line: a note such as what
+    ``--sampler auto`` picked waits until the run has passed its input checks (and logs its
+    memory plan), so bad input stays one line. ``log(None)`` prints only the note."""
+    pending = [first] if first else []
+
+    def log(line: Optional[str]) -> None:
+        while pending:
+            err_console.print(pending.pop(), highlight=False, soft_wrap=True)
+        if line is not None:
+            err_console.print(line, highlight=False, soft_wrap=True)
+    return log
 
 
 def _resolve_sampler(sampler: str, geom, chain_options: bool = False) -> tuple[str, str]:
@@ -674,8 +688,7 @@ def bands_cmd(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optiona
             raise _settings_error("band setting", exc, _BAND_OPTIONS) from None
 
     settings_for(gs)           # bad options: one line before anything runs
-    if why:
-        err_console.print(f"ground state's sampler auto → {sampler}: {why}", highlight=False, soft_wrap=True)
+    log = _log_after(f"ground state's sampler auto → {sampler}: {why}" if why else None)
     gs_path = store.path("nqs", geom, gs)
     if gs_path.exists():       # the run already made (whatever its steps): its bands
         gs = read(gs_path).settings
@@ -686,7 +699,7 @@ def bands_cmd(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optiona
     bs = settings_for(gs)
     res = store.run("nqs_bands", geom, bs, force=True, ctx=RunContext(
         progress=True, options={"figure": plot, "jobs": jobs},
-        log=lambda line: err_console.print(line, highlight=False, soft_wrap=True)))
+        log=log))
     path, rec = res.path, res.record
     table = Table(title=f"{geom.spec.id} {geom.params} k-mesh {'x'.join(map(str, geom.kmesh))}: band errors (meV)")
     for col in ("comparison", "MAE", "max", "gap error", "n"):

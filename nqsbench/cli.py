@@ -165,9 +165,9 @@ def show(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[str
     n_single, n_double = n_connections(na, na, m, n_act)
     sectors = [(a, b, [int(d) for d in sector_dims(kvecs, mesh, n_act, a, b)])
                for a, b in ((na, na), (na + 1, na), (na - 1, na)) if 0 <= a <= m]
-    from .methods.nqs import auto_sampler
+    from .methods.nqs import sampler_for_dim
 
-    sampler, why = auto_sampler(geom)
+    sampler, why = sampler_for_dim(max(sectors[0][2]))    # the (N↑ = N↓) row: what run --sampler auto counts
     if as_json:
         _print_json({"id": spec.id, "description": spec.description, "source": spec.source,
                      "dimension": spec.dimension, "basis": spec.basis, "params": geom.params,

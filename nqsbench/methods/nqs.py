@@ -103,12 +103,17 @@ def largest_sector_dim(geom) -> int:
 
 
 def auto_sampler(geom) -> tuple[str, str]:
-    """(sampler, why) of ``sampler = "auto"``: exact sampling (exact expectation values, no noise)
-    where the sector has at most :data:`~nqsbench.nqs.samplers.EXACT_MAX_DIM` configurations,
-    else Markov chains (the H chain N_k ≥ 6, graphene and LiH past Γ)."""
+    """(sampler, why) of ``sampler = "auto"`` for this geometry (:func:`sampler_for_dim`)."""
+    return sampler_for_dim(largest_sector_dim(geom))
+
+
+def sampler_for_dim(dim: int) -> tuple[str, str]:
+    """(sampler, why) of ``sampler = "auto"`` for a sector of ``dim`` configurations: exact
+    sampling (exact expectation values, no noise) up to
+    :data:`~nqsbench.nqs.samplers.EXACT_MAX_DIM`, else Markov chains (the H chain N_k ≥ 6,
+    graphene and LiH past Γ)."""
     from ..nqs.samplers import EXACT_MAX_DIM
 
-    dim = largest_sector_dim(geom)
     if dim <= EXACT_MAX_DIM:
         return "exact", f"the sector has {dim:,} configurations (≤ {EXACT_MAX_DIM:,}: exact sampling)"
     return "mcmc", f"the sector has {dim:,} configurations (> {EXACT_MAX_DIM:,} for exact sampling: Markov chains)"

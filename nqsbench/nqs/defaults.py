@@ -75,11 +75,10 @@ def make_driver(ham, sampler: str = "exact", alpha: float = 2.0, seed: int = 0, 
     step; 0 switches either off."""
     r = resolve_settings(sampler, lr=lr, lr_final=lr_final, max_norm=max_norm, diag_shift=diag_shift,
                          n_samples=n_samples, n_chains=n_chains, beta=beta)
-    lr = r["lr"]
-    if r["max_norm"] == "auto":
-        from .models.base import resolve_max_norm
+    from .models.base import resolve_max_norm
 
-        r["max_norm"] = resolve_max_norm("auto", 2 * ham.n_spatial)
+    r["max_norm"] = resolve_max_norm(r["max_norm"], 2 * ham.n_spatial)
+    lr = r["lr"]
     if r["lr_final"] > 0:
         if n_steps is None:
             raise ValueError("lr_final needs n_steps (the length of the decay)")

@@ -302,8 +302,11 @@ class Store:
         if rec.settings_hash == STALE:
             return Status(False, "made by nqsbench with schema version 1 and settings that are not "
                                  "today's (or not recorded): recompute", record=rec)
+        same = None
         if rec.settings_hash != settings.settings_hash():
-            return Status(False, "settings differ: " + settings_diff(settings, rec.settings), record=rec)
+            same = m.same_computation(settings, rec)
+            if same is None:
+                return Status(False, "settings differ: " + settings_diff(settings, rec.settings), record=rec)
         pinned = {}
         for dep in m.dependencies(settings, label):
             if not dep.pinned:
@@ -320,7 +323,7 @@ class Store:
             return Status(True, f"fresh, failed: {rec.failure}", record=rec)
         if not rec.converged:
             return Status(True, f"fresh, not converged: {getattr(rec, 'convergence', None)}", record=rec)
-        return Status(True, "fresh", record=rec)
+        return Status(True, f"fresh ({same})" if same else "fresh", record=rec)
 
     def fresh_record(self, method: Method | str, geom: Geometry, settings: MethodSettings | None = None,
                      label: str | None = None) -> tuple[Path, CellRecord] | None:

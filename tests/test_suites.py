@@ -254,6 +254,41 @@ def test_stale_records_fail_the_freshness_gate(tiny, tmp_path):
     assert "3 to run" in dry.output, dry.output
 
 
+def test_a_budget_the_run_never_reached_keeps_its_record_fresh(tmp_path):
+    """An auto-steps record made with max_minutes = 30 that converged in 15 minutes is what the
+    same settings without that budget compute; a budget that would have stopped it sooner, any
+    other setting, or a run that did not converge make it stale."""
+    from nqsbench import catalog
+    from nqsbench.methods.registry import get as get_method
+    from nqsbench.store import Store
+
+    src = ROOT / "records" / "defaults-auto" / "h-chain" / "d3_k1x1x4" / "nqs-nnbf-exact-s0-defaults.json"
+    made = read_record(src)
+    assert made.settings.max_minutes == 30 and made.converged and made.provenance.wall_time_s < 20 * 60
+    store = Store(tmp_path / "references", tmp_path / "results")
+    geom = catalog.load("h-chain").geometry({"d": 3.0}, (1, 1, 4))
+    m = get_method("nqs")
+    folder = store.path(m, geom, made.settings).parent
+    folder.mkdir(parents=True)
+    shutil.copy(src, folder / src.name)
+
+    def status(**changes):
+        return store.status(m, geom, made.settings.model_copy(update=changes), folder / src.name)
+
+    st = status(max_minutes=None)
+    assert st.fresh and "max_minutes 30.0" in st.reason and "600 steps" in st.reason, st.reason
+    assert status(max_minutes=None, max_steps=600).fresh
+    assert not status(max_minutes=10.0).fresh                      # would have stopped it at 10 min
+    assert not status(max_minutes=None, max_steps=599).fresh
+    assert not status(max_minutes=None, seed=1).fresh
+    lr = made.settings.optimizer.model_copy(update={"lr": 0.05})
+    assert "settings differ" in status(max_minutes=None, optimizer=lr).reason
+    data = json.loads(src.read_text())
+    data["converged"] = False
+    resign(folder / src.name, data)
+    assert not status(max_minutes=None).fresh                     # its budget may have stopped it
+
+
 def test_corrupt_records_are_reported_by_path(tiny, tmp_path):
     base = clone(tiny, tmp_path / "c")
     bad = base / "results" / "h-chain" / "d2.2_k1x1x2" / "nqs-rbm-exact-s0.json"

@@ -92,6 +92,12 @@ class Method:
     def run(self, geom: Geometry, ham, settings: MethodSettings, ctx: RunContext) -> CellRecord:
         raise NotImplementedError
 
+    def same_computation(self, want: MethodSettings, record: CellRecord) -> str | None:
+        """Whether a record made with other settings is nevertheless what ``want`` would compute
+        (e.g. a budget it never reached): a note saying why, or None (the default: settings that
+        differ make the record stale)."""
+        return None
+
     def stale_reason(self, record: CellRecord, inputs: dict[str, tuple[Path, CellRecord]]) -> str | None:
         """Freshness beyond input and settings hashes: e.g. bands computed from another run of
         their ground state. None = current."""

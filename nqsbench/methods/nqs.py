@@ -295,6 +295,24 @@ class NQSMethod(Method):
         """The keywords of :func:`nqs_settings` (sampler, model, steps, lr, ...), defaults resolved."""
         return nqs_settings(**fields)
 
+    def same_computation(self, want: NQSSettings, record) -> str | None:
+        """A ``steps = "auto"`` run that stopped by its own plateau verdict never met its budgets
+        (``max_steps``, ``max_minutes``): it is what ``want`` computes when the two differ in those
+        alone and ``want``'s budgets would not have stopped it sooner."""
+        have = record.settings
+        if want.steps != "auto" or have.steps != "auto" or not record.converged:
+            return None
+        budgets = {"max_steps": have.max_steps, "max_minutes": have.max_minutes}
+        if want.model_copy(update=budgets).settings_hash() != have.settings_hash():
+            return None
+        wall = record.provenance.wall_time_s
+        if want.max_steps is not None and record.n_steps > want.max_steps:
+            return None
+        if want.max_minutes is not None and wall > 60 * want.max_minutes:
+            return None
+        return (f"made with max_steps {have.max_steps}, max_minutes {have.max_minutes}; it converged in "
+                f"{record.n_steps} steps, {wall / 60:.0f} min, within the budgets asked for")
+
     def record_name(self, s: NQSSettings, label: str | None = None) -> str:
         # a run started from other parameters never shares the name (and file) of the run it continues
         start = f"-from-{s.init.split(':', 1)[1][:8]}" if s.init.startswith("params:") else ""

@@ -7,14 +7,17 @@ f(x) = w(x) O*(x) (E_L(x) − E). Its relative noise with N independent samples 
 √(ratio / N) with ratio = E_q|f|² / |F|² (printed), so a step needs N ≈ 100·ratio samples for 10 %
 noise on F (near the minimum F → 0 and the ratio grows without bound: compare states at the same
 distance from it). "top-5 share" is the part of E_q|f|² that the five largest configurations carry and
-"their |ψ|²/max" how rare they are: a share near 1 at tiny |ψ|² is a heavy tail (a few near-node
-configurations of a determinant, large E_L and O both ∝ 1/ψ), which more samples cure only slowly.
+"their |ψ|²/max" how rare they are: a share near 1 is a heavy tail (a few configurations carry the
+variance, and a step that draws one gets a large kick), which more samples cure only slowly.
+``--floors`` adds guiding distributions q ∝ max(|ψ|², ε·max|ψ|²), a remedy for a tail at the
+smallest |ψ|: measured, it does not help the NNBF state below (its tail is at |ψ|²/max 10⁻⁴–10⁻²).
 
-    python benchmarks/sr_noise.py RECORD.json [--betas 0.5,0.75,1]
+    python benchmarks/sr_noise.py RECORD.json [--betas 0.5,0.75,1] [--floors 1e-4,1e-3]
 
 Model, geometry and k-mesh come from the NQS record; its parameters lie beside it. The local
 energies are the brute-force ones (`nqsbench.nqs.bruteforce`, an independent code path): H chain
-N_k = 4, NNBF (1 236 configurations, 2 576 parameters): 9–16 min on one core, 5.5 GB peak RSS.
+N_k = 4, NNBF (1 236 configurations, 2 576 parameters): 1.5 min on one core of a quiet machine
+(9–16 min beside two other runs), 2.9–5.5 GB peak RSS.
 """
 from __future__ import annotations
 
@@ -28,6 +31,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("record", type=Path, help="an NQS record (.json) with its .params.msgpack beside it")
     ap.add_argument("--betas", default="0.5,0.75,1")
+    ap.add_argument("--floors", default="", help="also guiding distributions q ∝ max(|ψ|², ε·max|ψ|²) "
+                    "for these ε (comma-separated)")
     a = ap.parse_args()
 
     import jax
@@ -66,15 +71,16 @@ def main() -> None:
     do = o - (prob[:, None] * o).sum(0)
     print(f"{system} {params} k{'x'.join(map(str, kmesh))} {kind}: {len(xs)} configurations, "
           f"{o.shape[1]} parameters, E = {e / geom.nk:.8f} Ha/cell, max |O|² = {np.abs(do).max() ** 2:.3g}")
-    for beta in map(float, a.betas.split(",")):
-        q = a2 ** beta
-        q /= q.sum()
+    guides = [(f"beta {b:g}", a2 ** b) for b in map(float, a.betas.split(","))]
+    guides += [(f"floor {eps:g}", np.maximum(a2, eps)) for eps in map(float, filter(None, a.floors.split(",")))]
+    for name, q in guides:
+        q = q / q.sum()
         w = prob / q
         f2 = w ** 2 * (np.abs(do) ** 2).sum(1) * np.abs(el - e) ** 2      # |f(x)|²
         force = np.linalg.norm((prob[:, None] * np.conj(do) * (el - e)[:, None]).sum(0))
         contrib = q * f2
         top = np.argsort(contrib)[::-1][:5]
-        print(f"  beta {beta:g}: effective samples {1 / (q * w * w).sum():.2f} of each, "
+        print(f"  {name}: effective samples {1 / (q * w * w).sum():.2f} of each, "
               f"ratio E|f|²/|F|² = {contrib.sum() / force ** 2:.1f}, top-5 share {contrib[top].sum() / contrib.sum():.2f}, "
               f"their |ψ|²/max {', '.join(f'{v:.1e}' for v in a2[top])}")
 

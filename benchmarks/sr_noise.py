@@ -22,6 +22,7 @@ N_k = 4, NNBF (1 236 configurations, 2 576 parameters): 1.5 min on one core of a
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +48,14 @@ def main() -> None:
     from nqsbench.records import SamplerSettings
     from nqsbench.store import read
 
-    rec = read(a.record)
+    from nqsbench.errors import NqsbenchError
+
+    try:
+        rec = read(a.record)
+        params_file(a.record)
+    except (NqsbenchError, FileNotFoundError) as exc:      # bad input: one line, exit 2
+        print(f"sr_noise.py: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     system, params, kmesh = rec.system, rec.params, tuple(rec.kmesh)
     geom = catalog.load(system).geometry(params, kmesh)
     ham = get_hamiltonian(geom)

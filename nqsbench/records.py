@@ -185,6 +185,12 @@ class MethodSettings(_Frozen):
         walk("", self.model_dump(mode="json"))
         return out
 
+    def diff(self, have: "MethodSettings") -> str:
+        """Which settings of ``have`` (a record's) differ from these (wanted): "key have ≠ want, ..."."""
+        a, b = self.flat(), have.flat()
+        keys = [k for k in a if a[k] != b.get(k)] + [k for k in b if k not in a]
+        return ", ".join(f"{k} {b.get(k)!r} ≠ {a.get(k)!r}" for k in keys) or "settings hash differs"
+
 
 class UnregisteredSettings(MethodSettings):
     """Settings of a method this process does not know (a plug-in not installed): read as they

@@ -249,12 +249,6 @@ def claim(path: str | Path, stale_after_s: float = CLAIM_STALE_S, heartbeat_s: f
                 break
 
 
-def settings_diff(want: MethodSettings, have: MethodSettings) -> str:
-    a, b = want.flat(), have.flat()
-    diff = [k for k in a if a[k] != b.get(k)] + [k for k in b if k not in a]
-    return ", ".join(f"{k} {b.get(k)!r} ≠ {a.get(k)!r}" for k in diff) or "settings hash differs"
-
-
 @dataclass(frozen=True)
 class Store:
     """The two roots records live under: the reference cache and the results folder."""
@@ -302,11 +296,15 @@ class Store:
         if rec.settings_hash == STALE:
             return Status(False, "made by nqsbench with schema version 1 and settings that are not "
                                  "today's (or not recorded): recompute", record=rec)
-        same = None
-        if rec.settings_hash != settings.settings_hash():
-            same = m.same_computation(settings, rec)
-            if same is None:
-                return Status(False, "settings differ: " + settings_diff(settings, rec.settings), record=rec)
+        verdict = m.same_computation(settings, rec, geom)
+        if verdict is None:       # the settings as written decide
+            same = None
+            if rec.settings_hash != settings.settings_hash():
+                return Status(False, "settings differ: " + settings.diff(rec.settings), record=rec)
+        else:
+            ok, same = verdict
+            if not ok:
+                return Status(False, same, record=rec)
         pinned = {}
         for dep in m.dependencies(settings, label):
             if not dep.pinned:

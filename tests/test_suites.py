@@ -289,6 +289,62 @@ def test_a_budget_the_run_never_reached_keeps_its_record_fresh(tmp_path):
     assert not status(max_minutes=None).fresh                     # its budget may have stopped it
 
 
+def test_auto_settings_are_compared_as_they_resolve_on_the_system(tmp_path):
+    """Freshness compares what runs: a record written as alpha 4 / init random is what alpha =
+    "auto" / init = "auto" computes on the H chain N_k = 4 (16 spin-orbitals, 1 236 configurations
+    ≥ the 1 104 parameters of α = 4), and a record written as "auto" that ran another value than
+    auto means today is stale; what it ran is read from its details (today's rule where they are
+    silent)."""
+    from nqsbench import catalog
+    from nqsbench.methods.nqs import ran_settings, resolve_autos, sector_size
+    from nqsbench.methods.registry import get as get_method
+    from nqsbench.store import Store
+
+    src = ROOT / "records" / "defaults-auto" / "h-chain" / "d1.8_k1x1x4" / "nqs-rbm-exact-s0-defaults.json"
+    made = read_record(src)
+    assert made.settings.model.alpha == 4.0 and made.settings.init == "random"
+    geom = catalog.load("h-chain").geometry({"d": 1.8}, (1, 1, 4))
+    assert sector_size(geom, made.sector) == (16, 1236)
+    m = get_method("nqs")
+    auto = m.settings_from(model={"kind": "rbm"})               # alpha = init = "auto"
+    assert auto.model.alpha == "auto" and auto.init == "auto"
+    assert resolve_autos(auto, 16, 1236).model.alpha == 4.0 and resolve_autos(auto, 16, 1104).model.alpha == 4.0
+    assert resolve_autos(auto, 16, 1103).model.alpha == 2.0 and resolve_autos(auto, 24, 10**6).init == "hf"
+    store = Store(tmp_path / "references", tmp_path / "results")
+    folder = store.path(m, geom, auto).parent
+    folder.mkdir(parents=True)
+    path = folder / src.name
+    shutil.copy(src, path)
+
+    def status(want):
+        return store.status(m, geom, want, path)
+
+    st = status(auto)
+    assert st.fresh and "the same on this system" in st.reason, st.reason
+    assert status(made.settings).fresh and status(made.settings).reason == "fresh"
+    assert "settings differ" in status(auto.model_copy(update={"init": "hf"})).reason
+    two = auto.model_copy(update={"model": auto.model.model_copy(update={"alpha": 2.0})})
+    assert "settings differ" in status(two).reason
+    # written as "auto", ran α = 2 (what auto meant under another rule): stale, and says why
+    data = json.loads(src.read_text())
+    data["settings"].update(init="auto", model={"kind": "rbm", "alpha": "auto"})
+    data["settings_hash"] = auto.settings_hash()
+    data["details"]["model"]["alpha"] = 2.0
+    resign(path, data)
+    ran = ran_settings(read_record(path), 16, 1236)
+    assert ran.model.alpha == 2.0 and ran.init == "random"      # no "start" in these details: today's rule
+    st = status(auto)
+    assert not st.fresh and "what they mean on this system" in st.reason and "model.alpha 2.0 ≠ 4.0" in st.reason, st.reason
+    data["details"]["model"]["alpha"] = 4.0
+    data["details"]["start"] = "hf"
+    resign(path, data)
+    assert "init 'hf' ≠ 'random'" in status(auto).reason
+    data["details"]["start"] = "random"
+    resign(path, data)
+    assert status(auto).fresh and status(auto).reason == "fresh"
+    assert status(made.settings).fresh                           # written 4 / random, ran 4 / random
+
+
 def test_corrupt_records_are_reported_by_path(tiny, tmp_path):
     base = clone(tiny, tmp_path / "c")
     bad = base / "results" / "h-chain" / "d2.2_k1x1x2" / "nqs-rbm-exact-s0.json"

@@ -92,10 +92,13 @@ class Method:
     def run(self, geom: Geometry, ham, settings: MethodSettings, ctx: RunContext) -> CellRecord:
         raise NotImplementedError
 
-    def same_computation(self, want: MethodSettings, record: CellRecord) -> str | None:
-        """Whether a record made with other settings is nevertheless what ``want`` would compute
-        (e.g. a budget it never reached): a note saying why, or None (the default: settings that
-        differ make the record stale)."""
+    def same_computation(self, want: MethodSettings, record: CellRecord,
+                         geom: Geometry) -> tuple[bool, str] | None:
+        """Whether ``record`` (made on ``geom``) is what ``want`` computes there, where the settings
+        as written do not say it all: (True, why) for a record made with other settings that is
+        nevertheless the same computation (a budget it never reached; an "auto" that means on this
+        system what the record ran), (False, why) for one whose equal settings no longer mean
+        what it ran; None (the default): the settings hashes decide."""
         return None
 
     def stale_reason(self, record: CellRecord, inputs: dict[str, tuple[Path, CellRecord]]) -> str | None:

@@ -102,6 +102,56 @@ def largest_sector_dim(geom) -> int:
     return max(sector_dims(kmesh_grid(mesh), mesh, n_act, na, na))
 
 
+def sector_size(geom, sector=None) -> tuple[int, int]:
+    """(spin-orbitals, configurations) of the (N↑, N↓, K) sector ``sector`` (a record's:
+    ``n_up``, ``n_dn``, ``k_total``; None: the neutral Γ sector) of this geometry, counted from
+    the catalog geometry (no SCF): the sizes the "auto" settings depend on."""
+    from ..build import active_space, pyscf_kmesh
+    from ..sectors import kmesh_grid, sector_dims
+
+    n_act, na = active_space(geom)
+    mesh = pyscf_kmesh(geom)
+    get = (lambda k: sector[k]) if isinstance(sector, dict) else (lambda k: getattr(sector, k))
+    n_up, n_dn, k = (na, na, 0) if sector is None else (get("n_up"), get("n_dn"), get("k_total"))
+    return 2 * n_act * geom.nk, sector_dims(kmesh_grid(mesh), mesh, n_act, n_up, n_dn)[k]
+
+
+def has_size_autos(s: NQSSettings) -> bool:
+    """Whether ``s`` holds an "auto" whose value depends on the system's size (the model's
+    options, ``init``, ``max_norm``; not ``steps``, ``beta`` or the solver, which are methods)."""
+    return s.init == "auto" or s.optimizer.max_norm == "auto" or any(v == "auto" for _, v in s.model)
+
+
+def resolve_autos(s: NQSSettings, n_spin_orbitals: int, sector_dim: int) -> NQSSettings:
+    """``s`` with each size-dependent "auto" replaced by what it means on a system of this size:
+    the model's options (its registry entry's ``resolve_auto``), ``init``
+    (:func:`~nqsbench.nqs.models.base.resolve_init`) and ``max_norm`` (``resolve_max_norm``)."""
+    from ..nqs import models
+    from ..nqs.models.base import resolve_init, resolve_max_norm
+
+    spec = models.get(s.model.kind)
+    model = spec.resolve_auto(s.model, n_spin_orbitals, sector_dim) if spec.resolve_auto else s.model
+    opt = s.optimizer.model_copy(update={"max_norm": resolve_max_norm(s.optimizer.max_norm, n_spin_orbitals)})
+    return s.model_copy(update={"model": model, "optimizer": opt,
+                                "init": resolve_init(s.init, n_spin_orbitals)})
+
+
+def ran_settings(record, n_spin_orbitals: int, sector_dim: int) -> NQSSettings:
+    """The record's settings with each "auto" replaced by what its run resolved it to
+    (``details``: ``model``, ``start``, ``optimizer.max_norm``); where its details do not say
+    (records made before they did), by today's rule (:func:`resolve_autos`)."""
+    s, d = record.settings, record.details or {}
+    ran_model = d.get("model") or {}
+    update = {"model": s.model.model_copy(update={k: ran_model[k] for k, v in s.model
+                                                  if v == "auto" and k in ran_model})}
+    if s.init == "auto" and d.get("start") in ("hf", "random"):
+        update["init"] = d["start"]
+    ran_opt = d.get("optimizer") or {}
+    if s.optimizer.max_norm == "auto" and "max_norm" in ran_opt:
+        update["optimizer"] = s.optimizer.model_copy(update={"max_norm": float(ran_opt["max_norm"] or 0.0)})
+    return resolve_autos(s.model_copy(update=update), n_spin_orbitals, sector_dim)
+
+
 def auto_sampler(geom) -> tuple[str, str]:
     """(sampler, why) of ``sampler = "auto"`` for this geometry (:func:`sampler_for_dim`)."""
     return sampler_for_dim(largest_sector_dim(geom))
@@ -295,23 +345,45 @@ class NQSMethod(Method):
         """The keywords of :func:`nqs_settings` (sampler, model, steps, lr, ...), defaults resolved."""
         return nqs_settings(**fields)
 
-    def same_computation(self, want: NQSSettings, record) -> str | None:
-        """A ``steps = "auto"`` run that stopped by its own plateau verdict never met its budgets
-        (``max_steps``, ``max_minutes``): it is what ``want`` computes when the two differ in those
-        alone and ``want``'s budgets would not have stopped it sooner."""
+    def same_computation(self, want: NQSSettings, record, geom) -> tuple[bool, str] | None:
+        """Compares what runs, not what is written: each size-dependent ``"auto"`` (the model's
+        options, ``init``, ``max_norm``) as it resolves on this system (:func:`resolve_autos`)
+        against what the record ran (:func:`ran_settings`), so a record made with ``--alpha 4
+        --init random`` is what ``alpha = "auto"`` computes where auto means that, and a record
+        made with ``"auto"`` is stale once auto means another value there. And a ``steps =
+        "auto"`` run that stopped by its own plateau verdict never met its budgets (``max_steps``,
+        ``max_minutes``): it is what ``want`` computes when they differ in those alone and
+        ``want``'s budgets would not have stopped it sooner."""
         have = record.settings
+        written_equal = want.settings_hash() == have.settings_hash()
+        if written_equal and not has_size_autos(have):
+            return None
+        try:
+            n, dim = sector_size(geom, record.sector)
+        except NqsbenchError:          # a mesh too large to count: the settings as written decide
+            return None
+        want_r, ran = resolve_autos(want, n, dim), ran_settings(record, n, dim)
+        same = want_r.settings_hash() == ran.settings_hash()
+        if written_equal:
+            return None if same else (False, "settings differ in what they mean on this system: "
+                                      f"{want_r.diff(ran)} (as the record ran ≠ as 'auto' resolves now)")
+        meaning = f"written as {want.diff(have)}, the same on this system"
+        if same:
+            return True, meaning
         if want.steps != "auto" or have.steps != "auto" or not record.converged:
             return None
-        budgets = {"max_steps": have.max_steps, "max_minutes": have.max_minutes}
-        if want.model_copy(update=budgets).settings_hash() != have.settings_hash():
+        budgets = {"max_steps": ran.max_steps, "max_minutes": ran.max_minutes}
+        if want_r.model_copy(update=budgets).settings_hash() != ran.settings_hash():
             return None
         wall = record.provenance.wall_time_s
         if want.max_steps is not None and record.n_steps > want.max_steps:
             return None
         if want.max_minutes is not None and wall > 60 * want.max_minutes:
             return None
-        return (f"made with max_steps {have.max_steps}, max_minutes {have.max_minutes}; it converged in "
-                f"{record.n_steps} steps, {wall / 60:.0f} min, within the budgets asked for")
+        autos = want.model_copy(update=budgets).settings_hash() != have.settings_hash()
+        return True, (f"made with max_steps {have.max_steps}, max_minutes {have.max_minutes}; it converged in "
+                      f"{record.n_steps} steps, {wall / 60:.0f} min, within the budgets asked for"
+                      + (f"; otherwise {meaning}" if autos else ""))
 
     def record_name(self, s: NQSSettings, label: str | None = None) -> str:
         # a run started from other parameters never shares the name (and file) of the run it continues

@@ -6,6 +6,9 @@ A model module defines
   (recorded in every NQS record and hashed for freshness), and
 - ``build(settings, sector) -> model``: the model for a :class:`~nqsbench.nqs.hilbert.Sector`
   (it knows the number of spin-orbitals, the electrons and the HF configuration),
+- optionally ``resolve_auto(settings, n_spin_orbitals, sector_dim) -> settings``: the settings
+  with each ``"auto"`` option replaced by what ``build`` makes of it on a system of that size (so
+  that freshness compares what runs; a record's ``details.model`` holds what it ran),
 
 and the model object follows :mod:`.base` (``init``, ``log_psi``, optional fast paths).
 Third-party models register with :func:`register` or through the entry-point group
@@ -39,6 +42,8 @@ class ModelSpec:
     summary: str = ""
     # per-sampler optimizer defaults that differ from nqs.defaults.DEFAULTS (e.g. {"exact": {"lr": 0.1}})
     optimizer_defaults: dict = None
+    # (settings, n_spin_orbitals, sector_dim) -> settings with its "auto" options resolved; None: it has none
+    resolve_auto: Callable[[ModelSettings, int, int], ModelSettings] | None = None
 
 
 _MODELS: dict[str, ModelSpec] = {}
@@ -46,10 +51,13 @@ _loaded = False
 
 
 def register(settings: type[ModelSettings], build: Callable[[ModelSettings, Any], Any],
-             summary: str = "", optimizer_defaults: dict | None = None) -> ModelSpec:
+             summary: str = "", optimizer_defaults: dict | None = None,
+             resolve_auto: Callable[[ModelSettings, int, int], ModelSettings] | None = None) -> ModelSpec:
     """Register a model: its settings class (``kind`` default = its name), its builder and,
-    optionally, per-sampler optimizer defaults of its own ({"exact": {"lr": 0.1}, ...})."""
-    spec = ModelSpec(settings.model_fields["kind"].default, settings, build, summary, optimizer_defaults or {})
+    optionally, per-sampler optimizer defaults of its own ({"exact": {"lr": 0.1}, ...}) and the
+    resolver of its ``"auto"`` options (see the module docstring)."""
+    spec = ModelSpec(settings.model_fields["kind"].default, settings, build, summary, optimizer_defaults or {},
+                     resolve_auto)
     register_model_settings(settings)
     _MODELS[spec.name] = spec
     return spec
@@ -59,7 +67,7 @@ def register_module(module: ModuleType) -> ModelSpec:
     doc = (module.__doc__ or "").strip().splitlines()
     summary = doc[0].split(": ", 1)[-1] if doc else ""   # "name: what it is" → "what it is"
     return register(module.Settings, module.build, summary,
-                    getattr(module, "OPTIMIZER_DEFAULTS", None))
+                    getattr(module, "OPTIMIZER_DEFAULTS", None), getattr(module, "resolve_auto", None))
 
 
 def _load() -> None:

@@ -53,10 +53,21 @@ def auto_alpha(sector) -> float:
     d ≥ 2.6 where α = 4 is within 0.8 at every bond length; on LiH Γ (225 configurations; 636
     parameters at α = 4) α = 4 stalls 2.6 or 10.7 mHa/cell above exact on 5 of 5 seeds (α = 3:
     2 of 3), at any lr or diagonal shift tried, and α = 2 (324) is within 0.02 on 4 of 4."""
-    n = sector.n_spin_orbitals
-    if is_small(n) and RBM(n, alpha=4.0).n_parameters() <= sector.dim():
-        return 4.0
-    return 2.0
+    return alpha_for_size(sector.n_spin_orbitals, sector.dim())
+
+
+def alpha_for_size(n_spin_orbitals: int, sector_dim: int) -> float:
+    """:func:`auto_alpha` from the sizes alone (spin-orbitals, configurations of the sector)."""
+    n = int(n_spin_orbitals)
+    return 4.0 if is_small(n) and RBM(n, alpha=4.0).n_parameters() <= sector_dim else 2.0
+
+
+def resolve_auto(settings: Settings, n_spin_orbitals: int, sector_dim: int) -> Settings:
+    """These settings with ``alpha = "auto"`` replaced by the α it means on a system of this size
+    (model registry hook: freshness compares what runs, not what is written)."""
+    if settings.alpha != "auto":
+        return settings
+    return settings.model_copy(update={"alpha": alpha_for_size(n_spin_orbitals, sector_dim)})
 
 
 # Markov chains beyond 16 spin-orbitals: a trust region |δ| ≤ 1 on each SR step

@@ -108,3 +108,20 @@ def test_solve_cost_model_follows_the_solver_auto_picks():
                       eloc_per_config=1 << 20, n_samples=1000, n_parameters=500, seconds_per_config=1e-3,
                       solve_seconds=0.5)
     assert plan.seconds_per_step == pytest.approx(1.5) and "SR solve ≈ 0.5 s" in plan.summary()
+    exact = MemoryPlan(budget=8 << 30, process=1 << 30, process_peak=1 << 30, step=1 << 20, chunk_size=0,
+                       eloc_per_config=0, n_samples=1000, n_parameters=500, solve_seconds=0.5)
+    assert exact.seconds_per_step == 0.5 and "0.5 s per step (the SR solve" in exact.summary()
+    assert MemoryPlan(**{**exact.__dict__, "solve_seconds": None}).seconds_per_step is None
+
+
+def test_exact_sampling_plans_the_time_of_its_sr_solve():
+    """An exact-sampling run's pre-flight has a time per step: its SR solve over every
+    configuration of the sector (no local energies to time), from the same cost model."""
+    from nqsbench.nqs import memory
+    from nqsbench.nqs.optimizer import sr_solve_flops
+
+    plan = NQS(hchain(2), sampler="exact").memory_plan
+    assert plan.seconds_per_config is None and plan.solve_seconds > 0
+    flops = sr_solve_flops("auto", plan.n_samples, plan.n_parameters)
+    assert plan.seconds_per_step == pytest.approx(flops / memory.complex_gemm_rate())   # measured once per process
+    assert "time: ≈" in plan.summary()

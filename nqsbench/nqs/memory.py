@@ -110,15 +110,20 @@ def seconds_per_config(eloc, params, x, n: int) -> float:
 
 
 def complex_gemm_rate(n: int | None = None) -> float:
-    """Real flops per second of a complex128 matrix product here and now (the SR solve's kernel;
-    best of three after a warm-up, ~10 ms): with :func:`~nqsbench.nqs.optimizer.sr_solve_flops`,
-    the solve's share of the time estimate. ``n``: 256 on CPU, 2048 on an accelerator (a small
-    product there times the launch, not the rate)."""
+    """Real flops per second of a complex128 matrix product in this process (the SR solve's
+    kernel; best of three after a warm-up, ~0.1 s with the compilation, measured once per process
+    and size): with :func:`~nqsbench.nqs.optimizer.sr_solve_flops`, the solve's share of the time
+    estimate. ``n``: 256 on CPU, 2048 on an accelerator (a small product there times the launch,
+    not the rate)."""
+    return _gemm_rate(n or (256 if accelerator_bytes() is None else 2048))
+
+
+@lru_cache(maxsize=None)
+def _gemm_rate(n: int) -> float:
     import time
 
     import numpy as np
 
-    n = n or (256 if accelerator_bytes() is None else 2048)
 
     a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n)) * (1 + 1j))
     f = jax.jit(lambda m: m @ m)
@@ -197,10 +202,11 @@ class MemoryPlan:
     @property
     def seconds_per_step(self) -> float | None:
         """Local energies + SR solve (sampling and the Jacobian are not counted: measured on the
-        H chain N_k = 4 and 8 they are the smaller part; see the README's memory section)."""
-        if self.eloc_seconds is None:
+        H chain N_k = 4 and 8 they are the smaller part; see the README's memory section). With
+        exact sampling the energies come from the sector's matrix (not timed): the solve alone."""
+        if self.eloc_seconds is None and self.solve_seconds is None:
             return None
-        return self.eloc_seconds + (self.solve_seconds or 0.0)
+        return (self.eloc_seconds or 0.0) + (self.solve_seconds or 0.0)
 
     @property
     def eloc_chunk(self) -> int:
@@ -222,9 +228,13 @@ class MemoryPlan:
         chunks = (f" with local energies in chunks of {self.chunk_size} × "
                   f"{self.eloc_per_config / 1024 ** 2:.1f} MB" if self.chunk_size else "")
         solve = "" if self.solve_seconds is None else f", SR solve ≈ {self.solve_seconds:.3g} s"
-        time = ("" if self.seconds_per_step is None else
-                f"; time: ≈ {self.seconds_per_step:.3g} s per step ({self.seconds_per_config * 1e3:.3g} ms "
-                f"per local energy{solve})")
+        if self.seconds_per_step is None:
+            time = ""
+        elif self.seconds_per_config is None:
+            time = f"; time: ≈ {self.seconds_per_step:.3g} s per step (the SR solve; energies from the sector's matrix)"
+        else:
+            time = (f"; time: ≈ {self.seconds_per_step:.3g} s per step ({self.seconds_per_config * 1e3:.3g} ms "
+                    f"per local energy{solve})")
         where = "" if self.device_limit is None else f" on the {gb(self.device_limit)} accelerator"
         return (f"memory: estimated peak {gb(self.peak)} of a {gb(self.budget)} budget "
                 f"(process {gb(self.process)}, SR step {gb(self.step)}{where}{chunks}, "

@@ -11,8 +11,14 @@ distance from it). "top-5 share" is the part of E_q|f|² that the five largest c
 variance, and a step that draws one gets a large kick), which more samples cure only slowly.
 ``--floors`` adds guiding distributions q ∝ max(|ψ|², ε·max|ψ|²), a remedy for a tail at the
 smallest |ψ|: measured, it does not help the NNBF state below (its tail is at |ψ|²/max 10⁻⁴–10⁻²).
+``--deterministic M,...`` scores a semistochastic estimator: a set D of configurations whose
+share of F, Σ_D p f, is computed exactly each step (their amplitude ratios, O and E_L), the
+samples falling in D counted only (g = Σ_D p f / Q_D there, Q_D = Σ_D q; g = f elsewhere: unbiased,
+E_q g = F); per guide the ratio E_q|g|²/|F|² for D = the M configurations of largest |ψ|² (found
+by any run as its most visited ones) and, as the ceiling, D = the M of largest q|f|² (an
+oracle). The normalization of p/q is taken as known (a Markov chain estimates it; second order).
 
-    python benchmarks/sr_noise.py RECORD.json [--betas 0.5,0.75,1] [--floors 1e-4,1e-3]
+    python benchmarks/sr_noise.py RECORD.json [--betas 0.5,0.75,1] [--floors 1e-4,1e-3] [--deterministic 8,32,128]
 
 Model, geometry and k-mesh come from the NQS record; its parameters lie beside it. The local
 energies are the brute-force ones (`nqsbench.nqs.bruteforce`, an independent code path): H chain
@@ -34,6 +40,8 @@ def main() -> None:
     ap.add_argument("--betas", default="0.5,0.75,1")
     ap.add_argument("--floors", default="", help="also guiding distributions q ∝ max(|ψ|², ε·max|ψ|²) "
                     "for these ε (comma-separated)")
+    ap.add_argument("--deterministic", default="", help="also the semistochastic estimator with these "
+                    "sizes M of the exactly summed set (comma-separated)")
     a = ap.parse_args()
 
     import jax
@@ -91,6 +99,16 @@ def main() -> None:
         print(f"  {name}: effective samples {1 / (q * w * w).sum():.2f} of each, "
               f"ratio E|f|²/|F|² = {contrib.sum() / force ** 2:.1f}, top-5 share {contrib[top].sum() / contrib.sum():.2f}, "
               f"their |ψ|²/max {', '.join(f'{v:.1e}' for v in a2[top])}")
+        for m in map(int, filter(None, a.deterministic.split(","))):
+            parts = []
+            for what, order in (("largest |ψ|²", np.argsort(a2)[::-1]), ("oracle", np.argsort(contrib)[::-1])):
+                d = order[:m]
+                rest = np.ones(len(q), bool)
+                rest[d] = False
+                share = np.linalg.norm((prob[d, None] * np.conj(do[d]) * (el[d] - e)[:, None]).sum(0))
+                g2 = share ** 2 / q[d].sum() + contrib[rest].sum()        # E_q|g|²
+                parts.append(f"{what} {g2 / force ** 2:.1f} (p in D {prob[d].sum():.3f})")
+            print(f"    semistochastic, D of {m}: ratio " + ", ".join(parts))
 
 
 if __name__ == "__main__":

@@ -343,6 +343,19 @@ def test_auto_settings_are_compared_as_they_resolve_on_the_system(tmp_path):
     resign(path, data)
     assert status(auto).fresh and status(auto).reason == "fresh"
     assert status(made.settings).fresh                           # written 4 / random, ran 4 / random
+    # N_k = 6 (24 spin-orbitals): the Markov-chain record written as "auto" ran α = 2, the hf start
+    # and the trust region |δ| ≤ 1 (max_norm), within a budget it never reached
+    src = ROOT / "records" / "defaults-auto" / "h-chain" / "d1.8_k1x1x6" / "nqs-rbm-mcmc-s0-defaults.json"
+    made = read_record(src)
+    assert made.settings.optimizer.max_norm == "auto" and made.settings.max_minutes == 30 and made.converged
+    geom = catalog.load("h-chain").geometry({"d": 1.8}, (1, 1, 6))
+    want = m.settings_from(sampler="mcmc", model={"kind": "rbm", "alpha": 2.0}, init="hf", max_norm=1.0)
+    path = store.path(m, geom, want)
+    path.parent.mkdir(parents=True)
+    shutil.copy(src, path)
+    st = store.status(m, geom, want, path)
+    assert st.fresh and "within the budgets" in st.reason and "the same on this system" in st.reason, st.reason
+    assert not store.status(m, geom, want.model_copy(update={"init": "random"}), path).fresh
 
 
 def test_corrupt_records_are_reported_by_path(tiny, tmp_path):

@@ -124,7 +124,6 @@ def _gemm_rate(n: int) -> float:
 
     import numpy as np
 
-
     a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n)) * (1 + 1j))
     f = jax.jit(lambda m: m @ m)
     jax.block_until_ready(f(a))

@@ -238,7 +238,7 @@ _NQS_OPTIONS = {"alpha": "--alpha", "n_samples": "--samples", "n_chains": "--cha
                 "lr": "--lr", "lr_final": "--lr-final", "max_norm": "--max-norm", "diag_shift": "--diag-shift",
                 "steps": "--steps", "seed": "--seed", "init": "--init", "max_steps": "--max-steps",
                 "max_minutes": "--max-minutes", "solver": "--sr-solver", "spin_penalty": "--spin-penalty",
-                "": "--samples/--chains"}
+                "deterministic": "--deterministic", "": "--samples/--chains"}
 _BAND_OPTIONS = {"s_threshold": "--threshold", "n_samples": "--samples", "n_chains": "--chains",
                  "seed": "--seed", "order": "--order", "band_method": "--method", "spin_penalty": "--spin-penalty",
                  "": "--samples/--chains"}
@@ -410,6 +410,10 @@ def run_nqs(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[
             beta: Optional[str] = typer.Option(None, "--beta", help="mcmc: sample |ψ|^(2·beta) with importance weights; "
                                                "auto (the default): beta adapts per step, from 0.5 towards 1 "
                                                "while fewer than a quarter of the samples are effective"),
+            deterministic: int = typer.Option(0, "--deterministic", min=0, help="mcmc: sum this many configurations "
+                                              "exactly each step (the most probable seen; the samples among them "
+                                              "replaced by their sum: less noise where a few configurations carry "
+                                              "it, e.g. 128 on the H chain N_k = 4); 0: none"),
             checkpoint_every: float = typer.Option(60.0, "--checkpoint-every", help="seconds between checkpoints"),
             checkpoint_steps: int = typer.Option(50, "--checkpoint-steps", min=0,
                                                  help="also checkpoint every this many steps (0: by time only)"),
@@ -430,11 +434,12 @@ def run_nqs(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[
 
     init, init_path = _init_setting(init)
     geom = _geometry(system, param, kmesh)
-    sampler, why = _resolve_sampler(sampler, geom, chain_options=any(v is not None for v in (samples, chains, beta)))
+    sampler, why = _resolve_sampler(sampler, geom, chain_options=any(v is not None for v in (samples, chains, beta))
+                                    or bool(deterministic))
     settings = _nqs_settings(_model_table(model, model_opt, alpha), sampler, init, steps, seed=seed, lr=lr,
                              lr_final=lr_final, max_norm=max_norm, diag_shift=diag_shift, samples=samples,
                              chains=chains, beta=beta, max_steps=max_steps, max_minutes=max_minutes,
-                             sr_solver=sr_solver, spin_penalty=spin_penalty)
+                             sr_solver=sr_solver, spin_penalty=spin_penalty, deterministic=deterministic)
     log = _log_after(f"sampler auto → {sampler}: {why}" if why else None)
     if dry_run:
         from .build import get_hamiltonian
@@ -555,6 +560,7 @@ def _nqs_settings(model, sampler, init, steps, **kw):
     if isinstance(steps, int) and steps < 1:
         raise CatalogError(f"--steps {steps}: must be ≥ 1 (or auto)")
     given = [f for f, k in (("--samples", "samples"), ("--chains", "chains"), ("--beta", "beta")) if kw.get(k) is not None]
+    given += ["--deterministic"] if kw.get("deterministic") else []
     if sampler == "exact" and given:
         raise CatalogError(f"{'/'.join(given)}: Markov-chain options; add --sampler mcmc or drop them")
     if isinstance(kw.get("beta"), str) and kw["beta"] != "auto":

@@ -397,12 +397,22 @@ class SamplerSettings(_Frozen):
     beta: BetaSetting | None = Field(
         None, description="mcmc: sample |ψ|^(2β) with importance weights; 'auto': β adapts per step, from 0.5 "
         "towards 1 while the weights leave under a quarter of the samples effective")
+    deterministic: int = Field(0, ge=0, description="mcmc: configurations summed exactly each step (the most "
+                               "probable ones seen; the samples among them replaced by their sum); 0: none")
+
+    @model_serializer(mode="wrap")
+    def _omit_no_deterministic(self, handler):
+        # plain sampling dumps (and hashes) as it did before the field existed: its records stay fresh
+        data = handler(self)
+        if isinstance(data, dict) and not data.get("deterministic"):
+            data.pop("deterministic", None)
+        return data
 
     @model_validator(mode="after")
     def _consistent(self):
         mc = (self.n_samples, self.n_chains, self.beta)
-        if self.kind == "exact" and any(v is not None for v in mc):
-            raise ValueError("samples/chains/beta apply to sampler 'mcmc' only; remove them")
+        if self.kind == "exact" and (any(v is not None for v in mc) or self.deterministic):
+            raise ValueError("samples/chains/beta/deterministic apply to sampler 'mcmc' only; remove them")
         if self.kind == "mcmc":
             if any(v is None for v in mc):
                 raise ValueError("sampler 'mcmc' needs n_samples, n_chains and beta")

@@ -133,6 +133,8 @@ class NQSTask(TaskBase):
     samples: int | None = Field(None, ge=2)
     chains: int | None = Field(None, ge=1)
     beta: BetaSetting | None = Field(None, description="mcmc: β of |ψ|^(2β), or 'auto' (adaptive)")
+    deterministic: int = Field(0, ge=0, description="mcmc: configurations summed exactly each step, as run "
+                               "--deterministic; 0: none")
     gs_spin_penalty: float = Field(0.0, ge=0, description="λ (Ha): the ground state of H + λ S² (the lowest "
                                    "singlet; gated against exact's lowest singlet), as run --spin-penalty")
     label: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9.-]*$",
@@ -140,8 +142,9 @@ class NQSTask(TaskBase):
 
     @model_validator(mode="after")
     def _mcmc_only(self):
-        if self.sampler == "exact" and any(v is not None for v in (self.samples, self.chains, self.beta)):
-            raise ValueError("samples/chains/beta apply to sampler = 'mcmc' only; remove them")
+        if self.sampler == "exact" and (any(v is not None for v in (self.samples, self.chains, self.beta))
+                                        or self.deterministic):
+            raise ValueError("samples/chains/beta/deterministic apply to sampler = 'mcmc' only; remove them")
         return self
 
     @field_validator("init")
@@ -187,7 +190,8 @@ class NQSTask(TaskBase):
                             lr=self.lr, lr_final=self.lr_final, max_norm=self.max_norm,
                             diag_shift=self.diag_shift, samples=self.samples, chains=self.chains,
                             beta=self.beta, model=self.model, max_steps=self.max_steps,
-                            max_minutes=self.max_minutes, window=self.window, spin_penalty=self.gs_spin_penalty)
+                            max_minutes=self.max_minutes, window=self.window, spin_penalty=self.gs_spin_penalty,
+                            deterministic=self.deterministic)
 
 
 class BandsTask(NQSTask):

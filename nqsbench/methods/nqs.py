@@ -59,7 +59,7 @@ def nqs_settings(sampler: str = "exact", model: str | dict | ModelSettings = "rb
                  diag_shift: float | None = None, samples: int | None = None, chains: int | None = None,
                  beta: float | None = None, max_steps: int | None = None, max_minutes: float | None = None,
                  window: int | None = None, alpha: float | None = None, sr_solver: str = "auto",
-                 spin_penalty: float = 0.0) -> NQSSettings:
+                 spin_penalty: float = 0.0, deterministic: int = 0) -> NQSSettings:
     """Settings of an NQS run with the defaults filled in (None = default;
     :mod:`nqsbench.nqs.defaults` for the optimizer and sampler, :data:`DEFAULT_MAX_STEPS` and
     :data:`DEFAULT_WINDOW` and :data:`DEFAULT_TOL_MHA` for the plateau criterion). ``model``: a registered model's name, a
@@ -74,8 +74,9 @@ def nqs_settings(sampler: str = "exact", model: str | dict | ModelSettings = "rb
     r = resolve_settings(sampler, lr=lr, lr_final=lr_final, max_norm=max_norm, diag_shift=diag_shift,
                          n_samples=samples, n_chains=chains, beta=beta,
                          overrides=models.get(model_settings.kind).optimizer_defaults.get(sampler))
-    smp = (SamplerSettings(kind="mcmc", n_samples=r["n_samples"], n_chains=r["n_chains"], beta=r["beta"])
-           if sampler == "mcmc" else SamplerSettings(kind="exact"))
+    smp = (SamplerSettings(kind="mcmc", n_samples=r["n_samples"], n_chains=r["n_chains"], beta=r["beta"],
+                           deterministic=deterministic)
+           if sampler == "mcmc" else SamplerSettings(kind="exact", deterministic=deterministic))
     steps = "auto" if steps is None else steps
     auto = steps == "auto"
     conv = ConvergenceSettings(window=window or DEFAULT_WINDOW[sampler], tol_mha=DEFAULT_TOL_MHA[sampler])
@@ -187,7 +188,7 @@ def make_driver(ham, s: NQSSettings, memory_gb: float | None = None, sector=None
                  lr=o.lr, lr_final=0.0 if auto else o.lr_final, max_norm=o.max_norm, diag_shift=o.diag_shift,
                  n_steps=None if auto else s.steps, n_samples=smp.n_samples, n_chains=smp.n_chains,
                  beta=smp.beta, init=s.init, sr_solver=o.solver, memory_gb=memory_gb,
-                 spin_penalty=s.spin_penalty)
+                 spin_penalty=s.spin_penalty, **({"deterministic": smp.deterministic} if smp.deterministic else {}))
 
 
 def make_evaluator(driver, s: NQSSettings, memory_gb: float | None = None):

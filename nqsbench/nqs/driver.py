@@ -29,6 +29,8 @@ from .stats import Stats, effective_sample_size, importance_statistics, pool, st
 
 jax.config.update("jax_enable_x64", True)
 
+TINY = 1e-300          # a guard against 0/0 where a weight sum can be empty
+
 TRACE_KEYS = ("energy", "error", "variance", "energy_imag", "acceptance", "tau_corr", "R_hat",
               "update_norm", "lr", "beta", "effective_samples")
 
@@ -56,6 +58,11 @@ class NQS:
     exact_matrix : with the exact sampler, build the sector matrix once from the same
         connections and get E_loc = (Hψ)/ψ by a sparse product (much faster; same numbers).
     sector : a :class:`Sector` (default: N_up = N_down = HF, K = HF momentum).
+    deterministic : Markov chains: a set D of this many configurations (the most probable ones
+        seen: after each step, the largest |ψ|² among D and the step's samples, distinct) is
+        summed exactly each step and the samples that fall in D are replaced by that sum
+        (Rao–Blackwell: the same expectation, without the variance a few heavy configurations
+        carry; ``benchmarks/sr_noise.py --deterministic``). 0 (the default): plain sampling.
     spin_penalty : λ (Ha) > 0 optimizes H + λ S² (:meth:`Hamiltonian.with_spin_penalty`), whose
         lowest state is the lowest singlet once 2λ exceeds the singlet's distance from the states
         of higher spin below it; ``energy``, the trace and ``stats`` are then of H + λ S² (the
@@ -71,7 +78,8 @@ class NQS:
     def __init__(self, ham, model=None, sampler="exact", optimizer=None, seed: int = 0,
                  init: str = "hf", alpha: float = 2.0, n_samples: int = 1024, n_chains: int = 32,
                  chunk_size: int | None = None, sector: Sector | None = None, exact_matrix: bool = True,
-                 eval_batches: int = 8, memory_gb: float | None = None, spin_penalty: float = 0.0):
+                 eval_batches: int = 8, memory_gb: float | None = None, spin_penalty: float = 0.0,
+                 deterministic: int = 0):
         self.ham = ham
         self.sector = sector or Sector.from_hamiltonian(ham)
         self.spin_penalty = float(spin_penalty)
@@ -84,6 +92,11 @@ class NQS:
             else:
                 raise ValueError(f"sampler must be 'exact', 'mcmc' or a sampler, not {sampler!r}")
         self.sampler = sampler
+        self.deterministic = int(deterministic)
+        if self.deterministic and not isinstance(sampler, MetropolisSampler):
+            raise ValueError("deterministic applies to Markov chains (sampler 'mcmc') only")
+        if self.deterministic < 0:
+            raise ValueError(f"deterministic {deterministic}: the number of exactly summed configurations, ≥ 0")
         self.optimizer = optimizer or SR(learning_rate=0.25, diag_shift=1e-3)
         self.seed = int(seed)
         self.init = resolve_init(init, self.sector.n_spin_orbitals)
@@ -131,8 +144,8 @@ class NQS:
         """A one-axis mesh over ``jax.devices()`` when there are several and the samples of a
         step split evenly across them (Markov chains; the exact tier is small), else None."""
         devices = jax.devices()
-        if len(devices) < 2 or isinstance(self.sampler, ExactSampler):
-            return None
+        if len(devices) < 2 or isinstance(self.sampler, ExactSampler) or self.deterministic:
+            return None             # the deterministic set's rows join the samples': one device
         if (self.sampler.n_per_chain * self.sampler.n_chains) % len(devices):
             return None
         return jax.sharding.Mesh(np.array(devices), ("samples",))
@@ -149,6 +162,7 @@ class NQS:
             dim = len(sampler.configs)
 
         jac_fn = partial(jacobian, model)
+        eloc_all = eloc_fn                 # unsplit: the deterministic set's local energies
         mesh = self._sample_mesh()
         if mesh is not None:
             # samples split across devices: each computes its share of the local energies and
@@ -178,11 +192,60 @@ class NQS:
             params, opt_state, dnorm = opt.update(o, el.reshape(-1), wf, params, opt_state, lr_scale)
             return params, opt_state, sstate, el, wf, info, dnorm
 
-        self._step = jax.jit(step)
+        def semistochastic_step(params, opt_state, sstate, key, lr_scale):
+            det_x, det_ok = sstate["det_x"], sstate["det_ok"]
+            chains = {k: v for k, v in sstate.items() if not k.startswith("det_")}
+            flat, _, el, _, chains, info = sample_and_eloc(params, chains, key)
+            beta = info["beta"]
+            lp, lp_d = jnp.real(model.log_psi(params, flat)), jnp.real(model.log_psi(params, det_x))
+            el_d = eloc_all(params, det_x)
+            in_d = (jnp.all(packed(flat)[:, None, :] == packed(det_x)[None, :, :], -1) & det_ok[None, :]).any(1)
+            n_d = in_d.sum()
+            # raw weights, one scale for all: a sample's |ψ|^(2(1-β)) (its importance weight), and
+            # for each member d of D, n_D·|ψ_d|²/Σ_D|ψ|^(2β) (the samples in D, each replaced by
+            # the q-conditional mean over D of its weight times its value)
+            ref = jnp.maximum(lp.max(), jnp.where(det_ok, lp_d, -jnp.inf).max())
+            u = jnp.exp(2.0 * (1.0 - beta) * (lp - ref))
+            q_d = jnp.where(det_ok, jnp.exp(2.0 * beta * (lp_d - ref)), 0.0).sum()
+            v = jnp.where(det_ok, n_d * jnp.exp(2.0 * (lp_d - ref)), 0.0) / jnp.maximum(q_d, TINY)
+            u_out = jnp.where(in_d, 0.0, u)
+            total = u_out.sum() + v.sum()
+            o = jac_fn(params, jnp.concatenate([flat, det_x]))
+            params, opt_state, dnorm = opt.update(o, jnp.concatenate([el.reshape(-1), el_d]),
+                                                  jnp.concatenate([u_out, v]) / total, params, opt_state, lr_scale)
+            # the statistics per sample (chains, jackknife): a sample in D carries D's mean
+            e_d = jnp.sum(v * el_d) / jnp.maximum(v.sum(), TINY)
+            el_s = jnp.where(in_d, e_d, el.reshape(-1)).reshape(el.shape)
+            wf_s = jnp.where(in_d, v.sum() / jnp.maximum(n_d, 1), u) / total
+            # the next D: the most probable distinct configurations among D and these samples
+            cand = jnp.concatenate([det_x, flat])
+            ok = jnp.concatenate([det_ok, jnp.ones(flat.shape[0], bool)])
+            words = packed(cand)
+            order = jnp.lexsort((~ok, *[words[:, w] for w in range(words.shape[1])]))
+            sw = words[order]
+            dup = jnp.concatenate([jnp.zeros(1, bool), jnp.all(sw[1:] == sw[:-1], -1)])
+            score = jnp.where(ok[order] & ~dup, jnp.real(model.log_psi(params, cand[order])), -jnp.inf)
+            best, idx = jax.lax.top_k(score, n_det)
+            keep = best > -jnp.inf
+            det_x = jnp.where(keep[:, None], cand[order][idx], placeholder[None, :])
+            return params, opt_state, {**chains, "det_x": det_x, "det_ok": keep}, el_s, wf_s, info, dnorm
+
+        n_det = self.deterministic
+        if n_det:
+            # configurations as integers (62 spin-orbitals per int64 word), to match and sort them
+            bits = jnp.asarray([1 << (j % 62) for j in range(n)], dtype=jnp.int64)
+            word = np.arange(n) // 62
+
+            def packed(x):
+                xb = x.astype(jnp.int64) * bits
+                return jnp.stack([jnp.sum(jnp.where(word == w, xb, 0), -1) for w in range(word[-1] + 1)], -1)
+
+            placeholder = jnp.asarray(self._det_placeholder())
+        self._step = jax.jit(semistochastic_step if n_det else step)
         self._exact = isinstance(sampler, ExactSampler)
         # Markov chains of |ψ|^(2β), β < 1: importance weights (statistics, effective samples)
         self._weighted = not self._exact and (getattr(sampler, "beta", 1.0) != 1.0
-                                              or getattr(sampler, "adaptive", False))
+                                              or getattr(sampler, "adaptive", False) or bool(n_det))
 
     def reset(self):
         """Fresh parameters, optimizer and sampler state (step 0)."""
@@ -221,10 +284,21 @@ class NQS:
         return self
 
     def _fresh_optimizer_and_chains(self) -> None:
-        """Optimizer state and chains for ``self.params`` (the seed's second key, as at any start)."""
+        """Optimizer state and chains for ``self.params`` (the seed's second key, as at any start);
+        with ``deterministic``, an empty set D (it fills from the first step's samples)."""
         self.opt_state = self.optimizer.init(self.params)
         self.sampler_state = self.sampler.init_state(self.model, self.params,
                                                      jax.random.split(jax.random.PRNGKey(self.seed))[1])
+        if self.deterministic:
+            self.sampler_state = {**self.sampler_state,
+                                  "det_x": jnp.tile(jnp.asarray(self._det_placeholder()), (self.deterministic, 1)),
+                                  "det_ok": jnp.zeros(self.deterministic, bool)}
+
+    def _det_placeholder(self) -> np.ndarray:
+        """What an empty slot of D holds: a configuration of the sector (finite ψ, E_loc and
+        Jacobian; its weight is 0), the chains' start."""
+        x0 = np.asarray(self.sector.hf_config, dtype=np.int32)
+        return x0 if bool(self.sector.contains(x0)) else self.sector.enumerate()[0].astype(np.int32)
 
     @property
     def learning_rate(self) -> float:
@@ -247,6 +321,7 @@ class NQS:
                  "sweep_size": s._sweep, "n_discard_per_chain": s.n_discard_per_chain,
                  "p_single": s.p_single, "beta": getattr(s, "beta", 1.0),
                  **({"target_ess": s.target_ess} if getattr(s, "target_ess", None) is not None else {}),
+                 **({"deterministic": self.deterministic} if self.deterministic else {}),
                  "n_eval_samples": self.eval_batches * s.n_per_chain * s.n_chains})
         m = self.model
         model = {"kind": type(m).__name__, **(m.describe() if hasattr(m, "describe") else {}),

@@ -1,0 +1,81 @@
+"""The semistochastic Markov-chain estimator (``deterministic`` = M): the M most probable
+configurations seen are summed exactly each step and the samples among them replaced by that sum.
+
+Checked: with the whole sector in the set it is exact sampling (energy and SR update to 1e-12);
+with a partial set its energy is unbiased (within error bars of the exact one at fixed
+parameters); the set is the M most probable distinct configurations among the last set and the
+step's samples; a killed run resumes to the uninterrupted trace; plain sampling's settings
+hash is unchanged; the option is refused for exact sampling.
+"""
+import numpy as np
+import jax.numpy as jnp
+import pytest
+from jax.flatten_util import ravel_pytree
+
+from nqsbench.nqs import NQS, SR, Checkpoint, DivergenceGuard, MetropolisSampler, Sector, latest_checkpoint
+from nqsbench.nqs import bruteforce as bf
+from conftest import Kill, hchain
+
+
+def chains(ham, deterministic, **kw):
+    sampler = MetropolisSampler(Sector.from_hamiltonian(ham), n_chains=8, n_samples=64, n_discard_per_chain=2,
+                                beta=0.5, target_ess=0.25)
+    return NQS(ham, sampler=sampler, optimizer=SR(0.05, 1e-2), seed=3, init="random",
+               deterministic=deterministic, **kw)
+
+
+def test_the_whole_sector_in_the_set_is_exact_sampling():
+    ham = hchain(2)
+    exact = NQS(ham, sampler="exact", optimizer=SR(0.05, 1e-2), seed=3, init="random")
+    configs = exact.sampler.configs
+    mc = chains(ham, deterministic=len(configs))
+    state = mc.sampler_state
+    mc.sampler_state = {**state, "det_x": jnp.asarray(configs, dtype=state["det_x"].dtype),
+                        "det_ok": jnp.ones(len(configs), bool)}
+    mc.run(1)
+    exact.run(1)
+    assert abs(mc.trace["energy"][0] - exact.trace["energy"][0]) < 1e-12
+    assert np.abs(ravel_pytree(mc.params)[0] - ravel_pytree(exact.params)[0]).max() < 1e-12
+    assert mc.trace["error"][0] < 1e-12                    # nothing left to sample
+
+
+def test_a_partial_set_leaves_the_energy_unbiased_and_keeps_the_most_probable():
+    ham = hchain(2)
+    trained = NQS(ham, sampler="exact", seed=3, init="hf").run(30)     # peaked on a few configurations
+    mc = chains(ham, deterministic=5).start_from(trained.params)
+    basis = bf.sector_basis(ham)
+    psi = np.asarray(np.exp(mc.model.log_psi(mc.params, jnp.asarray(basis))))
+    h = bf.sector_matrix(ham, basis).toarray()
+    e_exact = float(np.real(np.vdot(psi, h @ psi) / np.vdot(psi, psi))) / ham.nk
+    st = mc.evaluate(n_batches=200)              # no update: the set fills, then is summed exactly
+    assert abs(np.real(st.mean) / ham.nk - e_exact) < 4 * st.error_of_mean / ham.nk + 1e-12
+    x = np.asarray(mc.sampler_state["det_x"])
+    assert not bool(np.asarray(mc.sampler_state["det_ok"]).any())     # evaluate() does not keep its state
+    mc.run(2)
+    x, ok = np.asarray(mc.sampler_state["det_x"]), np.asarray(mc.sampler_state["det_ok"])
+    assert ok.all() and len({tuple(r) for r in x}) == 5
+    a2 = np.abs(np.exp(np.asarray(mc.model.log_psi(mc.params, jnp.asarray(x))))) ** 2
+    assert np.all(np.diff(a2) <= 1e-15 * a2.max())      # largest |ψ|² first
+
+
+def test_kill_and_resume_matches_uninterrupted(tmp_path):
+    ham = hchain(2)
+    ref = chains(ham, deterministic=6).run(6)
+    with pytest.raises(KeyboardInterrupt):
+        chains(ham, deterministic=6).run(6, callbacks=[DivergenceGuard(), Checkpoint(tmp_path, every_steps=1), Kill(3)])
+    assert latest_checkpoint(tmp_path).name == "ckpt_000004.npz"
+    resumed = chains(ham, deterministic=6).run(6, resume=tmp_path)
+    np.testing.assert_array_equal(resumed.trace_arrays["energy"], ref.trace_arrays["energy"])
+    assert abs(resumed.energy - ref.energy) < 1e-12
+
+
+def test_settings_hash_of_plain_sampling_is_unchanged_and_exact_sampling_refuses_it():
+    from nqsbench.methods.nqs import nqs_settings
+
+    plain = nqs_settings(sampler="mcmc")
+    assert "deterministic" not in plain.model_dump()["sampler"]
+    assert nqs_settings(sampler="mcmc", deterministic=128).settings_hash() != plain.settings_hash()
+    with pytest.raises(ValueError, match="mcmc"):
+        nqs_settings(sampler="exact", deterministic=8)
+    with pytest.raises(ValueError, match="Markov chains"):
+        NQS(hchain(2), sampler="exact", deterministic=8)

@@ -1,7 +1,8 @@
 """The semistochastic Markov-chain estimator (``deterministic`` = M): the M most probable
 configurations seen are summed exactly each step and the samples among them replaced by that sum.
 
-Checked: with the whole sector in the set it is exact sampling (energy and SR update to 1e-12);
+Checked: with the whole sector in the set it is exact sampling (energy, variance and SR update
+to 1e-12);
 with a partial set its energy is unbiased (within error bars of the exact one at fixed
 parameters); the set is the M most probable distinct configurations among the last set and the
 step's samples; a killed run resumes to the uninterrupted trace; plain sampling's settings
@@ -37,6 +38,8 @@ def test_the_whole_sector_in_the_set_is_exact_sampling():
     assert abs(mc.trace["energy"][0] - exact.trace["energy"][0]) < 1e-12
     assert np.abs(ravel_pytree(mc.params)[0] - ravel_pytree(exact.params)[0]).max() < 1e-12
     assert mc.trace["error"][0] < 1e-12                    # nothing left to sample
+    # the variance is Var H (V-score, divergence checks), not that of the per-sample means over D
+    assert abs(mc.trace["variance"][0] - exact.trace["variance"][0]) < 1e-10 * exact.trace["variance"][0]
 
 
 def test_a_partial_set_leaves_the_energy_unbiased_and_keeps_the_most_probable():

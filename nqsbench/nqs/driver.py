@@ -7,6 +7,7 @@ resumed from a checkpoint reproduces an uninterrupted run exactly.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from functools import partial
@@ -211,8 +212,10 @@ class NQS:
             u_out = jnp.where(in_d, 0.0, u)
             total = u_out.sum() + v.sum()
             o = jac_fn(params, jnp.concatenate([flat, det_x]))
-            params, opt_state, dnorm = opt.update(o, jnp.concatenate([el.reshape(-1), el_d]),
-                                                  jnp.concatenate([u_out, v]) / total, params, opt_state, lr_scale)
+            el_all, w_all = jnp.concatenate([el.reshape(-1), el_d]), jnp.concatenate([u_out, v]) / total
+            params, opt_state, dnorm = opt.update(o, el_all, w_all, params, opt_state, lr_scale)
+            # Var H itself (the per-sample values below have less: they are means over D)
+            info = {**info, "variance": jnp.sum(w_all * jnp.abs(el_all - jnp.sum(w_all * el_all)) ** 2)}
             # the statistics per sample (chains, jackknife): a sample in D carries D's mean
             e_d = jnp.sum(v * el_d) / jnp.maximum(v.sum(), TINY)
             el_s = jnp.where(in_d, e_d, el.reshape(-1)).reshape(el.shape)
@@ -365,7 +368,7 @@ class NQS:
                 lr_now = self.learning_rate
                 params, opt_state, sstate, el, wf, info, dnorm = self._step(
                     self.params, self.opt_state, self.sampler_state, key, self.lr_scale)
-                st = self._stats(el, wf)
+                st = self._stats(el, wf, info)
                 self.effective_samples = effective_sample_size(wf) if self._weighted else float(el.size)
                 log = {"step": t, "energy": float(np.real(st.mean)) / nk, "error": st.error_of_mean / nk,
                        "variance": st.variance, "energy_imag": float(np.imag(st.mean)) / nk,
@@ -396,13 +399,16 @@ class NQS:
                 cb.on_run_end(self)
         return self
 
-    def _stats(self, el, wf) -> Stats:
+    def _stats(self, el, wf, info=None) -> Stats:
         el = np.asarray(el)
         if self._exact:
             return statistics(el, np.asarray(wf).reshape(el.shape))
-        if self._weighted:
-            return importance_statistics(el, np.asarray(wf).reshape(el.shape))
-        return statistics(el)
+        if not self._weighted:
+            return statistics(el)
+        st = importance_statistics(el, np.asarray(wf).reshape(el.shape))
+        if info is not None and "variance" in info:     # semistochastic: Var H from the step itself
+            st = dataclasses.replace(st, variance=float(info["variance"]))
+        return st
 
     def evaluate(self, n_batches: int = 1) -> Stats:
         """Stats (supercell) of the local energy of the current parameters (no update): with
@@ -412,9 +418,9 @@ class NQS:
         sstate, batches = self.sampler_state, []
         for b in range(1 if self._exact else max(int(n_batches), 1)):
             # reuse the compiled step (one compilation per driver); its update is discarded
-            _, _, sstate, el, wf, _, _ = self._step(self.params, self.opt_state, sstate,
-                                                    jax.random.fold_in(key, b), 1.0)
-            batches.append(self._stats(el, wf))
+            _, _, sstate, el, wf, info, _ = self._step(self.params, self.opt_state, sstate,
+                                                       jax.random.fold_in(key, b), 1.0)
+            batches.append(self._stats(el, wf, info))
         return pool(batches)
 
     def finalize(self):

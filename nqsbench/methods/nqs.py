@@ -92,29 +92,32 @@ def _finite(x) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def largest_sector_dim(geom) -> int:
-    """Configurations in the largest (N↑ = N↓, K) sector of the neutral cell, counted from the
+def _sector_dims(geom, n_up=None, n_dn=None) -> tuple[int, int, list[int]]:
+    """(active orbitals per cell, spin-up electrons of the neutral cell, the dimension of every
+    (N↑, N↓, K) sector in PySCF's k order; N↑ = N↓ = neutral by default), counted from the
     catalog geometry (basis size and k-mesh; no SCF, nothing enumerated)."""
     from ..build import active_space, pyscf_kmesh
     from ..sectors import kmesh_grid, sector_dims
 
     n_act, na = active_space(geom)
     mesh = pyscf_kmesh(geom)
-    return max(sector_dims(kmesh_grid(mesh), mesh, n_act, na, na))
+    return n_act, na, sector_dims(kmesh_grid(mesh), mesh, n_act, na if n_up is None else n_up,
+                                  na if n_dn is None else n_dn)
+
+
+def largest_sector_dim(geom) -> int:
+    """Configurations in the largest (N↑ = N↓, K) sector of the neutral cell (:func:`_sector_dims`)."""
+    return max(_sector_dims(geom)[2])
 
 
 def sector_size(geom, sector=None) -> tuple[int, int]:
     """(spin-orbitals, configurations) of the (N↑, N↓, K) sector ``sector`` (a record's:
     ``n_up``, ``n_dn``, ``k_total``; None: the neutral Γ sector) of this geometry, counted from
     the catalog geometry (no SCF): the sizes the "auto" settings depend on."""
-    from ..build import active_space, pyscf_kmesh
-    from ..sectors import kmesh_grid, sector_dims
-
-    n_act, na = active_space(geom)
-    mesh = pyscf_kmesh(geom)
     get = (lambda k: sector[k]) if isinstance(sector, dict) else (lambda k: getattr(sector, k))
-    n_up, n_dn, k = (na, na, 0) if sector is None else (get("n_up"), get("n_dn"), get("k_total"))
-    return 2 * n_act * geom.nk, sector_dims(kmesh_grid(mesh), mesh, n_act, n_up, n_dn)[k]
+    n_up, n_dn, k = (None, None, 0) if sector is None else (get("n_up"), get("n_dn"), get("k_total"))
+    n_act, _, dims = _sector_dims(geom, n_up, n_dn)
+    return 2 * n_act * geom.nk, dims[k]
 
 
 def has_size_autos(s: NQSSettings) -> bool:

@@ -200,7 +200,8 @@ class NQS:
             beta = info["beta"]
             lp, lp_d = jnp.real(model.log_psi(params, flat)), jnp.real(model.log_psi(params, det_x))
             el_d = eloc_all(params, det_x)
-            in_d = (jnp.all(packed(flat)[:, None, :] == packed(det_x)[None, :, :], -1) & det_ok[None, :]).any(1)
+            words_d, words_x = packed(det_x), packed(flat)
+            in_d = (jnp.all(words_x[:, None, :] == words_d[None, :, :], -1) & det_ok[None, :]).any(1)
             n_d = in_d.sum()
             # raw weights, one scale for all: a sample's |ψ|^(2(1-β)) (its importance weight), and
             # for each member d of D, n_D·|ψ_d|²/Σ_D|ψ|^(2β) (the samples in D, each replaced by
@@ -223,7 +224,7 @@ class NQS:
             # the next D: the most probable distinct configurations among D and these samples
             cand = jnp.concatenate([det_x, flat])
             ok = jnp.concatenate([det_ok, jnp.ones(flat.shape[0], bool)])
-            words = packed(cand)
+            words = jnp.concatenate([words_d, words_x])
             order = jnp.lexsort((~ok, *[words[:, w] for w in range(words.shape[1])]))
             sw = words[order]
             dup = jnp.concatenate([jnp.zeros(1, bool), jnp.all(sw[1:] == sw[:-1], -1)])
@@ -243,7 +244,7 @@ class NQS:
                 xb = x.astype(jnp.int64) * bits
                 return jnp.stack([jnp.sum(jnp.where(word == w, xb, 0), -1) for w in range(word[-1] + 1)], -1)
 
-            placeholder = jnp.asarray(self._det_placeholder())
+            placeholder = jnp.asarray(self.sector.start_config())   # empty slots: finite ψ, weight 0
         self._step = jax.jit(semistochastic_step if n_det else step)
         self._exact = isinstance(sampler, ExactSampler)
         # Markov chains of |ψ|^(2β), β < 1: importance weights (statistics, effective samples)
@@ -294,14 +295,8 @@ class NQS:
                                                      jax.random.split(jax.random.PRNGKey(self.seed))[1])
         if self.deterministic:
             self.sampler_state = {**self.sampler_state,
-                                  "det_x": jnp.tile(jnp.asarray(self._det_placeholder()), (self.deterministic, 1)),
+                                  "det_x": jnp.tile(jnp.asarray(self.sector.start_config()), (self.deterministic, 1)),
                                   "det_ok": jnp.zeros(self.deterministic, bool)}
-
-    def _det_placeholder(self) -> np.ndarray:
-        """What an empty slot of D holds: a configuration of the sector (finite ψ, E_loc and
-        Jacobian; its weight is 0), the chains' start."""
-        x0 = np.asarray(self.sector.hf_config, dtype=np.int32)
-        return x0 if bool(self.sector.contains(x0)) else self.sector.enumerate()[0].astype(np.int32)
 
     @property
     def learning_rate(self) -> float:

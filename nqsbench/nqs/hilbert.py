@@ -104,6 +104,12 @@ class Sector:
         return ((x[..., :m].sum(-1) == self.n_up) & (x[..., m:].sum(-1) == self.n_dn)
                 & (self.momentum(x) == self.k_total))
 
+    def start_config(self) -> np.ndarray:
+        """(2M,) int32: the HF determinant if it lies in this sector, else its first configuration
+        (where Markov chains start, and what an empty slot of a semistochastic set holds)."""
+        x0 = np.asarray(self.hf_config, dtype=np.int32)
+        return x0 if bool(self.contains(x0)) else self.enumerate()[0].astype(np.int32)
+
     # ------------------------------------------------------------------ enumeration
     def _spin_block(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         m = self.n_spatial

@@ -126,9 +126,7 @@ class MetropolisSampler:
         return self.sweep_size or self.sector.n_spin_orbitals
 
     def init_state(self, model, params, key):
-        x0 = np.asarray(self.sector.hf_config, dtype=np.int32)
-        if not bool(self.sector.contains(x0)):
-            x0 = self.sector.enumerate()[0].astype(np.int32)
+        x0 = self.sector.start_config()
         state = {"x": jnp.broadcast_to(jnp.asarray(x0), (self.n_chains, len(x0)))}
         if self.adaptive:
             state["beta"] = jnp.asarray(self.beta, dtype=jnp.float64)

@@ -112,7 +112,7 @@ def list_systems(as_json: bool = JsonOpt) -> None:
 @user_errors
 def list_models(as_json: bool = JsonOpt) -> None:
     """List the registered variational models, their options (with defaults) and their own
-    optimizer defaults (`nqsbench run --model NAME --model-opt KEY=VALUE`)."""
+    optimizer and sampler defaults (`nqsbench run --model NAME --model-opt KEY=VALUE`)."""
     from .nqs import models
 
     rows = []
@@ -126,7 +126,7 @@ def list_models(as_json: bool = JsonOpt) -> None:
         _print_json({"models": rows})
         return
     table = Table(title="nqsbench models")
-    for col in ("name", "summary", "options (default)", "optimizer defaults"):
+    for col in ("name", "summary", "options (default)", "optimizer and sampler defaults"):
         table.add_column(col, overflow="fold")
     for r in rows:
         table.add_row(r["name"], r["summary"], ", ".join(f"{k}={v['default']}" for k, v in r["options"].items()),
@@ -410,10 +410,11 @@ def run_nqs(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[
             beta: Optional[str] = typer.Option(None, "--beta", help="mcmc: sample |ψ|^(2·beta) with importance weights; "
                                                "auto (the default): beta adapts per step, from 0.5 towards 1 "
                                                "while fewer than a quarter of the samples are effective"),
-            deterministic: int = typer.Option(0, "--deterministic", min=0, help="mcmc: sum this many configurations "
-                                              "exactly each step (the most probable seen; the samples among them "
-                                              "replaced by their sum: less noise where a few configurations carry "
-                                              "it, e.g. 128 on the H chain N_k = 4); 0: none"),
+            deterministic: Optional[int] = typer.Option(None, "--deterministic", min=0, help="mcmc: sum this many "
+                                                        "configurations exactly each step (the most probable seen; the "
+                                                        "samples among them replaced by their sum: less noise where a "
+                                                        "few configurations carry it); 0: none (default per model: the "
+                                                        "NNBF 128, the RBM 0; `nqsbench models`)"),
             checkpoint_every: float = typer.Option(60.0, "--checkpoint-every", help="seconds between checkpoints"),
             checkpoint_steps: int = typer.Option(50, "--checkpoint-steps", min=0,
                                                  help="also checkpoint every this many steps (0: by time only)"),

@@ -173,16 +173,17 @@ class MethodSettings(_Frozen):
         return canonical_hash(self.model_dump(mode="json"))
 
     def flat(self) -> dict[str, Any]:
-        """``{"optimizer.lr": 0.25, ...}``: for messages that say which setting differs."""
+        """``{"optimizer.lr": 0.25, ...}``: for messages that say which setting differs. Every
+        field, also those the dump leaves out at their default (``sampler.deterministic`` 0)."""
         out: dict[str, Any] = {}
 
         def walk(prefix, obj):
-            if isinstance(obj, dict):
-                for k, v in obj.items():
+            if isinstance(obj, (dict, BaseModel)):
+                for k, v in (obj.items() if isinstance(obj, dict) else obj):
                     walk(f"{prefix}{k}.", v)
             else:
                 out[prefix[:-1]] = obj
-        walk("", self.model_dump(mode="json"))
+        walk("", self)
         return out
 
     def diff(self, have: "MethodSettings") -> str:

@@ -133,8 +133,8 @@ class NQSTask(TaskBase):
     samples: int | None = Field(None, ge=2)
     chains: int | None = Field(None, ge=1)
     beta: BetaSetting | None = Field(None, description="mcmc: β of |ψ|^(2β), or 'auto' (adaptive)")
-    deterministic: int = Field(0, ge=0, description="mcmc: configurations summed exactly each step, as run "
-                               "--deterministic; 0: none")
+    deterministic: int | None = Field(None, ge=0, description="mcmc: configurations summed exactly each step, "
+                                      "as run --deterministic; 0: none; default per model (the NNBF 128, the RBM 0)")
     gs_spin_penalty: float = Field(0.0, ge=0, description="λ (Ha): the ground state of H + λ S² (the lowest "
                                    "singlet; gated against exact's lowest singlet), as run --spin-penalty")
     label: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9.-]*$",

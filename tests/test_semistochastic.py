@@ -6,7 +6,8 @@ to 1e-12);
 with a partial set its energy is unbiased (within error bars of the exact one at fixed
 parameters); the set is the M most probable distinct configurations among the last set and the
 step's samples; a killed run resumes to the uninterrupted trace; plain sampling's settings
-hash is unchanged; the option is refused for exact sampling.
+hash is unchanged; the option is refused for exact sampling; the NNBF's chains use a set of 128
+by default, the RBM's none.
 """
 import numpy as np
 import jax.numpy as jnp
@@ -82,3 +83,19 @@ def test_settings_hash_of_plain_sampling_is_unchanged_and_exact_sampling_refuses
         nqs_settings(sampler="exact", deterministic=8)
     with pytest.raises(ValueError, match="Markov chains"):
         NQS(hchain(2), sampler="exact", deterministic=8)
+
+
+def test_the_nnbf_chains_use_the_set_by_default_and_the_rbm_chains_do_not():
+    from nqsbench.methods.nqs import nqs_settings
+    from nqsbench.suites import NQSTask
+
+    assert nqs_settings(sampler="mcmc", model="nnbf").sampler.deterministic == 128
+    assert nqs_settings(sampler="mcmc", model="nnbf", deterministic=0).sampler.deterministic == 0
+    assert nqs_settings(sampler="mcmc", model="nnbf", deterministic=16).sampler.deterministic == 16
+    assert nqs_settings(sampler="exact", model="nnbf").sampler.deterministic == 0
+    # the RBM's chains keep plain sampling, and with it the settings hash of their records
+    assert nqs_settings(sampler="mcmc", model="rbm").settings_hash() == nqs_settings(sampler="mcmc").settings_hash()
+    assert "deterministic" not in nqs_settings(sampler="mcmc", model="rbm").model_dump()["sampler"]
+    task = dict(kind="nqs", system="h-chain", kmesh=[1, 1, 4], model="nnbf", sampler="mcmc")
+    assert NQSTask(**task).settings().sampler.deterministic == 128
+    assert NQSTask(**task, deterministic=0).settings().sampler.deterministic == 0

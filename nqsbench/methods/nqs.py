@@ -59,7 +59,7 @@ def nqs_settings(sampler: str = "exact", model: str | dict | ModelSettings = "rb
                  diag_shift: float | None = None, samples: int | None = None, chains: int | None = None,
                  beta: float | None = None, max_steps: int | None = None, max_minutes: float | None = None,
                  window: int | None = None, alpha: float | None = None, sr_solver: str = "auto",
-                 spin_penalty: float = 0.0, deterministic: int = 0) -> NQSSettings:
+                 spin_penalty: float = 0.0, deterministic: int | None = None) -> NQSSettings:
     """Settings of an NQS run with the defaults filled in (None = default;
     :mod:`nqsbench.nqs.defaults` for the optimizer and sampler, :data:`DEFAULT_MAX_STEPS` and
     :data:`DEFAULT_WINDOW` and :data:`DEFAULT_TOL_MHA` for the plateau criterion). ``model``: a registered model's name, a
@@ -72,11 +72,11 @@ def nqs_settings(sampler: str = "exact", model: str | dict | ModelSettings = "rb
         raise ValueError(f"sampler {sampler!r}: choose one of {', '.join(DEFAULTS)}")
     model_settings = models.settings(model_table(model, alpha))
     r = resolve_settings(sampler, lr=lr, lr_final=lr_final, max_norm=max_norm, diag_shift=diag_shift,
-                         n_samples=samples, n_chains=chains, beta=beta,
+                         n_samples=samples, n_chains=chains, beta=beta, deterministic=deterministic,
                          overrides=models.get(model_settings.kind).optimizer_defaults.get(sampler))
     smp = (SamplerSettings(kind="mcmc", n_samples=r["n_samples"], n_chains=r["n_chains"], beta=r["beta"],
-                           deterministic=deterministic)
-           if sampler == "mcmc" else SamplerSettings(kind="exact", deterministic=deterministic))
+                           deterministic=r["deterministic"])
+           if sampler == "mcmc" else SamplerSettings(kind="exact", deterministic=deterministic or 0))
     steps = "auto" if steps is None else steps
     auto = steps == "auto"
     conv = ConvergenceSettings(window=window or DEFAULT_WINDOW[sampler], tol_mha=DEFAULT_TOL_MHA[sampler])

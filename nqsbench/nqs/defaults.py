@@ -45,11 +45,12 @@ def _max_norm(v):
 def resolve_settings(sampler: str, lr: float | None = None, lr_final: float | None = None,
                      max_norm: float | None = None, diag_shift: float | None = None,
                      n_samples: int | None = None, n_chains: int | None = None,
-                     beta: float | None = None, overrides: dict | None = None) -> dict:
+                     beta: float | None = None, deterministic: int | None = None,
+                     overrides: dict | None = None) -> dict:
     """The per-sampler defaults filled in where an argument is None (``overrides``: defaults of
-    a model's own that replace these, e.g. the NNBF's lr). ``lr_final`` and ``max_norm`` are 0.0
-    when off (given as 0, or no default), so resolving a resolved dict again changes nothing; the
-    Markov-chain keys only for ``sampler='mcmc'``."""
+    a model's own that replace these, e.g. the NNBF's lr and semistochastic set). ``lr_final``,
+    ``max_norm`` and ``deterministic`` are 0 when off (given as 0, or no default), so resolving a
+    resolved dict again changes nothing; the Markov-chain keys only for ``sampler='mcmc'``."""
     d = {**DEFAULTS[sampler], **(overrides or {})}
 
     def pick(given, key, off=None):
@@ -60,7 +61,7 @@ def resolve_settings(sampler: str, lr: float | None = None, lr_final: float | No
            "diag_shift": pick(diag_shift, "diag_shift")}
     if sampler == "mcmc":
         out.update(n_samples=pick(n_samples, "n_samples"), n_chains=pick(n_chains, "n_chains"),
-                   beta=pick(beta, "beta"))
+                   beta=pick(beta, "beta"), deterministic=int(pick(deterministic, "deterministic", 0)))
     return out
 
 

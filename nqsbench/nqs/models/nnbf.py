@@ -57,8 +57,14 @@ class Settings(ModelSettings):
 # +40 → +72 mHa/cell, then a divergence). lr 0.1 with shift 1e-2 descends smoothly but diverged at
 # step 271 (+0.9 Ha/cell in one step, with the tanh activation of the time: see ACTIVATIONS); with the trust
 # region |δ| ≤ 0.5 as well it reached +0.083 mHa/cell at step 400 with no jump.
+# Markov chains also sum the 128 most probable configurations exactly each step (the
+# semistochastic set, ``deterministic``; nqs/driver.py). The NNBF's SR force on the stretched chain
+# is carried by a few heavy configurations (H chain N_k = 4, d = 3.6: E|g|²/|F|² = 288 per sample,
+# 2.5 with the set; benchmarks/sr_noise.py): plain chains plateau at +3.55 mHa/cell there, with the
+# set +0.87 ± 0.05 (records/semistochastic/). It costs 128 more local energies per step (+12.5 %
+# at 1024 samples). Not the RBM's default: its chains were not measured with it.
 OPTIMIZER_DEFAULTS = {"exact": {"lr": 0.1, "diag_shift": 1e-2, "max_norm": 0.5},
-                      "mcmc": {"lr": 0.1, "diag_shift": 1e-2, "max_norm": 0.5}}
+                      "mcmc": {"lr": 0.1, "diag_shift": 1e-2, "max_norm": 0.5, "deterministic": 128}}
 
 
 def build(settings: Settings, sector) -> "NNBF":

@@ -99,3 +99,11 @@ def test_the_nnbf_chains_use_the_set_by_default_and_the_rbm_chains_do_not():
     task = dict(kind="nqs", system="h-chain", kmesh=[1, 1, 4], model="nnbf", sampler="mcmc")
     assert NQSTask(**task).settings().sampler.deterministic == 128
     assert NQSTask(**task, deterministic=0).settings().sampler.deterministic == 0
+
+
+def test_the_plan_counts_the_set_beside_the_samples():
+    mc = chains(hchain(2), deterministic=5)
+    plan = mc.memory_plan
+    assert plan.n_deterministic == 5 and plan.n_samples == 64
+    assert plan.eloc_seconds == plan.seconds_per_config * 69
+    assert "64 samples + 5 summed exactly" in plan.summary()

@@ -131,22 +131,24 @@ class NQS:
         compiled = lowered.compile()
         # the SR solve: beside the local energies of Markov chains, and most of an exact-sampling
         # step once the parameters are many (graphene Γ NNBF: 4 900 configurations × 2 576)
-        flops = sr_solve_flops(getattr(self.optimizer, "mode", "auto"), n_samples, self.n_parameters)
+        flops = sr_solve_flops(getattr(self.optimizer, "mode", "auto"), n_samples + self.deterministic,
+                               self.n_parameters)
         solve = flops / memory.complex_gemm_rate()
         self.memory_plan = memory.MemoryPlan(
             budget=budget, process=memory.rss_bytes(), process_peak=memory.peak_rss_bytes(),
             step=memory.compiled_bytes(compiled),
             chunk_size=self.chunk_size if uses_eloc else 0, eloc_per_config=per, n_samples=n_samples,
             n_parameters=self.n_parameters, available=memory.available_bytes(),
-            seconds_per_config=seconds, solve_seconds=solve, device_limit=memory.accelerator_bytes()).check()
+            seconds_per_config=seconds, solve_seconds=solve, device_limit=memory.accelerator_bytes(),
+            n_deterministic=self.deterministic).check()
         self._step = compiled
 
     def _sample_mesh(self):
         """A one-axis mesh over ``jax.devices()`` when there are several and the samples of a
         step split evenly across them (Markov chains; the exact tier is small), else None."""
         devices = jax.devices()
-        if len(devices) < 2 or isinstance(self.sampler, ExactSampler) or self.deterministic:
-            return None             # the deterministic set's rows join the samples': one device
+        if len(devices) < 2 or isinstance(self.sampler, ExactSampler):
+            return None
         if (self.sampler.n_per_chain * self.sampler.n_chains) % len(devices):
             return None
         return jax.sharding.Mesh(np.array(devices), ("samples",))
@@ -163,7 +165,7 @@ class NQS:
             dim = len(sampler.configs)
 
         jac_fn = partial(jacobian, model)
-        eloc_all = eloc_fn                 # unsplit: the deterministic set's local energies
+        eloc_all, jac_all = eloc_fn, jac_fn     # unsplit: for the deterministic set's rows
         mesh = self._sample_mesh()
         if mesh is not None:
             # samples split across devices: each computes its share of the local energies and
@@ -194,7 +196,7 @@ class NQS:
             return params, opt_state, sstate, el, wf, info, dnorm
 
         def semistochastic_step(params, opt_state, sstate, key, lr_scale):
-            det_x, det_ok = sstate["det_x"], sstate["det_ok"]
+            det_x, det_ok = whole(sstate["det_x"]), whole(sstate["det_ok"])
             chains = {k: v for k, v in sstate.items() if not k.startswith("det_")}
             flat, _, el, _, chains, info = sample_and_eloc(params, chains, key)
             beta = info["beta"]
@@ -212,7 +214,7 @@ class NQS:
             v = jnp.where(det_ok, n_d * jnp.exp(2.0 * (lp_d - ref)), 0.0) / jnp.maximum(q_d, TINY)
             u_out = jnp.where(in_d, 0.0, u)
             total = u_out.sum() + v.sum()
-            o = jac_fn(params, jnp.concatenate([flat, det_x]))
+            o = jnp.concatenate([jac_fn(params, flat), jac_all(params, det_x)])
             el_all, w_all = jnp.concatenate([el.reshape(-1), el_d]), jnp.concatenate([u_out, v]) / total
             params, opt_state, dnorm = opt.update(o, el_all, w_all, params, opt_state, lr_scale)
             # Var H itself (the per-sample values below have less: they are means over D)
@@ -232,7 +234,7 @@ class NQS:
             best, idx = jax.lax.top_k(score, n_det)
             keep = best > -jnp.inf
             det_x = jnp.where(keep[:, None], cand[order][idx], placeholder[None, :])
-            return params, opt_state, {**chains, "det_x": det_x, "det_ok": keep}, el_s, wf_s, info, dnorm
+            return params, opt_state, {**chains, "det_x": whole(det_x), "det_ok": whole(keep)}, el_s, wf_s, info, dnorm
 
         n_det = self.deterministic
         if n_det:
@@ -245,6 +247,11 @@ class NQS:
                 return jnp.stack([jnp.sum(jnp.where(word == w, xb, 0), -1) for w in range(word[-1] + 1)], -1)
 
             placeholder = jnp.asarray(self.sector.start_config())   # empty slots: finite ψ, weight 0
+            # D whole on every device (split samples or not), so the step's input and output agree
+            replicated = None if mesh is None else jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+
+            def whole(a):
+                return a if replicated is None else jax.lax.with_sharding_constraint(a, replicated)
         self._step = jax.jit(semistochastic_step if n_det else step)
         self._exact = isinstance(sampler, ExactSampler)
         # Markov chains of |ψ|^(2β), β < 1: importance weights (statistics, effective samples)

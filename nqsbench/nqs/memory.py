@@ -192,11 +192,13 @@ class MemoryPlan:
     seconds_per_config: float | None = None
     solve_seconds: float | None = None      # the SR solve: its flops at this machine's GEMM rate
     device_limit: int | None = None         # an accelerator's memory (None: the step is on the host)
+    n_deterministic: int = 0                # semistochastic set: local energies and rows beside the samples
 
     @property
     def eloc_seconds(self) -> float | None:
-        """Local energies of one step's samples at the probe's rate."""
-        return None if self.seconds_per_config is None else self.seconds_per_config * self.n_samples
+        """Local energies of one step's samples (and semistochastic set) at the probe's rate."""
+        return (None if self.seconds_per_config is None
+                else self.seconds_per_config * (self.n_samples + self.n_deterministic))
 
     @property
     def seconds_per_step(self) -> float | None:
@@ -235,9 +237,10 @@ class MemoryPlan:
             time = (f"; time: ≈ {self.seconds_per_step:.3g} s per step ({self.seconds_per_config * 1e3:.3g} ms "
                     f"per local energy{solve})")
         where = "" if self.device_limit is None else f" on the {gb(self.device_limit)} accelerator"
+        det = f" + {self.n_deterministic} summed exactly" if self.n_deterministic else ""
         return (f"memory: estimated peak {gb(self.peak)} of a {gb(self.budget)} budget "
                 f"(process {gb(self.process)}, SR step {gb(self.step)}{where}{chunks}, "
-                f"{self.n_samples} samples × {self.n_parameters} parameters){time}")
+                f"{self.n_samples} samples{det} × {self.n_parameters} parameters){time}")
 
     def check(self) -> "MemoryPlan":
         """Raise :class:`MemoryBudgetError` (one line naming the setting) when the estimate does not

@@ -1,5 +1,5 @@
 """Issue 15's model comparison from existing records: one row per NQS record — system, geometry,
-k-mesh, model and its options, sampler, error per cell against exact (mHa, ± the Monte Carlo
+k-mesh, model and its options, sampler (+setM: a semistochastic set of M), error per cell against exact (mHa, ± the Monte Carlo
 error), whether the plateau criterion held, steps, wall time — with CCSD and CCSD(T) beside it.
 
     python benchmarks/models_table.py [--results results] [--references references] [--markdown]
@@ -27,6 +27,12 @@ def model_label(path) -> str:
     return f"{m.kind}({opts})" if opts else m.kind
 
 
+def sampler_label(path) -> str:
+    """The sampler, with the semistochastic set's size where there is one ("mcmc+set128")."""
+    smp = read(path).settings.sampler
+    return f"{smp.kind}+set{smp.deterministic}" if smp.deterministic else smp.kind
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--results", type=Path, default=ROOT / "results")
@@ -43,7 +49,7 @@ def main() -> None:
         ref = {m: same[same.method == m].delta_vs_exact_mha for m in ("ccsd", "ccsd_t")}
         err = r.energy_error * 1e3 if pd.notna(r.energy_error) and r.energy_error else None
         rows.append({"system": r.system, "geometry": r.geometry, "kmesh": r.kmesh, "model": model_label(r.path),
-                     "sampler": r.sampler,
+                     "sampler": sampler_label(r.path),
                      "ΔE vs exact (mHa/cell)": (f"{r.delta_vs_exact_mha:+.3f}" + (f" ± {err:.3f}" if err else ""))
                      if pd.notna(r.delta_vs_exact_mha) else "",
                      "converged": bool(r.converged), "steps": int(r.n_steps), "wall (s)": round(r.wall_time_s),

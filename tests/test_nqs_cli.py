@@ -45,12 +45,18 @@ def test_resume_matches_uninterrupted(tmp_path):
     full, part = tmp_path / "full.json", tmp_path / "part.json"
     assert invoke("--steps", 5, "--out", full).exit_code == 0
     assert invoke("--steps", 3, "--out", part).exit_code == 0
+    first = pd.read_csv(trace_path(part))
     res = invoke("--steps", 5, "--resume", "--out", part)
     assert res.exit_code == 0, res.output
     a, b = read_record(full, ResultRecord), read_record(part, ResultRecord)
     assert b.n_steps == 5 and abs(a.energy_per_cell - b.energy_per_cell) < 1e-12
     ta, tb = pd.read_csv(trace_path(full)), pd.read_csv(trace_path(part))
     np.testing.assert_array_equal(ta["energy"].to_numpy(), tb["energy"].to_numpy())
+    # the run's wall time counts both processes: the resumed steps go on from the checkpoint's
+    wall = tb["wall_s"].to_numpy()
+    np.testing.assert_array_equal(wall[:3], first["wall_s"].to_numpy())
+    assert wall[0] > 0 and (np.diff(wall) > 0).all()
+    assert b.details["optimization_wall_s"] == pytest.approx(wall[-1], abs=1e-3)
 
 
 def test_mcmc_run_has_error_bar(tmp_path):

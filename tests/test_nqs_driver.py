@@ -50,6 +50,22 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path, optimizer):
         NQS(ham, sampler=metropolis_run(ham).sampler, seed=12).run(n, resume=tmp_path)
 
 
+def test_the_wall_time_of_a_resumed_run_counts_its_earlier_processes(tmp_path):
+    """The trace's wall_s goes on from the checkpoint's last value (the record's
+    optimization_wall_s is its end); unknown (NaN) after a checkpoint of code that kept none."""
+    ham = hchain(2)
+    first = NQS(ham, seed=4).run(3)
+    assert (np.diff(first.trace_arrays["wall_s"]) > 0).all()
+    first.trace["wall_s"][-1] = 1000.0                 # as if the first process had run 1000 s
+    Checkpoint(tmp_path / "a").save(first)
+    wall = NQS(ham, seed=4).run(5, resume=tmp_path / "a").trace_arrays["wall_s"]
+    assert wall[2] == 1000.0 and (wall[3:] > 1000.0).all() and wall[4] > wall[3]
+    older = {k: v for k, v in first.state_arrays().items() if k != "trace/wall_s"}
+    (tmp_path / "b").mkdir()
+    np.savez(tmp_path / "b" / "ckpt_000003.npz", **older)
+    assert np.isnan(NQS(ham, seed=4).run(5, resume=tmp_path / "b").trace_arrays["wall_s"]).all()
+
+
 class Poison:
     def __call__(self, driver, step, log):
         if step == 2:

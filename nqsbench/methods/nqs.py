@@ -87,6 +87,21 @@ def nqs_settings(sampler: str = "exact", model: str | dict | ModelSettings = "rb
                        max_minutes=max_minutes, convergence=conv, seed=seed, init=init, spin_penalty=spin_penalty)
 
 
+def _optimization_wall(driver) -> dict:
+    """``{"optimization_wall_s": …}``: the seconds of optimization over every process of the run
+    (the trace's ``wall_s`` at its last step: a resumed run counts its earlier processes too);
+    empty where the trace does not know (no step, or a checkpoint of older code)."""
+    walls = driver.trace.get("wall_s") or []
+    return {"optimization_wall_s": round(float(walls[-1]), 3)} if walls and math.isfinite(walls[-1]) else {}
+
+
+def run_wall_seconds(record) -> float:
+    """The wall time of an NQS record's whole run: its optimization over every process
+    (``details.optimization_wall_s``) where known, else this process's (``provenance``; a resumed
+    run's record made before the trace kept time says only its last process)."""
+    return max(float((record.details or {}).get("optimization_wall_s") or 0.0), record.provenance.wall_time_s)
+
+
 def _finite(x) -> float | None:
     x = float(x)
     return x if math.isfinite(x) else None
@@ -379,7 +394,7 @@ class NQSMethod(Method):
         budgets = {"max_steps": ran.max_steps, "max_minutes": ran.max_minutes}
         if want_r.model_copy(update=budgets).settings_hash() != ran.settings_hash():
             return None
-        wall = record.provenance.wall_time_s
+        wall = run_wall_seconds(record)
         if want.max_steps is not None and record.n_steps > want.max_steps:
             return None
         if want.max_minutes is not None and wall > 60 * want.max_minutes:
@@ -456,6 +471,7 @@ class NQSMethod(Method):
             details={**{k: flags[k] for k in ("model", "sampler", "optimizer")},
                      "start": flags["init"],          # what init = "auto" resolved to
                      "memory": driver.memory_plan.to_dict(), **({"init": start} if start else {}),
+                     **_optimization_wall(driver),
                      **({"spin_penalty": penalty} if penalty else {})},
             sector=flags["sector"],
             n_parameters=driver.n_parameters, n_steps=driver.step, converged=converged,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import time
 from functools import partial
 from pathlib import Path
 
@@ -32,8 +33,10 @@ jax.config.update("jax_enable_x64", True)
 
 TINY = 1e-300          # a guard against 0/0 where a weight sum can be empty
 
+# wall_s: seconds of optimization from step 0 to the end of the step, over every process of the run
+# (a resumed run adds to its checkpoint's; NaN where a checkpoint of older code did not keep it)
 TRACE_KEYS = ("energy", "error", "variance", "energy_imag", "acceptance", "tau_corr", "R_hat",
-              "update_norm", "lr", "beta", "effective_samples")
+              "update_norm", "lr", "beta", "effective_samples", "wall_s")
 
 
 class NQS:
@@ -363,6 +366,8 @@ class NQS:
             if hasattr(cb, "on_run_start"):
                 cb.on_run_start(self, n_steps)
         nk = self.ham.nk
+        walls = self.trace["wall_s"]
+        wall0, t0 = (walls[-1] if walls else 0.0), time.monotonic()
         try:
             while self.step < n_steps:
                 t = self.step
@@ -376,7 +381,8 @@ class NQS:
                        "variance": st.variance, "energy_imag": float(np.imag(st.mean)) / nk,
                        "acceptance": float(info["acceptance"]), "tau_corr": st.tau_corr,
                        "R_hat": st.R_hat, "update_norm": float(dnorm), "lr": lr_now,
-                       "beta": float(info.get("beta", math.nan)), "effective_samples": self.effective_samples}
+                       "beta": float(info.get("beta", math.nan)), "effective_samples": self.effective_samples,
+                       "wall_s": wall0 + (time.monotonic() - t0)}
                 for k in TRACE_KEYS:
                     self.trace[k].append(log[k])
                 self.params, self.opt_state, self.sampler_state = params, opt_state, sstate

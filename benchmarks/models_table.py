@@ -1,6 +1,8 @@
 """Issue 15's model comparison from existing records: one row per NQS record — system, geometry,
-k-mesh, model and its options, sampler (+setM: a semistochastic set of M), error per cell against exact (mHa, ± the Monte Carlo
-error), whether the plateau criterion held, steps, wall time — with CCSD and CCSD(T) beside it.
+k-mesh, model and its options, sampler (+setM: a semistochastic set of M), error per cell against
+exact (mHa, ± the Monte Carlo error), whether the plateau criterion held, steps, wall time of the
+whole run (every process of a resumed one, where its trace kept time) — with CCSD and CCSD(T)
+beside it.
 
     python benchmarks/models_table.py [--results results] [--references references] [--markdown]
 
@@ -21,16 +23,16 @@ from nqsbench.table import records_table
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def model_label(path) -> str:
-    m = read(path).settings.model
+def model_label(rec) -> str:
+    m = rec.settings.model
     opts = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
                      for k, v in m.model_dump().items() if k != "kind")
     return f"{m.kind}({opts})" if opts else m.kind
 
 
-def sampler_label(path) -> str:
+def sampler_label(rec) -> str:
     """The sampler, with the semistochastic set's size where there is one ("mcmc+set128")."""
-    smp = read(path).settings.sampler
+    smp = rec.settings.sampler
     return f"{smp.kind}+set{smp.deterministic}" if smp.deterministic else smp.kind
 
 
@@ -49,11 +51,12 @@ def main() -> None:
         same = refs[(refs.system == r.system) & (refs.geometry == r.geometry) & (refs.kmesh == r.kmesh)]
         ref = {m: same[same.method == m].delta_vs_exact_mha for m in ("ccsd", "ccsd_t")}
         err = r.energy_error * 1e3 if pd.notna(r.energy_error) and r.energy_error else None
-        rows.append({"system": r.system, "geometry": r.geometry, "kmesh": r.kmesh, "model": model_label(r.path),
-                     "sampler": sampler_label(r.path),
+        rec = read(r.path)
+        rows.append({"system": r.system, "geometry": r.geometry, "kmesh": r.kmesh, "model": model_label(rec),
+                     "sampler": sampler_label(rec),
                      "ΔE vs exact (mHa/cell)": (f"{r.delta_vs_exact_mha:+.3f}" + (f" ± {err:.3f}" if err else ""))
                      if pd.notna(r.delta_vs_exact_mha) else "",
-                     "converged": bool(r.converged), "steps": int(r.n_steps), "wall (s)": round(run_wall_seconds(read(r.path))),
+                     "converged": bool(r.converged), "steps": int(r.n_steps), "wall (s)": round(run_wall_seconds(rec)),
                      "CCSD": f"{ref['ccsd'].iloc[0]:+.3f}" if len(ref["ccsd"]) else "",
                      "CCSD(T)": f"{ref['ccsd_t'].iloc[0]:+.3f}" if len(ref["ccsd_t"]) else ""})
     table = pd.DataFrame(rows).sort_values(["system", "kmesh", "geometry", "sampler", "model"])

@@ -30,10 +30,10 @@ def model_label(rec) -> str:
     return f"{m.kind}({opts})" if opts else m.kind
 
 
-def sampler_label(rec) -> str:
+def sampler_label(row) -> str:
     """The sampler, with the semistochastic set's size where there is one ("mcmc+set128")."""
-    smp = rec.settings.sampler
-    return f"{smp.kind}+set{smp.deterministic}" if smp.deterministic else smp.kind
+    m = row.get("deterministic")
+    return f"{row.sampler}+set{int(m)}" if pd.notna(m) and m else row.sampler
 
 
 def main() -> None:
@@ -53,7 +53,7 @@ def main() -> None:
         err = r.energy_error * 1e3 if pd.notna(r.energy_error) and r.energy_error else None
         rec = read(r.path)
         rows.append({"system": r.system, "geometry": r.geometry, "kmesh": r.kmesh, "model": model_label(rec),
-                     "sampler": sampler_label(rec),
+                     "sampler": sampler_label(r),
                      "ΔE vs exact (mHa/cell)": (f"{r.delta_vs_exact_mha:+.3f}" + (f" ± {err:.3f}" if err else ""))
                      if pd.notna(r.delta_vs_exact_mha) else "",
                      "converged": bool(r.converged), "steps": int(r.n_steps), "wall (s)": round(run_wall_seconds(rec)),

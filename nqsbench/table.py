@@ -14,8 +14,8 @@ from pathlib import Path
 
 from .errors import RecordError
 
-COLUMNS = ["kind", "system", "geometry", "kmesh", "nk", "method", "model", "sampler", "seed", "init", "n_steps",
-           "converged", "failed", "energy_per_cell", "energy_error", "energy_per_atom", "energy_per_cell_raw",
+COLUMNS = ["kind", "system", "geometry", "kmesh", "nk", "method", "model", "sampler", "deterministic", "seed", "init",
+           "n_steps", "converged", "failed", "energy_per_cell", "energy_error", "energy_per_atom", "energy_per_cell_raw",
            "e_hf_per_cell", "e_corr_per_cell", "delta_vs_exact_mha", "gap", "band_mae_vs_exact_meV",
            "v_score", "variance", "madelung", "wall_time_s", "peak_memory_mb", "input_hash",
            "hamiltonian_hash", "git_commit", "created", "failure", "record", "path"]
@@ -63,6 +63,8 @@ def record_row(rec, path: Path) -> dict:
                    variance=rec.variance)
         if s.spin_penalty:
             row["spin_penalty"] = s.spin_penalty
+        if s.sampler.deterministic:
+            row["deterministic"] = s.sampler.deterministic     # Markov chains with a semistochastic set
     elif rec.kind == "nqs-bands":
         row.update(gap=rec.gap, seed=rec.ground_state.get("seed"), sampler=rec.ground_state.get("sampler"),
                    n_steps=rec.ground_state.get("n_steps"), method=f"{rec.method}-{rec.estimator}")

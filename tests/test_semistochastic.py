@@ -107,6 +107,21 @@ def test_the_nnbf_chains_use_the_set_by_default_and_the_rbm_chains_do_not():
     assert NQSTask(**task, deterministic=0).settings().sampler.deterministic == 0
 
 
+def test_the_table_tells_chains_with_a_set_from_plain_chains():
+    from pathlib import Path
+
+    from nqsbench.table import records_table
+
+    root = Path(__file__).resolve().parent.parent / "records"
+    df, errors = records_table([root / "defaults-auto" / "h-chain" / "d3.6_k1x1x4",
+                                root / "nnbf-mcmc-plain" / "h-chain" / "d3.6_k1x1x4"])
+    assert not errors
+    chains = df[(df["model"] == "nnbf") & (df["sampler"] == "mcmc")].set_index("path")["deterministic"]
+    assert len(chains) == 2
+    assert {p.split("/records/")[1].split("/")[0]: (0 if v != v else v) for p, v in chains.items()} == {
+        "defaults-auto": 128, "nnbf-mcmc-plain": 0}
+
+
 def test_the_plan_counts_the_set_beside_the_samples():
     mc = chains(hchain(2), deterministic=5)
     plan = mc.memory_plan

@@ -392,7 +392,8 @@ def run_nqs(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optional[
             max_steps: Optional[int] = typer.Option(None, "--max-steps", help="auto: at most this many steps "
                                                     "(default: exact 3000, mcmc 4000)"),
             max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="auto: stop (unconverged) "
-                                                        "after this many minutes"),
+                                                        "after this many minutes of optimization, resumed "
+                                                        "ones included"),
             seed: int = typer.Option(0, help="seed for parameters and sampling"),
             spin_penalty: float = typer.Option(0.0, "--spin-penalty", help="λ (Ha): optimize H + λ S², so the lowest "
                                                "singlet is found where a triplet lies below it (H chain N_k = 2 at "

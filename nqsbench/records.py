@@ -467,7 +467,8 @@ class NQSSettings(MethodSettings):
     optimizer: OptimizerSettings
     steps: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
     max_steps: int | None = Field(None, ge=1, description="steps = auto: at most this many steps")
-    max_minutes: float | None = Field(None, gt=0, description="steps = auto: stop after this many minutes")
+    max_minutes: float | None = Field(None, gt=0, description="steps = auto: stop after this many minutes of "
+                                       "optimization, a resumed run's earlier processes included")
     convergence: ConvergenceSettings = ConvergenceSettings()
     seed: int = Field(0, ge=0)
     init: Literal["auto", "hf", "random"] | Annotated[str, Field(pattern=r"^params:[0-9a-f]{16}$")] = Field(

@@ -66,6 +66,30 @@ def test_the_wall_time_of_a_resumed_run_counts_its_earlier_processes(tmp_path):
     assert np.isnan(NQS(ham, seed=4).run(5, resume=tmp_path / "b").trace_arrays["wall_s"]).all()
 
 
+def test_max_minutes_is_a_budget_for_the_whole_run(tmp_path):
+    """steps = auto's max_minutes counts a resumed run's earlier processes (the trace's wall_s),
+    as max_steps counts their steps: resumed after 1000 s, a 10-minute budget stops at the first
+    step, a 20-minute one does not; after a checkpoint that kept no wall_s, this process's clock."""
+    from nqsbench.nqs.convergence import AutoSteps
+
+    def auto(minutes):   # a tolerance no trace meets: only the budget can stop it
+        return AutoSteps(window=5, tol_mha=0.0, sigmas=0.0, max_minutes=minutes, check_every=1)
+
+    ham = hchain(2)
+    first = NQS(ham, seed=4).run(3)
+    first.trace["wall_s"][-1] = 1000.0
+    Checkpoint(tmp_path / "a").save(first)
+    spent = auto(10.0)
+    resumed = NQS(ham, seed=4).run(8, callbacks=[spent], resume=tmp_path / "a")
+    assert resumed.step == 4 and resumed.stopped_early and spent.stop_reason == "max_minutes 10 reached"
+    left = auto(20.0)
+    assert NQS(ham, seed=4).run(8, callbacks=[left], resume=tmp_path / "a").step == 8 and left.stop_reason is None
+    older = {k: v for k, v in first.state_arrays().items() if k != "trace/wall_s"}
+    (tmp_path / "b").mkdir()
+    np.savez(tmp_path / "b" / "ckpt_000003.npz", **older)
+    assert NQS(ham, seed=4).run(8, callbacks=[auto(10.0)], resume=tmp_path / "b").step == 8
+
+
 class Poison:
     def __call__(self, driver, step, log):
         if step == 2:

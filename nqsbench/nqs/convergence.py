@@ -78,9 +78,11 @@ class AutoSteps:
     """The driver callback of ``steps = "auto"``: at a plateau (at the current learning rate) with
     the rate above ``lr_final``, multiply the rate by ``decay`` (not below ``lr_final``) and go on;
     at a plateau at ``lr_final`` (or with ``lr_final`` = 0: no decay) stop, converged. Stops
-    unconverged after ``max_minutes`` of this process's run. Stateless but for the clock: the
-    learning rate lives in the driver (checkpointed) and the segment in the trace, so a resumed
-    run decides as an uninterrupted one would."""
+    unconverged after ``max_minutes`` of optimization over the whole run (the step log's
+    ``wall_s``, which counts a resumed run's earlier processes, as ``--max-steps`` counts their
+    steps; this process's clock where a checkpoint older than that column left it NaN). Stateless
+    but for the clock: the learning rate lives in the driver (checkpointed) and the segment in the
+    trace, so a resumed run decides as an uninterrupted one would."""
 
     def __init__(self, window: int, tol_mha: float, sigmas: float, decay: float = 0.5,
                  lr_final: float = 0.0, max_minutes: float | None = None, check_every: int = 5):
@@ -94,7 +96,10 @@ class AutoSteps:
         self._t0 = time.monotonic()
 
     def __call__(self, driver, step, log):
-        if self.max_minutes is not None and time.monotonic() - self._t0 > 60.0 * self.max_minutes:
+        elapsed = log.get("wall_s", math.nan)
+        if not math.isfinite(elapsed):
+            elapsed = time.monotonic() - self._t0
+        if self.max_minutes is not None and elapsed > 60.0 * self.max_minutes:
             self.stop_reason = f"max_minutes {self.max_minutes:g} reached"
             return True
         if (step + 1) % self.check_every:

@@ -90,6 +90,19 @@ def test_max_minutes_is_a_budget_for_the_whole_run(tmp_path):
     assert NQS(ham, seed=4).run(8, callbacks=[auto(10.0)], resume=tmp_path / "b").step == 8
 
 
+def test_the_guard_rewound_to_a_kept_trace_forgets_the_abandoned_steps():
+    """After a rollback the guard's best is the kept trace's lowest energy, so the restored path's
+    earlier (higher) energies do not read as a divergence against the abandoned steps' best."""
+    mf = NQS(hchain(2), seed=1).run(5)
+    guard = DivergenceGuard()
+    guard.best = min(mf.trace["energy"]) - 1.0          # as if abandoned steps had gone 1 Ha/cell lower
+    with pytest.raises(DivergenceError, match="rose"):
+        guard(mf, 5, {"energy": mf.trace["energy"][-1], "variance": 0.1})
+    guard.rewind(mf)
+    assert guard.best == min(mf.trace["energy"])
+    assert guard(mf, 5, {"energy": mf.trace["energy"][-1], "variance": 0.1}) is False
+
+
 class Poison:
     def __call__(self, driver, step, log):
         if step == 2:

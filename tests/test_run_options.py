@@ -62,6 +62,51 @@ def test_killed_run_resumes_from_the_step_checkpoint(tmp_path):
     assert len(a) == 53 and (a["energy"].to_numpy() == b["energy"].to_numpy()).all()
 
 
+def test_a_diverged_run_goes_back_and_on_at_half_the_rate(tmp_path):
+    """The divergence guard's error at step 33 (raised here by a callback): the run goes back to the
+    state kept at step 20 (the older of the two kept, 10 and 20 steps apart), halves the learning
+    rate, drops the checkpoint of the abandoned path and finishes; its first 20 steps are an
+    uninterrupted run's, the record says where it went back. Diverging again and again, it gives up
+    after two rollbacks and writes nothing."""
+    from nqsbench.nqs import DivergenceError
+
+    geom = catalog.load("h-chain").geometry({"d": 1.8}, (1, 1, 2))
+    store = Store.default(tmp_path / "refs", tmp_path / "res")
+    notes = []
+
+    def diverge_once(step, total, done=[]):
+        if step == 34 and not done:
+            done.append(step)
+            raise DivergenceError("step 33: energy rose (simulated)")
+
+    out = tmp_path / "r.json"
+    ctx = RunContext(resume=False, checkpoint_every=1e9, checkpoint_steps=10, on_step=diverge_once, log=notes.append)
+    store.run("nqs", geom, nqs_settings("exact", steps=53), path=out, force=True, ctx=ctx)
+    rec = read_record(out, ResultRecord)
+    assert rec.n_steps == 53 and rec.details["rollbacks"] == [
+        {"step": 33, "back_to_step": 20, "lr_scale": 0.5, "reason": "step 33: energy rose (simulated)"}]
+    assert any("back to step 20" in n for n in notes)
+    full = tmp_path / "full.json"
+    store.run("nqs", geom, nqs_settings("exact", steps=53), path=full, force=True,
+              ctx=RunContext(resume=False, checkpoint_every=1e9))
+    assert "rollbacks" not in read_record(full, ResultRecord).details
+    a, b = pd.read_csv(trace_path(out)), pd.read_csv(trace_path(full))
+    assert len(a) == 53 and (a["energy"][:20].to_numpy() == b["energy"][:20].to_numpy()).all()
+    assert (a["lr"][20:] == b["lr"][20:] / 2).all() and (a["energy"][20:].to_numpy() != b["energy"][20:].to_numpy()).any()
+    assert ckpts(out) == ["ckpt_000050.npz", "ckpt_000053.npz"]
+    assert (a["wall_s"].diff()[1:] > 0).all()
+
+    def diverge_always(step, total):
+        if step >= 5:
+            raise DivergenceError(f"step {step - 1}: energy rose (simulated)")
+
+    bad = tmp_path / "bad.json"
+    with pytest.raises(DivergenceError, match=r"after 2 rollbacks, down to 0.25× the learning rate"):
+        store.run("nqs", geom, nqs_settings("exact", steps=53), path=bad, force=True,
+                  ctx=RunContext(resume=False, checkpoint_every=1e9, on_step=diverge_always))
+    assert not bad.exists()
+
+
 # ----------------------------------------------------------------------------- reference caches
 def test_reference_honours_references_option_and_env(tmp_path, monkeypatch):
     packaged = references_dir() / "h-chain" / "d1.8_k1x1x2" / "hf.json"

@@ -7,7 +7,9 @@ Side files beside the record ``<stem>.json``: ``<stem>.trace.csv`` (one row per 
 ``ctx.checkpoint_every`` seconds, every ``ctx.checkpoint_steps`` steps and at the end); both hold the
 active orbitals, so they load on any build of the same integrals. The
 :class:`~nqsbench.nqs.DivergenceGuard` stops a run that turns NaN, rises far above its best
-energy, or whose Markov chains collapse; nothing is written then.
+energy, or whose Markov chains collapse; the run then goes back 10–20 steps and on at half the
+learning rate (:func:`run_with_rollback`, at most :data:`ROLLBACKS` times, each one said and kept in
+the record's ``details.rollbacks``); a run that diverges once more writes nothing.
 """
 from __future__ import annotations
 
@@ -32,6 +34,60 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_STEPS = {"exact": 3000, "mcmc": 4000}
 DEFAULT_WINDOW = {"exact": 50, "mcmc": 100}
 DEFAULT_TOL_MHA = {"exact": 0.01, "mcmc": 0.05}
+
+
+# A run stopped by the divergence guard goes back to a state kept 10–20 steps earlier and on at half
+# the learning rate, at most this many times. The RBM's Markov chains with the defaults of
+# session 22 (α = 4, random start, no trust region at 16 spin-orbitals) diverged on the H chain
+# N_k = 4 at d = 3.0, 3.2 and 3.6 (steps 29, 57, 380: rises of 0.18–0.43 Ha/cell in a step).
+ROLLBACKS = 2
+
+
+def run_with_rollback(driver, n_steps: int, callbacks, resume=None, ckpt_dir=None, note=None,
+                      rollbacks: int = ROLLBACKS) -> list[dict]:
+    """``driver.run(n_steps, callbacks, resume)``; when the :class:`~nqsbench.nqs.DivergenceGuard`
+    among ``callbacks`` stops it, load the state a :class:`~nqsbench.nqs.Rollback` kept (10–20 steps
+    before), halve ``driver.lr_scale`` and go on, at most ``rollbacks`` times (then the last
+    DivergenceError, saying what was tried). Checkpoints in ``ckpt_dir`` newer than that state
+    are removed (they are of the abandoned path); the trace's ``wall_s`` keeps the time of the
+    abandoned steps. ``note(line)`` hears of each rollback. Returns one dict per rollback."""
+    from ..nqs import DivergenceError, DivergenceGuard, Rollback
+    from ..nqs.callbacks import _CKPT
+
+    keep = Rollback()
+    callbacks = [*callbacks, keep]
+    events: list[dict] = []
+    while True:
+        try:
+            driver.run(n_steps, callbacks=callbacks, resume=resume)
+            return events
+        except DivergenceError as exc:
+            back = keep.fallback()
+            if back is None or len(events) >= rollbacks:
+                if events:
+                    raise DivergenceError(f"{exc} (after {len(events)} rollbacks, down to "
+                                          f"{driver.lr_scale:g}× the learning rate)") from None
+                raise
+            walls = driver.trace.get("wall_s") or []
+            spent = walls[-1] if walls else math.nan
+            tripped, scale = driver.step - 1, driver.lr_scale * 0.5   # half the rate it diverged at
+            driver.load_state_arrays(back)
+            driver.lr_scale = scale
+            for cb in callbacks:
+                if isinstance(cb, DivergenceGuard):
+                    cb.rewind(driver)
+            if driver.trace.get("wall_s") and math.isfinite(spent):
+                driver.trace["wall_s"][-1] = spent       # the abandoned steps' time still counts
+            if ckpt_dir is not None and ckpt_dir.is_dir():
+                for p in ckpt_dir.iterdir():
+                    if (m := _CKPT.search(p.name)) and int(m.group(1)) > driver.step:
+                        p.unlink(missing_ok=True)
+            events.append({"step": tripped, "back_to_step": driver.step, "lr_scale": driver.lr_scale,
+                           "reason": str(exc)})
+            if note is not None:
+                note(f"diverged at step {tripped} ({exc}); back to step {driver.step}, on at "
+                     f"{driver.lr_scale:g}× the learning rate (rollback {len(events)} of {rollbacks})")
+            resume = None
 
 
 class CheckpointMismatchError(NqsbenchError):
@@ -435,7 +491,8 @@ class NQSMethod(Method):
         if ctx.on_step is not None:
             callbacks.append(lambda driver, step, log: ctx.on_step(step + 1, s.step_budget) or False)
         try:
-            driver.run(s.step_budget, callbacks=callbacks, resume=resume)
+            rollbacks = run_with_rollback(driver, s.step_budget, callbacks, resume=resume, ckpt_dir=ckpt_dir,
+                                          note=ctx.log or log.warning)
         except ValueError as exc:        # a checkpoint that does not belong to this run
             raise CheckpointMismatchError(f"--resume from {ckpt_dir}: {exc}") from None
         if driver.rephased and ctx.log is not None:
@@ -444,7 +501,7 @@ class NQSMethod(Method):
         converged, why = verdict(driver, s, auto)
         record = self.record(driver, geom, s, converged, why,
                              trace_file=trace_path(ctx.path).name if ctx.path else None, start=start,
-                             evaluator=evaluator)
+                             evaluator=evaluator, rollbacks=rollbacks)
         if ctx.path is not None:
             save_params(driver, params_path(ctx.path))
             write_trace_csv(trace_path(ctx.path), driver.trace_arrays)
@@ -452,7 +509,7 @@ class NQSMethod(Method):
 
     def record(self, driver, geom, s: NQSSettings, converged: bool, convergence: str,
                trace_file: str | None = None, start: dict | None = None,
-               evaluator=None) -> ResultRecord:
+               evaluator=None, rollbacks: list[dict] | None = None) -> ResultRecord:
         """The record of a finished driver (energies per cell; the final estimate's statistics;
         ``converged``/``convergence``: :func:`verdict`; ``start``: :func:`start_from_params`).
         A run of H + λ S² records ⟨H⟩ (:func:`plain_energy`, on ``evaluator`` or one made here)
@@ -472,6 +529,7 @@ class NQSMethod(Method):
                      "start": flags["init"],          # what init = "auto" resolved to
                      "memory": driver.memory_plan.to_dict(), **({"init": start} if start else {}),
                      **_optimization_wall(driver),
+                     **({"rollbacks": rollbacks} if rollbacks else {}),
                      **({"spin_penalty": penalty} if penalty else {})},
             sector=flags["sector"],
             n_parameters=driver.n_parameters, n_steps=driver.step, converged=converged,

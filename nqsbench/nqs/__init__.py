@@ -7,7 +7,7 @@
 Knows nothing of PySCF: takes a :class:`nqsbench.hamiltonian.Hamiltonian`.
 """
 from .callbacks import (Checkpoint, CheckpointError, DivergenceError, DivergenceGuard, EarlyStopping,
-                        ProgressBar, latest_checkpoint, load_checkpoint, load_latest_checkpoint)
+                        ProgressBar, Rollback, latest_checkpoint, load_checkpoint, load_latest_checkpoint)
 from .driver import NQS
 from .hilbert import Sector
 from . import models
@@ -20,5 +20,5 @@ from .stats import Stats, importance_statistics, statistics
 __all__ = ["NQS", "RBM", "models", "SR", "CosineDecay", "Sector", "ExactSampler", "MetropolisSampler",
            "FermionHamiltonian", "make_local_energy", "v_score", "force", "jacobian", "sr_direction", "Stats", "statistics",
            "importance_statistics",
-           "Checkpoint", "DivergenceError", "DivergenceGuard", "EarlyStopping", "ProgressBar",
+           "Checkpoint", "DivergenceError", "DivergenceGuard", "EarlyStopping", "ProgressBar", "Rollback",
            "latest_checkpoint", "load_checkpoint", "load_latest_checkpoint", "CheckpointError"]

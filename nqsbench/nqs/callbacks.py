@@ -87,6 +87,18 @@ class DivergenceGuard:
     def on_run_start(self, driver, n_steps):
         self._variances, self._frozen, self._split = [], 0, 0
 
+    def rewind(self, driver) -> None:
+        """After the driver went back to an earlier state (:class:`Rollback`): the best energy is
+        the lowest of the trace it kept, not one of the abandoned steps (against which the
+        earlier, higher energies of the restored path would read as a divergence)."""
+        e = np.asarray(driver.trace["energy"], dtype=float)
+        err = np.asarray(driver.trace["error"], dtype=float)
+        self.best, self.best_error = math.inf, 0.0
+        if len(e):
+            i = int(np.argmin(e))
+            self.best, self.best_error = float(e[i]), (float(err[i]) if math.isfinite(err[i]) else 0.0)
+        self._variances, self._frozen, self._split = [], 0, 0
+
     @staticmethod
     def markov_chain(driver) -> bool:
         """True when the driver samples with Markov chains (acceptance and R̂ mean something)."""
@@ -273,6 +285,40 @@ class Checkpoint:
         for p in olds[:-self.keep] if self.keep else []:
             p.unlink(missing_ok=True)
         return path
+
+
+class Rollback:
+    """Keep the driver's state (:meth:`NQS.state_arrays`, in memory) at the run's start and every
+    ``every_steps`` steps, the newest two, so that a run the :class:`DivergenceGuard` stops can go
+    back to before the divergence (:meth:`fallback`: the older of the two, 10–20 steps before the
+    step that tripped the guard, which may already be climbing) and on at a lower learning rate
+    (``nqsbench.methods.nqs.run_with_rollback``). Put it after the guard: a state the guard
+    rejects is never kept."""
+
+    def __init__(self, every_steps: int = 10):
+        self.every_steps = int(every_steps)
+        self._states: list[dict] = []
+
+    def on_run_start(self, driver, n_steps):
+        if not self._states:            # the start, fresh or resumed, is the first fallback
+            self._keep(driver)
+
+    def __call__(self, driver, step, log):
+        if driver.step % self.every_steps == 0:
+            self._keep(driver)
+        return False
+
+    def _keep(self, driver) -> None:
+        state = driver.state_arrays()
+        state["meta"] = json.loads(str(state["meta"]))      # as load_checkpoint returns it
+        self._states = (self._states + [state])[-2:]
+
+    def fallback(self) -> dict | None:
+        """The state to go back to (None before the run started); from then on the only one kept."""
+        if not self._states:
+            return None
+        self._states = self._states[:1]
+        return self._states[0]
 
 
 class CheckpointError(NqsbenchError):

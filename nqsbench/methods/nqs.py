@@ -37,9 +37,10 @@ DEFAULT_TOL_MHA = {"exact": 0.01, "mcmc": 0.05}
 
 
 # A run stopped by the divergence guard goes back to a state kept 10–20 steps earlier and on at half
-# the learning rate, at most this many times. The RBM's Markov chains with the defaults of
-# session 22 (α = 4, random start, no trust region at 16 spin-orbitals) diverged on the H chain
-# N_k = 4 at d = 3.0, 3.2 and 3.6 (steps 29, 57, 380: rises of 0.18–0.43 Ha/cell in a step).
+# the learning rate, at most this many times. The RBM's Markov chains with the defaults (α = 4,
+# random start, no trust region at 16 spin-orbitals) diverged on the H chain N_k = 4 at d = 2.2,
+# 3.0, 3.2 and 3.6 (steps 76, 29, 57, 380: rises of 0.17–0.56 Ha/cell in a step) and wrote nothing;
+# with rollbacks they finish (d = 3.0: back twice, converged at +6.0 mHa/cell: saved, not accurate).
 ROLLBACKS = 2
 
 

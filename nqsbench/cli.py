@@ -657,7 +657,7 @@ def bands_cmd(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optiona
     from .errors import CatalogError
     from .methods import RunContext
     from .bandstructure import band_method_label
-    from .methods.nqs_bands import GROUND_STATE_SPIN_PENALTY, bands_settings, default_band_method
+    from .methods.nqs_bands import GROUND_STATE_SPIN_PENALTY, bands_settings, check_control, default_band_method
     from .store import read
     from .units import HARTREE_TO_EV
 
@@ -695,7 +695,7 @@ def bands_cmd(system: str, param: Optional[List[str]] = ParamOpt, kmesh: Optiona
         except ValidationError as exc:
             raise _settings_error("band setting", exc, _BAND_OPTIONS) from None
 
-    settings_for(gs)           # bad options: one line before anything runs
+    check_control(geom, settings_for(gs))     # bad options: one line before anything runs
     log = _log_after(f"ground state's sampler auto → {sampler}: {why}" if why else None)
     gs_path = store.path("nqs", geom, gs)
     if gs_path.exists():       # the run already made (whatever its steps): its bands

@@ -197,3 +197,33 @@ def test_bands_cli_bad_estimator():
 
     r = CliRunner().invoke(app, ["bands", "h-chain", "--estimator", "magic"])
     assert r.exit_code == 2 and "--estimator" in r.output
+
+
+def test_monte_carlo_bands_past_exact_diagonalization(tmp_path):
+    """The Monte Carlo estimator needs no exact record (it is compared with exact where that exists,
+    not computed for it), so it runs past exact diagonalization; the control there is refused in one
+    line naming --no-control before any work (H chain N_k = 8: 20.7 M determinants)."""
+    from typer.testing import CliRunner
+
+    from nqsbench import catalog
+    from nqsbench.cli import app
+    from nqsbench.methods.nqs import nqs_settings
+    from nqsbench.methods.nqs_bands import bands_settings
+    from nqsbench.store import Store
+
+    r = CliRunner().invoke(app, ["bands", "h-chain", "-k", "1,1,8", "--estimator", "mc", "--results",
+                                 str(tmp_path / "res8"), "--references", str(tmp_path / "refs8")])
+    assert r.exit_code == 2 and "--no-control" in r.output and "20,705,236" in r.output, r.output
+    assert not (tmp_path / "res8").exists() or not list((tmp_path / "res8").rglob("*.json"))
+
+    geom = catalog.load("h-chain").geometry({"d": 2.2}, (1, 1, 2))
+    store = Store.default(tmp_path / "refs", tmp_path / "res")
+    gs = nqs_settings("exact", steps=40)
+    store.run("nqs", geom, gs)
+    mc = bands_settings(gs, estimator="monte_carlo", samples=256, chains=8, control=False)
+    rec = store.run("nqs_bands", geom, mc, force=True).record
+    assert "nqs_vs_exact" not in rec.errors and not list((tmp_path / "refs").rglob("exact.json"))
+    assert np.isfinite(rec.gap)
+    store.run("exact", geom, force=True)
+    again = store.run("nqs_bands", geom, mc, force=True).record
+    assert again.errors["nqs_vs_exact"]["n"] > 0 and again.gap == rec.gap     # same samples, now compared

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..bandstructure import CONTROL_STYLE, NQS_STYLE, band_errors, band_method_label, gap, plot_bands
-from ..errors import RecordError
+from ..errors import MemoryBudgetError, RecordError, SectorTooLargeError
 from ..records import Band, BandRecord, NQSBandsSettings, ResultRecord
 from .base import Dependency, Method, RunContext
 from .nqs import nqs_settings
@@ -366,6 +366,19 @@ def exact_sector_control(ham, degenerate: float = 1e-6, spin_penalty: float = 0.
                          meta={"k0": k0, "s2": [row["s2"] for row in rows]})
 
 
+def check_control(geom, s: NQSBandsSettings, max_dim: int | None = None) -> None:
+    """Refuse (one line naming ``--no-control``) bands whose control — the same method on the exact
+    ground state — needs a sector past exact diagonalization or the memory budget; before any work."""
+    from .exact import MAX_DIM, check_exact_feasible
+
+    if not s.control:
+        return
+    try:
+        check_exact_feasible(geom, max_dim or MAX_DIM, bands=True)
+    except (SectorTooLargeError, MemoryBudgetError) as exc:
+        raise type(exc)(f"--control builds the bands on the exact ground state: {exc}; or pass --no-control") from None
+
+
 def exact_control(ham, s_threshold: float, order: int = 0):
     """The subspace (``order`` > 0: the Krylov space of that order) built on the exact ground
     state (lowest singlet of the N sector)."""
@@ -392,8 +405,11 @@ class NQSBands(Method):
         return f"{get('nqs').record_name(s.ground_state, label)}.bands-{space}{s.estimator}"
 
     def dependencies(self, s: NQSBandsSettings, label: str | None = None) -> list[Dependency]:
+        # the Monte Carlo estimator needs no sector vectors, so it runs past exact diagonalization
+        # (H chain N_k = 8): there it is compared with EOM-CCSD and HF, and with exact where that
+        # record exists; the exact estimator computes exact first (it is as feasible as exact is)
         return [Dependency("ground_state", "nqs", s.ground_state, label, required=True, pinned=True),
-                Dependency("exact", "exact", required=True),
+                Dependency("exact", "exact", required=s.estimator == "exact"),
                 Dependency("eom_ccsd", "eom_ccsd", required=False),
                 Dependency("hf", "hf", required=False)]
 
@@ -420,6 +436,7 @@ class NQSBands(Method):
             model, sector, params = ground_state_model(ham, result, ppath)
         except ValueError as exc:
             raise RecordError(str(exc)) from None
+        check_control(geom, s, ctx.options.get("max_dim"))
         rows = []
         if s.band_method == "sector":
             ckpt = ctx.checkpoint_dir

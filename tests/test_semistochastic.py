@@ -9,6 +9,8 @@ step's samples; a killed run resumes to the uninterrupted trace; plain sampling'
 hash is unchanged; the option is refused for exact sampling; the NNBF's chains use a set of 128
 by default, the RBM's none.
 """
+from pathlib import Path
+
 import numpy as np
 import jax.numpy as jnp
 import pytest
@@ -17,6 +19,8 @@ from jax.flatten_util import ravel_pytree
 from nqsbench.nqs import NQS, SR, Checkpoint, DivergenceGuard, MetropolisSampler, Sector, latest_checkpoint
 from nqsbench.nqs import bruteforce as bf
 from conftest import Kill, hchain
+
+RECORDS = Path(__file__).resolve().parent.parent / "records"     # committed records (read only)
 
 
 def chains(ham, deterministic, **kw):
@@ -86,8 +90,6 @@ def test_settings_hash_of_plain_sampling_is_unchanged_and_exact_sampling_refuses
 
 
 def test_the_nnbf_chains_use_the_set_by_default_and_the_rbm_chains_do_not():
-    from pathlib import Path
-
     from nqsbench.methods.nqs import nqs_settings
     from nqsbench.records import ResultRecord, read_record
     from nqsbench.suites import NQSTask
@@ -97,8 +99,7 @@ def test_the_nnbf_chains_use_the_set_by_default_and_the_rbm_chains_do_not():
     assert nqs_settings(sampler="mcmc", model="nnbf", deterministic=16).sampler.deterministic == 16
     assert nqs_settings(sampler="exact", model="nnbf").sampler.deterministic == 0
     # the RBM's chains keep plain sampling, and with it the settings hash of their committed records
-    root = Path(__file__).resolve().parent.parent
-    committed = read_record(root / "records" / "defaults-auto" / "h-chain" / "d1.8_k1x1x6"
+    committed = read_record(RECORDS / "defaults-auto" / "h-chain" / "d1.8_k1x1x6"
                             / "nqs-rbm-mcmc-s0-defaults.json", ResultRecord)
     assert nqs_settings(sampler="mcmc", model="rbm", max_minutes=30).settings_hash() == committed.settings_hash
     assert "deterministic" not in nqs_settings(sampler="mcmc", model="rbm").model_dump()["sampler"]
@@ -108,13 +109,10 @@ def test_the_nnbf_chains_use_the_set_by_default_and_the_rbm_chains_do_not():
 
 
 def test_the_table_tells_chains_with_a_set_from_plain_chains():
-    from pathlib import Path
-
     from nqsbench.table import records_table
 
-    root = Path(__file__).resolve().parent.parent / "records"
-    df, errors = records_table([root / "defaults-auto" / "h-chain" / "d3.6_k1x1x4",
-                                root / "nnbf-mcmc-plain" / "h-chain" / "d3.6_k1x1x4"])
+    df, errors = records_table([RECORDS / "defaults-auto" / "h-chain" / "d3.6_k1x1x4",
+                                RECORDS / "nnbf-mcmc-plain" / "h-chain" / "d3.6_k1x1x4"])
     assert not errors
     chains = df[(df["model"] == "nnbf") & (df["sampler"] == "mcmc")].set_index("path")["deterministic"]
     assert len(chains) == 2

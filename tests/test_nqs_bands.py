@@ -102,8 +102,13 @@ def test_exact_and_monte_carlo_estimators_agree():
     lp = np.asarray(model.log_psi(params, configs))
     p = np.exp(2 * (lp.real - lp.real.max()))
     xs = configs[np.random.default_rng(1).choice(len(p), size=(32, 256), p=p / p.sum())]
-    mc = subspace_monte_carlo(ham, model, params, xs, sector=sec)
+    lines = []
+    mc = subspace_monte_carlo(ham, model, params, xs, sector=sec, log=lines.append)
     assert abs(mc.e_ground - ex.e_ground) < 4 * mc.e_ground_error
+    # its progress: the probe's estimate for all 8192 samples × 4 (k, branch) blocks, then each block
+    assert lines[0].startswith("subspace mc: ~") and "for 8192 samples × 4 blocks" in lines[0], lines
+    assert len(lines) == 5 and lines[-1].startswith("subspace mc: hole k=1 done (8192 samples") and \
+        lines[-1].endswith("for the 0 blocks left)"), lines
     n_checked = 0
     for a, b in zip(mc.bands(ham), ex.bands(ham)):
         for br in ("electron", "hole"):

@@ -107,7 +107,8 @@ def nqs_subspace(ham, model, sector, params, s: NQSBandsSettings, memory_gb=None
     if s.band_method == "krylov":
         return krylov_monte_carlo(ham, model, params, np.asarray(xs), sector=sector, s_threshold=s.s_threshold,
                                   seed=s.seed, memory_gb=memory_gb, log=log)
-    return subspace_monte_carlo(ham, model, params, np.asarray(xs), sector=sector, s_threshold=s.s_threshold)
+    return subspace_monte_carlo(ham, model, params, np.asarray(xs), sector=sector, s_threshold=s.s_threshold,
+                                memory_gb=memory_gb, log=log)
 
 
 def _quasiparticle_sectors(ham, k0: int):

@@ -29,6 +29,7 @@ Two estimators of S, H and E(N):
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -389,7 +390,8 @@ def _jackknife(stat_fn, sums: list[np.ndarray], n_blocks: int):
 
 def subspace_monte_carlo(ham, model, params, xs, weights=None, sector: Sector | None = None,
                          s_threshold: float = DEFAULT_S_THRESHOLD, n_blocks: int | None = None,
-                         chunk_size: int | None = None, memory_gb: float | None = None) -> SubspaceBands:
+                         chunk_size: int | None = None, memory_gb: float | None = None,
+                         log=None) -> SubspaceBands:
     """Monte Carlo excitation-subspace bands from samples ``xs`` (n_chains, n_per_chain, 2M) of
     |Ψ|² (``weights`` the same shape for importance-weighted samples, else uniform).
 
@@ -399,7 +401,10 @@ def subspace_monte_carlo(ham, model, params, xs, weights=None, sector: Sector | 
     hold 32 × n_orb × (connections) amplitude ratios at once, gigabytes at graphene 2×2×1.
 
     Blocks for the jackknife: the chains when there are ≥ 8 of them (``n_blocks`` = n_chains),
-    else each chain is cut into consecutive pieces (n_blocks = 32 by default)."""
+    else each chain is cut into consecutive pieces (n_blocks = 32 by default).
+
+    ``log(line)``: the probe's time estimate for all samples and (k, branch) blocks, then one line
+    per block done (at the H chain N_k = 8 with the NNBF, 1 024 samples took over 30 minutes)."""
     sector = sector or Sector.from_hamiltonian(ham)
     flat, n_blocks, block_sum = blocked_samples(xs, weights, n_blocks)
     ham_hash = ham.hash          # a sha256 over the integrals: once, not per (k, branch)
@@ -407,16 +412,24 @@ def subspace_monte_carlo(ham, model, params, xs, weights=None, sector: Sector | 
     eloc_fn, *_ = memory.plan_local_energy(FermionHamiltonian(ham, sector), model, params, len(flat), budget,
                                            chunk_size)
     eloc = np.asarray(eloc_fn(params, flat))
+    seconds = None
     if chunk_size is None:       # every (k, branch) estimator has the same size: probe one
         create = sector.n_up < sector.n_spatial
-        per, _ = memory.probe_local_energy(
+        per, seconds = memory.probe_local_energy(
             lambda c: _compiled_local(ham, ham_hash, sector, model, 0, create, c), params, sector.hf_config)
         chunk_size = memory.choose_chunk(per, len(flat), budget)
+    n_groups = ham.nk * sum(0 <= sector.n_up + d <= sector.n_spatial for d in (1, -1))
+    if log is not None and seconds is not None:
+        total = seconds * len(flat) * n_groups
+        log(f"subspace mc: ~{seconds * 1e3:.2f} ms per sample and (k, branch) block: "
+            f"~{f'{total / 60:.0f} min' if total >= 120 else f'{total:.0f} s'} for {len(flat)} samples × "
+            f"{n_groups} blocks on this core (chunk {chunk_size})")
 
     w_b = block_sum(np.ones(len(flat)))
     e_b = block_sum(eloc)
     const = float(ham.constant)
     groups = {}
+    t0 = time.monotonic()
     for create in (True, False):
         n_target = sector.n_up + (1 if create else -1)
         if not 0 <= n_target <= sector.n_spatial:
@@ -425,6 +438,10 @@ def subspace_monte_carlo(ham, model, params, xs, weights=None, sector: Sector | 
             fn = _compiled_local(ham, ham_hash, sector, model, k, create, chunk_size)
             s_loc, h_loc = (np.asarray(a) for a in fn(params, jnp.asarray(flat)))
             groups[(create, k)] = (block_sum(s_loc), block_sum(h_loc))
+            if log is not None:
+                done_s, left = time.monotonic() - t0, n_groups - len(groups)
+                log(f"subspace mc: {'electron' if create else 'hole'} k={k} done ({len(flat)} samples, "
+                    f"{done_s:.0f} s so far; ~{done_s / len(groups) * left:.0f} s for the {left} blocks left)")
 
     def bands_of(e_mean, *mats):
         e_n = float(np.real(e_mean)) - const

@@ -108,7 +108,7 @@ def test_exact_and_monte_carlo_estimators_agree():
     # its progress: the probe's estimate for all 8192 samples × 4 (k, branch) blocks, then each block
     assert lines[0].startswith("subspace mc: ~") and "for 8192 samples × 4 blocks" in lines[0], lines
     assert len(lines) == 5 and lines[-1].startswith("subspace mc: hole k=1 done (8192 samples") and \
-        lines[-1].endswith("for the 0 blocks left)"), lines
+        lines[-1].endswith("for the 0 (k, branch) blocks left)"), lines
     n_checked = 0
     for a, b in zip(mc.bands(ham), ex.bands(ham)):
         for br in ("electron", "hole"):

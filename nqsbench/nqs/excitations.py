@@ -420,9 +420,8 @@ def subspace_monte_carlo(ham, model, params, xs, weights=None, sector: Sector | 
         chunk_size = memory.choose_chunk(per, len(flat), budget)
     n_groups = ham.nk * sum(0 <= sector.n_up + d <= sector.n_spatial for d in (1, -1))
     if log is not None and seconds is not None:
-        total = seconds * len(flat) * n_groups
         log(f"subspace mc: ~{seconds * 1e3:.2f} ms per sample and (k, branch) block: "
-            f"~{f'{total / 60:.0f} min' if total >= 120 else f'{total:.0f} s'} for {len(flat)} samples × "
+            f"{memory.run_estimate(seconds, len(flat), n_groups)} for {len(flat)} samples × "
             f"{n_groups} blocks on this core (chunk {chunk_size})")
 
     w_b = block_sum(np.ones(len(flat)))
@@ -439,9 +438,8 @@ def subspace_monte_carlo(ham, model, params, xs, weights=None, sector: Sector | 
             s_loc, h_loc = (np.asarray(a) for a in fn(params, jnp.asarray(flat)))
             groups[(create, k)] = (block_sum(s_loc), block_sum(h_loc))
             if log is not None:
-                done_s, left = time.monotonic() - t0, n_groups - len(groups)
-                log(f"subspace mc: {'electron' if create else 'hole'} k={k} done ({len(flat)} samples, "
-                    f"{done_s:.0f} s so far; ~{done_s / len(groups) * left:.0f} s for the {left} blocks left)")
+                log(memory.block_done("subspace mc", create, k, len(flat), time.monotonic() - t0, len(groups),
+                                      n_groups))
 
     def bands_of(e_mean, *mats):
         e_n = float(np.real(e_mean)) - const

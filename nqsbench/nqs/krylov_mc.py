@@ -297,9 +297,8 @@ def krylov_monte_carlo(ham, model, params, xs, weights=None, sector: Sector | No
             "or the exact estimator here, or raise the budget (NQSBENCH_MEMORY_GB)")
     chunk = max(1, min(chunk_size, int(memory.ELOC_SHARE * budget // max(per, 1))))
     if log is not None:
-        total = seconds * len(flat) * n_blocks_total
         log(f"krylov mc: {per / 1e6:.1f} MB of temporaries and ~{seconds:.2f} s per sample and (k, branch) "
-            f"block: ~{f'{total / 60:.0f} min' if total >= 120 else f'{total:.0f} s'} for {len(flat)} samples × "
+            f"block: {memory.run_estimate(seconds, len(flat), n_blocks_total)} for {len(flat)} samples × "
             f"{n_blocks_total} blocks on this core (chunk {chunk})")
     t0 = time.monotonic()
     for ib, create in enumerate((True, False)):
@@ -311,11 +310,8 @@ def krylov_monte_carlo(ham, model, params, xs, weights=None, sector: Sector | No
             sums += [block_sum(g), block_sum(t)]
             branches.append((create, k, len(sector.groups[k])))
             if log is not None:
-                done_s = time.monotonic() - t0
-                left = n_blocks_total - len(branches)
-                log(f"krylov mc: {'electron' if create else 'hole'} k={k} done ({len(flat)} samples, "
-                    f"{done_s:.0f} s so far; ~{done_s / len(branches) * left:.0f} s for the {left} (k, branch) "
-                    "blocks left)")
+                log(memory.block_done("krylov mc", create, k, len(flat), time.monotonic() - t0, len(branches),
+                                      n_blocks_total))
 
     def solve(e_mean, *mats):
         e_n = float(np.real(e_mean))

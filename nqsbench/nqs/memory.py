@@ -135,6 +135,21 @@ def _gemm_rate(n: int) -> float:
     return 8.0 * n ** 3 / max(best, 1e-9)
 
 
+def run_estimate(seconds: float, n_samples: int, n_blocks: int) -> str:
+    """"~N min" (from two minutes up) or "~N s": a Monte Carlo band estimator's whole run,
+    ``seconds`` per sample and (k, branch) block times samples times blocks (its pre-flight line)."""
+    total = seconds * n_samples * n_blocks
+    return f"~{total / 60:.0f} min" if total >= 120 else f"~{total:.0f} s"
+
+
+def block_done(name: str, create: bool, k: int, n_samples: int, elapsed: float, n_done: int, n_total: int) -> str:
+    """A Monte Carlo band estimator's progress line after its ``n_done``-th of ``n_total`` (k, branch)
+    blocks, ``elapsed`` seconds in, with the time left at that pace."""
+    left = n_total - n_done
+    return (f"{name}: {'electron' if create else 'hole'} k={k} done ({n_samples} samples, {elapsed:.0f} s so far; "
+            f"~{elapsed / n_done * left:.0f} s for the {left} (k, branch) blocks left)")
+
+
 def choose_chunk(per_config: int, n_configs: int, budget_bytes: int, device_bytes: int | None = None) -> int:
     """Configurations per local-energy batch: as many as :data:`WORKING_SET` (or, when smaller,
     :data:`ELOC_SHARE` of the budget) holds, at least 1, at most the batch and :data:`MAX_CHUNK`.

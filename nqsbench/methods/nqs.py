@@ -53,7 +53,7 @@ def run_with_rollback(driver, n_steps: int, callbacks, resume=None, ckpt_dir=Non
     are removed (they are of the abandoned path); the trace's ``wall_s`` keeps the time of the
     abandoned steps. ``note(line)`` hears of each rollback. Returns one dict per rollback."""
     from ..nqs import DivergenceError, DivergenceGuard, Rollback
-    from ..nqs.callbacks import _CKPT
+    from ..nqs.callbacks import discard_checkpoints_after
 
     keep = Rollback()
     callbacks = [*callbacks, keep]
@@ -79,10 +79,8 @@ def run_with_rollback(driver, n_steps: int, callbacks, resume=None, ckpt_dir=Non
                     cb.rewind(driver)
             if driver.trace.get("wall_s") and math.isfinite(spent):
                 driver.trace["wall_s"][-1] = spent       # the abandoned steps' time still counts
-            if ckpt_dir is not None and ckpt_dir.is_dir():
-                for p in ckpt_dir.iterdir():
-                    if (m := _CKPT.search(p.name)) and int(m.group(1)) > driver.step:
-                        p.unlink(missing_ok=True)
+            if ckpt_dir is not None:
+                discard_checkpoints_after(ckpt_dir, driver.step)
             events.append({"step": tripped, "back_to_step": driver.step, "lr_scale": driver.lr_scale,
                            "reason": str(exc)})
             if note is not None:

@@ -97,7 +97,6 @@ class DivergenceGuard:
         if len(e):
             i = int(np.argmin(e))
             self.best, self.best_error = float(e[i]), (float(err[i]) if math.isfinite(err[i]) else 0.0)
-        self._variances, self._frozen, self._split = [], 0, 0
 
     @staticmethod
     def markov_chain(driver) -> bool:
@@ -243,6 +242,17 @@ def latest_checkpoint(directory) -> Path | None:
         return None
     found = sorted((int(m.group(1)), p) for p in d.iterdir() if (m := _CKPT.search(p.name)))
     return found[-1][1] if found else None
+
+
+def discard_checkpoints_after(directory, step: int) -> None:
+    """Remove the ``ckpt_*.npz`` of ``directory`` written after ``step`` (those of a path a run
+    went back from: :class:`Rollback`), so that a resume never continues it."""
+    d = Path(directory)
+    if not d.is_dir():
+        return
+    for p in d.iterdir():
+        if (m := _CKPT.search(p.name)) and int(m.group(1)) > step:
+            p.unlink(missing_ok=True)
 
 
 class Checkpoint:
